@@ -1,0 +1,205 @@
+#!/usr/bin/env python3
+"""Render an Envoy bootstrap that runs the switchyard filter with a given policy.
+
+    python3 envoy/genconfig.py --policy examples/support-copilot/policy.json \\
+        --wasm target/wasm32-wasip1/release/switchyard_plugin.wasm \\
+        --upstream support_model_a=127.0.0.1:18001 ... --default-upstream 127.0.0.1:18000 \\
+        [--all-upstreams 127.0.0.1:18000] [--listener-port 10000] [--admin-port 9901] \\
+        [--access-log /dev/stdout] [-o envoy.yaml]
+
+The template is envoy/bootstrap.yaml.tmpl. The policy text is embedded verbatim as the plugin's
+google.protobuf.StringValue configuration (also when it is not valid JSON: Envoy, i.e. the filter,
+is the one to reject it). One static cluster is emitted for every cluster named by a policy
+variation, plus `default_upstream` (traffic that no flag routes). Standard library only.
+"""
+import argparse
+import json
+import os
+import string
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+TEMPLATE = os.path.join(HERE, "bootstrap.yaml.tmpl")
+DEFAULT_ROUTE_HEADER = "x-switchyard-cluster"
+DEFAULT_CLUSTER = "default_upstream"
+# Indentation of the `value:` key of the StringValue in the template (its content goes 2 deeper).
+_VALUE_INDENT = 18
+
+
+def policy_clusters(policy_text):
+    """Cluster names referenced by the policy's variations, in document order (best effort:
+    an unparsable policy yields [])."""
+    try:
+        doc = json.loads(policy_text)
+    except ValueError:
+        return []
+    out = []
+    flags = doc.get("flags") if isinstance(doc, dict) else None
+    for flag in flags if isinstance(flags, list) else []:
+        variations = flag.get("variations") if isinstance(flag, dict) else None
+        if not isinstance(variations, dict):
+            continue
+        for v in variations.values():
+            c = v.get("cluster") if isinstance(v, dict) else None
+            if isinstance(c, str) and c and c not in out:
+                out.append(c)
+    return out
+
+
+def policy_route_header(policy_text):
+    """The route header the policy asks for (`settings.route_header`), else
+    x-switchyard-cluster."""
+    try:
+        doc = json.loads(policy_text)
+    except ValueError:
+        return DEFAULT_ROUTE_HEADER
+    settings = doc.get("settings") if isinstance(doc, dict) else None
+    v = settings.get("route_header") if isinstance(settings, dict) else None
+    return v.lower() if isinstance(v, str) and v else DEFAULT_ROUTE_HEADER
+
+
+def _printable(ch):
+    o = ord(ch)
+    return ch in "\t\n" or (0x20 <= o <= 0x7E) or o == 0x85 or (0xA0 <= o <= 0xD7FF) \
+        or (0xE000 <= o <= 0xFFFD and o != 0xFEFF) or (0x10000 <= o <= 0x10FFFF)
+
+
+def yaml_string(text, indent=_VALUE_INDENT):
+    """A YAML scalar (to follow `key: ` whose key is at column `indent`) that reads back as
+    exactly `text`. A literal block when that is safe, else a double-quoted string."""
+    lines = text.split("\n")
+    body = lines[:-1] if text.endswith("\n") else lines
+    block_ok = (
+        text.strip() != ""
+        and all(_printable(c) for c in text)
+        and body and body[0] != "" and not body[0][0].isspace()
+        and all(line == line.rstrip(" \t") for line in body)
+        and "\t" not in "".join(line[:1] for line in body)
+    )
+    if block_ok:
+        stripped = text.rstrip("\n")
+        trailing = len(text) - len(stripped)
+        chomp = "-" if trailing == 0 else ("" if trailing == 1 else "+")
+        pad = " " * (indent + 2)
+        content = "\n".join(pad + line if line else "" for line in stripped.split("\n"))
+        extra = "\n" * (trailing - 1) if trailing > 1 else ""
+        return "|" + chomp + "\n" + content + extra
+    out = []
+    for ch in json.dumps(text, ensure_ascii=False)[1:-1]:
+        out.append(ch if _printable(ch) else "\\u%04x" % ord(ch) if ord(ch) <= 0xFFFF
+                   else "\\U%08x" % ord(ch))
+    return '"' + "".join(out) + '"'
+
+
+def _hostport(s):
+    host, _, port = s.rpartition(":")
+    if not host or not port.isdigit():
+        raise ValueError("expected HOST:PORT, got %r" % s)
+    return host, int(port)
+
+
+def render_clusters(upstreams):
+    """upstreams: ordered {cluster_name: (host, port)}."""
+    parts = []
+    for name, (host, port) in upstreams.items():
+        q = json.dumps(name)
+        parts.append(
+            "  - name: {q}\n"
+            "    type: STATIC\n"
+            "    connect_timeout: 2s\n"
+            "    load_assignment:\n"
+            "      cluster_name: {q}\n"
+            "      endpoints:\n"
+            "      - lb_endpoints:\n"
+            "        - endpoint:\n"
+            "            address:\n"
+            "              socket_address: {{address: {h}, port_value: {p}}}".format(
+                q=q, h=json.dumps(host), p=int(port)))
+    return "\n".join(parts)
+
+
+def render(policy_text, wasm_path, upstreams, default_upstream=None, listener_port=10000,
+           admin_port=9901, access_log_path="/dev/stdout", route_header=None,
+           listen_address="127.0.0.1", admin_address="127.0.0.1", node_id="local",
+           extra_clusters=()):
+    """Return the bootstrap YAML text.
+
+    upstreams: {cluster: (host, port)} for the policy's clusters (missing ones raise);
+    default_upstream: (host, port) for `default_upstream` (defaults to the first upstream);
+    extra_clusters: more cluster names to emit (must be in upstreams)."""
+    names = policy_clusters(policy_text)
+    for extra in extra_clusters:
+        if extra not in names:
+            names.append(extra)
+    if DEFAULT_CLUSTER in names:
+        names.remove(DEFAULT_CLUSTER)
+    missing = [n for n in names if n not in upstreams]
+    if missing:
+        raise ValueError("no upstream address for cluster(s): " + ", ".join(missing))
+    if default_upstream is None:
+        default_upstream = upstreams.get(DEFAULT_CLUSTER) or next(iter(upstreams.values()))
+    all_up = {n: upstreams[n] for n in names}
+    all_up[DEFAULT_CLUSTER] = default_upstream
+    with open(TEMPLATE) as f:
+        tmpl = string.Template(f.read())
+    return tmpl.substitute(
+        node_id=node_id,
+        admin_address=admin_address,
+        admin_port=int(admin_port),
+        listen_address=listen_address,
+        listener_port=int(listener_port),
+        access_log_path=json.dumps(access_log_path),
+        route_header=route_header or policy_route_header(policy_text),
+        wasm_path=json.dumps(wasm_path),
+        policy_value=yaml_string(policy_text),
+        clusters=render_clusters(all_up),
+    )
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--policy", required=True)
+    ap.add_argument("--wasm", required=True, help="path to switchyard_plugin.wasm as Envoy should read it")
+    ap.add_argument("--upstream", action="append", default=[], metavar="CLUSTER=HOST:PORT")
+    ap.add_argument("--all-upstreams", metavar="HOST:PORT",
+                    help="address for every cluster not given with --upstream")
+    ap.add_argument("--default-upstream", metavar="HOST:PORT")
+    ap.add_argument("--listener-port", type=int, default=10000)
+    ap.add_argument("--admin-port", type=int, default=9901)
+    ap.add_argument("--access-log", default="/dev/stdout")
+    ap.add_argument("--route-header")
+    ap.add_argument("--header-comment", help="text put as a comment at the top of the output")
+    ap.add_argument("-o", "--output", help="output file (default: standard output)")
+    args = ap.parse_args(argv)
+
+    with open(args.policy, encoding="utf-8") as f:
+        policy_text = f.read()
+    upstreams = {}
+    for spec in args.upstream:
+        name, _, hp = spec.partition("=")
+        upstreams[name] = _hostport(hp)
+    if args.all_upstreams:
+        for name in policy_clusters(policy_text):
+            upstreams.setdefault(name, _hostport(args.all_upstreams))
+    default = _hostport(args.default_upstream) if args.default_upstream else \
+        (_hostport(args.all_upstreams) if args.all_upstreams else None)
+    if not upstreams and default:
+        upstreams[DEFAULT_CLUSTER] = default
+    try:
+        text = render(policy_text, args.wasm, upstreams, default, args.listener_port,
+                      args.admin_port, args.access_log, args.route_header)
+    except ValueError as e:
+        ap.error(str(e))
+    if args.header_comment:
+        text = "".join("# " + line + "\n" if line else "#\n"
+                       for line in args.header_comment.split("\n")) + text
+    if args.output:
+        with open(args.output, "w", encoding="utf-8") as f:
+            f.write(text)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,134 @@
+//! The `switchyard` command: `check` a policy, `eval` requests against it.
+//!
+//! Exit codes: 0 success; 1 an invalid policy (`check`, `eval`) or at least one bad request
+//! line (`eval`, after all lines are done); 2 a usage error or a file that cannot be read.
+
+use std::io::{self, BufRead, BufWriter, Write};
+use std::process::ExitCode;
+
+use switchyard_policy::{load, CompiledPolicy, Request};
+
+const USAGE: &str = "usage:
+  switchyard check POLICY             validate a policy; print a summary or every error
+  switchyard eval POLICY [REQUESTS]   evaluate JSON-lines requests (file or standard input)";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+        ["check", policy] => check(policy),
+        ["eval", policy] => eval(policy, None),
+        ["eval", policy, requests] => eval(policy, Some(requests)),
+        ["-h" | "--help" | "help"] => {
+            println!("{USAGE}");
+            ExitCode::SUCCESS
+        }
+        _ => {
+            eprintln!("{USAGE}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Reads and compiles a policy, printing every error on standard error.
+fn load_policy(path: &str) -> Result<CompiledPolicy, ExitCode> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        eprintln!("switchyard: cannot read {path}: {e}");
+        ExitCode::from(2)
+    })?;
+    load(&text).map_err(|errors| {
+        for e in errors.iter() {
+            eprintln!("{e}");
+        }
+        eprintln!("{path}: {} error(s); policy refused", errors.len());
+        ExitCode::from(1)
+    })
+}
+
+fn check(path: &str) -> ExitCode {
+    match load_policy(path) {
+        Err(code) => code,
+        Ok(policy) => {
+            let flags = policy.flags();
+            let disabled = flags.iter().filter(|f| !f.enabled).count();
+            println!(
+                "ok: policy {} ({}): {} flag(s) ({} disabled), {} segment(s), {} tenant consent record(s)",
+                policy.version(),
+                policy.environment().unwrap_or("no environment"),
+                flags.len(),
+                disabled,
+                policy.segment_count(),
+                policy.consent_tenant_count(),
+            );
+            for f in flags {
+                println!(
+                    "  {}: variations {}{}{}",
+                    f.key,
+                    f.variations.join(", "),
+                    f.feature_class
+                        .as_deref()
+                        .map(|c| format!("; consent class {c}"))
+                        .unwrap_or_default(),
+                    if f.enabled { "" } else { "; DISABLED" }
+                );
+            }
+            ExitCode::SUCCESS
+        }
+    }
+}
+
+/// Streams requests line by line; a bad line gets an error line and the run goes on.
+fn eval(policy_path: &str, requests: Option<&str>) -> ExitCode {
+    let policy = match load_policy(policy_path) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    let input: Box<dyn BufRead> = match requests {
+        None => Box::new(io::stdin().lock()),
+        Some(path) => match std::fs::File::open(path) {
+            Ok(f) => Box::new(io::BufReader::new(f)),
+            Err(e) => {
+                eprintln!("switchyard: cannot read {path}: {e}");
+                return ExitCode::from(2);
+            }
+        },
+    };
+    let mut out = BufWriter::new(io::stdout().lock());
+    let mut bad_lines = 0usize;
+    for (n, line) in input.lines().enumerate() {
+        let line_no = n + 1;
+        let written = match line {
+            Err(e) => {
+                bad_lines += 1;
+                error_line(&mut out, line_no, &format!("cannot read: {e}"))
+            }
+            Ok(line) if line.trim().is_empty() => continue,
+            Ok(line) => match Request::from_json(&line) {
+                Ok(req) => writeln!(out, "{}", policy.eval_json(&policy.evaluate(&req))),
+                Err(e) => {
+                    bad_lines += 1;
+                    error_line(&mut out, line_no, &e)
+                }
+            },
+        };
+        if written.is_err() {
+            // Standard output closed (e.g. piped into `head`): stop quietly.
+            return ExitCode::SUCCESS;
+        }
+    }
+    if out.flush().is_err() {
+        return ExitCode::SUCCESS;
+    }
+    if bad_lines > 0 {
+        eprintln!("switchyard: {bad_lines} bad request line(s)");
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+fn error_line(out: &mut impl Write, line: usize, message: &str) -> io::Result<()> {
+    let obj = serde_json::json!({"line": line, "error": format!("line {line}: {message}")});
+    writeln!(out, "{obj}")?;
+    eprintln!("switchyard: line {line}: {message}");
+    Ok(())
+}

@@ -1,0 +1,709 @@
+//! Resolves every name in a [`PolicyDoc`] and compiles it into a [`CompiledPolicy`]: attribute
+//! indices instead of names, hash sets, regexes, cumulative split ranges, one consent table
+//! keyed by tenant, and the exposure text that does not change per request. A reference that
+//! does not resolve is an error with its place; nothing is compiled if there is any.
+
+use std::collections::{HashMap, HashSet};
+
+use crate::document::{field, index, is_printable_ascii};
+use crate::error::PolicyErrors;
+use crate::matching::{CompiledClause, FastMap, Test, ValueSet};
+use crate::model::*;
+use crate::render;
+
+/// Header-name prefix that switchyard owns outright: a client copy of any header starting with
+/// it is removed before anything reads the request.
+pub const OWNED_PREFIX: &str = "x-switchyard-";
+
+/// How the filter presents its work; see the README's header reference.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The header the Envoy route reads with `cluster_header`.
+    pub route_header: String,
+    /// The RFC 8941 list with one item per decision.
+    pub exposure_header: String,
+    /// The policy version.
+    pub version_header: String,
+    /// Also return the exposure headers on the response (for debugging).
+    pub response_headers: bool,
+    /// Put the raw assignment-unit id into exposure (off by default).
+    pub expose_unit_ids: bool,
+}
+
+/// A flag's names, for metrics and summaries.
+#[derive(Debug, Clone)]
+pub struct FlagInfo {
+    pub key: String,
+    pub variations: Vec<String>,
+    pub feature_class: Option<String>,
+    pub enabled: bool,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) enum AttrSource {
+    Header(String),
+    Cookie(String),
+    Query(String),
+    Builtin(Builtin),
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct CompiledConsent {
+    pub tenant_attribute: usize,
+    pub modes: Vec<ConsentMode>,
+    /// Tenant → state per class (indexed like `modes`).
+    pub tenants: FastMap<Box<[ConsentState]>>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub(crate) struct CompiledScope {
+    pub path_prefix: Option<String>,
+    pub host: Option<String>,
+    pub method: Option<String>,
+    pub header_present: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct CompiledVariation {
+    pub name: String,
+    pub cluster: Option<String>,
+    pub attributes: Vec<(String, String)>,
+    /// The start of this variation's exposure item: `"flag";variation="name"`.
+    pub exposure_item: String,
+    /// The variation's attributes as exposure parameters: `;attr.model_route="x"`.
+    pub exposure_attributes: String,
+    /// Plain attribute headers (name, value) stamped when this variation decides the route.
+    pub attribute_headers: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct CompiledSplit {
+    pub total: u64,
+    /// (variation, running weight sum) in listed order.
+    pub ends: Vec<(usize, u64)>,
+}
+
+impl CompiledSplit {
+    pub fn pick(&self, point: u64) -> usize {
+        self.ends
+            .iter()
+            .find(|(_, end)| *end > point)
+            .or(self.ends.last())
+            .map(|(v, _)| *v)
+            .unwrap_or(0)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub(crate) enum CompiledServe {
+    Variation(usize),
+    Split(CompiledSplit),
+}
+
+#[derive(Debug, Clone)]
+pub(crate) enum CompiledCondition {
+    Segment(usize),
+    Clause(CompiledClause),
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct CompiledRule {
+    pub name: Option<String>,
+    pub conditions: Vec<CompiledCondition>,
+    pub serve: CompiledServe,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct CompiledOverride {
+    pub attribute: usize,
+    pub values: ValueSet,
+    pub variation: usize,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum CompiledDenied {
+    Serve(usize),
+    Reject(u16),
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct CompiledFlag {
+    pub key: String,
+    pub enabled: bool,
+    pub scope: CompiledScope,
+    /// (consent class index, what to do when denied)
+    pub consent: Option<(usize, CompiledDenied)>,
+    pub unit: Option<usize>,
+    pub unit_name: Option<String>,
+    pub salt: String,
+    pub variations: Vec<CompiledVariation>,
+    pub off_variation: usize,
+    pub overrides: Vec<CompiledOverride>,
+    pub rules: Vec<CompiledRule>,
+    pub default: CompiledServe,
+}
+
+/// A policy ready to evaluate. Build it with [`crate::load`].
+#[derive(Debug, Clone)]
+pub struct CompiledPolicy {
+    pub(crate) version: String,
+    pub(crate) environment: Option<String>,
+    pub(crate) attributes: Vec<AttrSource>,
+    pub(crate) consent: Option<CompiledConsent>,
+    pub(crate) segments: Vec<Vec<CompiledClause>>,
+    pub(crate) flags: Vec<CompiledFlag>,
+    pub(crate) flag_infos: Vec<FlagInfo>,
+    pub(crate) settings: Settings,
+    /// Lower-case names of the request headers the policy reads.
+    pub(crate) header_names: Vec<String>,
+    /// Header names switchyard sets, besides everything under [`OWNED_PREFIX`].
+    pub(crate) owned_headers: HashSet<String>,
+    pub(crate) segment_count: usize,
+    pub(crate) consent_tenant_count: usize,
+}
+
+impl CompiledPolicy {
+    pub fn version(&self) -> &str {
+        &self.version
+    }
+
+    pub fn environment(&self) -> Option<&str> {
+        self.environment.as_deref()
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    pub fn flags(&self) -> &[FlagInfo] {
+        &self.flag_infos
+    }
+
+    /// Lower-case names of the request headers the policy reads (context attributes, cookies,
+    /// `header_present` scopes), so a host can fetch only those.
+    pub fn header_names(&self) -> &[String] {
+        &self.header_names
+    }
+
+    pub fn segment_count(&self) -> usize {
+        self.segment_count
+    }
+
+    pub fn consent_tenant_count(&self) -> usize {
+        self.consent_tenant_count
+    }
+
+    /// Whether a request header (name in lower case) is one switchyard owns, so a client's
+    /// copy must be removed: the route header, the exposure headers, attribute headers, and
+    /// everything starting with `x-switchyard-`.
+    pub fn is_owned_header(&self, lowercase_name: &str) -> bool {
+        lowercase_name.starts_with(OWNED_PREFIX) || self.owned_headers.contains(lowercase_name)
+    }
+}
+
+/// Resolves names and compiles; every unresolved reference is reported with its place.
+pub fn compile(doc: PolicyDoc) -> Result<CompiledPolicy, PolicyErrors> {
+    let mut c = Compiler {
+        errors: PolicyErrors::default(),
+        attr_index: HashMap::new(),
+        attributes: Vec::new(),
+    };
+    if !is_printable_ascii(&doc.version) {
+        c.errors.push("version", "must be printable ASCII (it travels in HTTP headers)");
+    }
+    for (name, builtin) in Builtin::ALL {
+        c.add_attribute(name, AttrSource::Builtin(builtin));
+    }
+    for (name, source) in &doc.context {
+        let place = field("context", name);
+        let source = match source {
+            Source::Header(h) => {
+                let owned = h.starts_with(OWNED_PREFIX)
+                    || [
+                        &doc.settings.route_header,
+                        &doc.settings.exposure_header,
+                        &doc.settings.version_header,
+                    ]
+                    .contains(&h);
+                if owned {
+                    c.errors.push(
+                        field(&place, "header"),
+                        format!("\"{h}\" is a header switchyard owns; client copies are removed before the policy reads anything"),
+                    );
+                }
+                AttrSource::Header(h.clone())
+            }
+            Source::Cookie(n) => AttrSource::Cookie(n.clone()),
+            Source::Query(n) => AttrSource::Query(n.clone()),
+        };
+        c.add_attribute(name, source);
+    }
+
+    let (consent, class_index) = match &doc.consent {
+        Some(consent) => {
+            let (compiled, classes) = c.consent(consent);
+            (compiled, classes)
+        }
+        None => (None, HashMap::new()),
+    };
+
+    let mut segment_index = HashMap::new();
+    let mut segments = Vec::with_capacity(doc.segments.len());
+    for (name, clauses) in &doc.segments {
+        let place = field("segments", name);
+        let compiled = clauses
+            .iter()
+            .enumerate()
+            .filter_map(|(i, cl)| c.clause(cl, &index(&place, i)))
+            .collect();
+        segment_index.insert(name.clone(), segments.len());
+        segments.push(compiled);
+    }
+
+    let mut seen_keys: HashMap<&str, usize> = HashMap::new();
+    let mut flags = Vec::with_capacity(doc.flags.len());
+    for (i, flag) in doc.flags.iter().enumerate() {
+        let place = index("flags", i);
+        if let Some(first) = seen_keys.get(flag.key.as_str()) {
+            c.errors.push(
+                field(&place, "key"),
+                format!("\"{}\" is already the key of flags[{first}]", flag.key),
+            );
+        } else {
+            seen_keys.insert(&flag.key, i);
+        }
+        if let Some(f) = c.flag(
+            flag,
+            &place,
+            &doc.settings,
+            &doc.version,
+            &class_index,
+            &segment_index,
+        ) {
+            flags.push(f);
+        }
+    }
+
+    let mut owned_headers: HashSet<String> = [
+        &doc.settings.route_header,
+        &doc.settings.exposure_header,
+        &doc.settings.version_header,
+    ]
+    .into_iter()
+    .cloned()
+    .collect();
+    owned_headers.extend(doc.settings.attribute_headers.iter().map(|(_, h)| h.clone()));
+    for (attr, header) in &doc.settings.attribute_headers {
+        if c.attributes.iter().any(|s| matches!(s, AttrSource::Header(h) if h == header)) {
+            c.errors.push(
+                field("settings.attribute_headers", attr),
+                format!("\"{header}\" is also read as a context attribute; switchyard removes client copies of the headers it sets"),
+            );
+        }
+    }
+
+    let mut header_names: Vec<String> = Vec::new();
+    for source in &c.attributes {
+        let name = match source {
+            AttrSource::Header(h) => h.clone(),
+            AttrSource::Cookie(_) => "cookie".to_string(),
+            _ => continue,
+        };
+        if !header_names.contains(&name) {
+            header_names.push(name);
+        }
+    }
+    for flag in &flags {
+        if let Some(h) = &flag.scope.header_present {
+            if !header_names.contains(h) {
+                header_names.push(h.clone());
+            }
+        }
+    }
+
+    let flag_infos = flags
+        .iter()
+        .map(|f: &CompiledFlag| FlagInfo {
+            key: f.key.clone(),
+            variations: f.variations.iter().map(|v| v.name.clone()).collect(),
+            feature_class: None,
+            enabled: f.enabled,
+        })
+        .zip(doc.flags.iter())
+        .map(|(mut info, f)| {
+            info.feature_class = f.feature_class.clone();
+            info
+        })
+        .collect();
+
+    let consent_tenant_count = consent.as_ref().map_or(0, |c| c.tenants.len());
+    let policy = CompiledPolicy {
+        version: doc.version,
+        environment: doc.environment,
+        attributes: c.attributes,
+        consent,
+        segment_count: segments.len(),
+        segments,
+        flags,
+        flag_infos,
+        settings: Settings {
+            route_header: doc.settings.route_header,
+            exposure_header: doc.settings.exposure_header,
+            version_header: doc.settings.version_header,
+            response_headers: doc.settings.response_headers,
+            expose_unit_ids: doc.settings.expose_unit_ids,
+        },
+        header_names,
+        owned_headers,
+        consent_tenant_count,
+    };
+    c.errors.into_result(policy)
+}
+
+struct Compiler {
+    errors: PolicyErrors,
+    attr_index: HashMap<String, usize>,
+    attributes: Vec<AttrSource>,
+}
+
+impl Compiler {
+    fn add_attribute(&mut self, name: &str, source: AttrSource) {
+        self.attr_index.insert(name.to_string(), self.attributes.len());
+        self.attributes.push(source);
+    }
+
+    fn attribute(&mut self, name: &str, place: &str) -> Option<usize> {
+        let found = self.attr_index.get(name).copied();
+        if found.is_none() {
+            self.errors.push(
+                place,
+                format!("attribute \"{name}\" is not defined in context (nor one of path, host, method, source_ip)"),
+            );
+        }
+        found
+    }
+
+    fn consent(
+        &mut self,
+        consent: &Consent,
+    ) -> (Option<CompiledConsent>, HashMap<String, usize>) {
+        let tenant_attribute = self.attribute(&consent.tenant_attribute, "consent.tenant_attribute");
+        let class_index: HashMap<String, usize> = consent
+            .classes
+            .iter()
+            .enumerate()
+            .map(|(i, (name, _))| (name.clone(), i))
+            .collect();
+        let modes: Vec<ConsentMode> = consent.classes.iter().map(|(_, m)| *m).collect();
+        let mut tenants: FastMap<Box<[ConsentState]>> = FastMap::default();
+        tenants.reserve(consent.tenants.len());
+        for (tenant, records) in &consent.tenants {
+            let place = field("consent.tenants", tenant);
+            let mut states = vec![ConsentState::Unset; modes.len()].into_boxed_slice();
+            for record in records {
+                match class_index.get(&record.class) {
+                    Some(&ci) => states[ci] = record.state,
+                    None => self.errors.push(
+                        field(&place, &record.class),
+                        format!("consent class \"{}\" is not defined in consent.classes", record.class),
+                    ),
+                }
+            }
+            tenants.insert(tenant.as_str().into(), states);
+        }
+        let compiled = tenant_attribute.map(|tenant_attribute| CompiledConsent {
+            tenant_attribute,
+            modes,
+            tenants,
+        });
+        (compiled, class_index)
+    }
+
+    fn clause(&mut self, clause: &Clause, place: &str) -> Option<CompiledClause> {
+        let attribute = self.attribute(&clause.attribute, &field(place, "attribute"));
+        let test = match Test::compile(clause.op, &clause.values) {
+            Ok(t) => Some(t),
+            Err((i, message)) => {
+                self.errors.push(index(&field(place, "values"), i), message);
+                None
+            }
+        };
+        Some(CompiledClause {
+            attribute: attribute?,
+            test: test?,
+            negate: clause.negate,
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn flag(
+        &mut self,
+        flag: &Flag,
+        place: &str,
+        settings: &SettingsDoc,
+        version: &str,
+        class_index: &HashMap<String, usize>,
+        segment_index: &HashMap<String, usize>,
+    ) -> Option<CompiledFlag> {
+        let start_errors = self.errors.len();
+        if !is_printable_ascii(&flag.key) {
+            self.errors.push(
+                field(place, "key"),
+                "must be printable ASCII (it travels in HTTP headers and metric names)",
+            );
+        }
+        let vplace = field(place, "variations");
+        let variation_index: HashMap<String, usize> = flag
+            .variations
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (v.name.clone(), i))
+            .collect();
+        let resolve = |this: &mut Compiler, name: &str, at: &str| -> Option<usize> {
+            let found = variation_index.get(name).copied();
+            if found.is_none() {
+                this.errors.push(
+                    at,
+                    format!("variation \"{name}\" is not defined in {vplace}"),
+                );
+            }
+            found
+        };
+        for v in &flag.variations {
+            if !is_printable_ascii(&v.name) {
+                self.errors.push(
+                    field(&vplace, &v.name),
+                    "a variation name must be printable ASCII (it travels in HTTP headers)",
+                );
+            }
+        }
+
+        let off_variation = resolve(self, &flag.off_variation, &field(place, "off_variation"));
+        let unit = flag
+            .unit
+            .as_deref()
+            .and_then(|u| self.attribute(u, &field(place, "unit")));
+
+        let consent = match (&flag.feature_class, &flag.on_consent_denied) {
+            (Some(class), denied) => {
+                let class_place = field(place, "feature_class");
+                let ci = class_index.get(class).copied();
+                if ci.is_none() {
+                    self.errors.push(
+                        &class_place,
+                        format!("consent class \"{class}\" is not defined in consent.classes"),
+                    );
+                }
+                let action = match denied {
+                    None => {
+                        self.errors.push(
+                            field(place, "on_consent_denied"),
+                            "is required when feature_class is set: say what an opted-out tenant gets ({\"serve\": VARIATION} or {\"reject\": {\"status\": 403}})",
+                        );
+                        None
+                    }
+                    Some(DeniedAction::Serve(v)) => resolve(
+                        self,
+                        v,
+                        &field(&field(place, "on_consent_denied"), "serve"),
+                    )
+                    .map(CompiledDenied::Serve),
+                    Some(DeniedAction::Reject { status }) => Some(CompiledDenied::Reject(*status)),
+                };
+                ci.zip(action)
+            }
+            (None, Some(_)) => {
+                self.errors.push(
+                    field(place, "on_consent_denied"),
+                    "has no effect without feature_class",
+                );
+                None
+            }
+            (None, None) => None,
+        };
+
+        let mut overrides = Vec::with_capacity(flag.overrides.len());
+        for (i, o) in flag.overrides.iter().enumerate() {
+            let oplace = index(&field(place, "overrides"), i);
+            let attribute = self.attribute(&o.attribute, &field(&oplace, "attribute"));
+            let variation = resolve(self, &o.serve, &field(&oplace, "serve"));
+            if let (Some(attribute), Some(variation)) = (attribute, variation) {
+                overrides.push(CompiledOverride {
+                    attribute,
+                    values: ValueSet::new(&o.values),
+                    variation,
+                });
+            }
+        }
+
+        let mut rules = Vec::with_capacity(flag.rules.len());
+        for (i, rule) in flag.rules.iter().enumerate() {
+            let rplace = index(&field(place, "rules"), i);
+            if let Some(name) = &rule.name {
+                if !is_printable_ascii(name) {
+                    self.errors.push(
+                        field(&rplace, "name"),
+                        "a rule name must be printable ASCII (it travels in HTTP headers)",
+                    );
+                }
+            }
+            let mut conditions = Vec::with_capacity(rule.when.len());
+            for (j, cond) in rule.when.iter().enumerate() {
+                let cplace = index(&field(&rplace, "when"), j);
+                match cond {
+                    Condition::Segment(name) => match segment_index.get(name) {
+                        Some(&s) => conditions.push(CompiledCondition::Segment(s)),
+                        None => self.errors.push(
+                            field(&cplace, "segment"),
+                            format!("segment \"{name}\" is not defined in segments"),
+                        ),
+                    },
+                    Condition::Clause(cl) => {
+                        if let Some(cc) = self.clause(cl, &cplace) {
+                            conditions.push(CompiledCondition::Clause(cc));
+                        }
+                    }
+                }
+            }
+            let serve = self.serve(&rule.serve, &rplace, flag, &variation_index);
+            if let Some(serve) = serve {
+                rules.push(CompiledRule {
+                    name: rule.name.clone(),
+                    conditions,
+                    serve,
+                });
+            }
+        }
+        let dplace = field(place, "default");
+        let default = flag
+            .default
+            .as_ref()
+            .and_then(|d| self.serve(d, &dplace, flag, &variation_index));
+
+        let variations = flag
+            .variations
+            .iter()
+            .map(|v| compile_variation(&flag.key, v, version, settings))
+            .collect();
+
+        if self.errors.len() > start_errors {
+            return None;
+        }
+        Some(CompiledFlag {
+            key: flag.key.clone(),
+            enabled: flag.enabled,
+            scope: CompiledScope {
+                path_prefix: flag.scope.path_prefix.clone(),
+                host: flag.scope.host.clone(),
+                method: flag.scope.method.clone(),
+                header_present: flag.scope.header_present.clone(),
+            },
+            consent,
+            unit,
+            unit_name: flag.unit.clone(),
+            salt: flag.salt.clone().unwrap_or_else(|| flag.key.clone()),
+            variations,
+            off_variation: off_variation?,
+            overrides,
+            rules,
+            default: default?,
+        })
+    }
+
+    fn serve(
+        &mut self,
+        serve: &Serve,
+        place: &str,
+        flag: &Flag,
+        variations: &HashMap<String, usize>,
+    ) -> Option<CompiledServe> {
+        match serve {
+            Serve::Variation(name) => match variations.get(name) {
+                Some(&v) => Some(CompiledServe::Variation(v)),
+                None => {
+                    self.errors.push(
+                        field(place, "serve"),
+                        format!("variation \"{name}\" is not defined in {}", variations_place(place)),
+                    );
+                    None
+                }
+            },
+            Serve::Split(entries) => {
+                let splace = field(place, "split");
+                if flag.unit.is_none() {
+                    self.errors.push(
+                        &splace,
+                        "a split needs the flag's assignment unit: set \"unit\" on the flag",
+                    );
+                }
+                let mut ends = Vec::with_capacity(entries.len());
+                let mut total = 0u64;
+                let mut ok = true;
+                let mut seen = HashSet::new();
+                for e in entries {
+                    match variations.get(&e.variation) {
+                        Some(&v) => {
+                            if !seen.insert(v) {
+                                self.errors.push(
+                                    &splace,
+                                    format!("variation \"{}\" is listed twice", e.variation),
+                                );
+                                ok = false;
+                            }
+                            total += e.weight;
+                            ends.push((v, total));
+                        }
+                        None => {
+                            self.errors.push(
+                                &splace,
+                                format!(
+                                    "variation \"{}\" is not defined in {}",
+                                    e.variation,
+                                    variations_place(place)
+                                ),
+                            );
+                            ok = false;
+                        }
+                    }
+                }
+                (ok && total > 0 && flag.unit.is_some())
+                    .then_some(CompiledServe::Split(CompiledSplit { total, ends }))
+            }
+        }
+    }
+}
+
+/// `flags[3].rules[2]` → `flags[3].variations`.
+fn variations_place(place: &str) -> String {
+    let flag = place.split('.').next().unwrap_or(place);
+    format!("{flag}.variations")
+}
+
+fn compile_variation(
+    flag_key: &str,
+    v: &Variation,
+    version: &str,
+    settings: &SettingsDoc,
+) -> CompiledVariation {
+    let attribute_headers = v
+        .attributes
+        .iter()
+        .map(|(name, value)| {
+            let header = settings
+                .attribute_headers
+                .iter()
+                .find(|(a, _)| a == name)
+                .map(|(_, h)| h.clone())
+                .unwrap_or_else(|| render::default_attribute_header(name));
+            (header, value.clone())
+        })
+        .collect();
+    CompiledVariation {
+        name: v.name.clone(),
+        cluster: v.cluster.clone(),
+        attributes: v.attributes.clone(),
+        exposure_item: render::exposure_item_start(flag_key, &v.name, version),
+        exposure_attributes: render::exposure_attribute_params(&v.attributes),
+        attribute_headers,
+    }
+}

@@ -1,0 +1,999 @@
+//! Reads a policy document from JSON into the [`PolicyDoc`] model, checking its structure and
+//! collecting every problem with its place instead of stopping at the first. Name resolution
+//! (does this variation exist?) happens in `compile`, which reports with the same places.
+
+use serde_json::{Map, Value};
+
+use crate::error::PolicyErrors;
+use crate::limits::*;
+use crate::model::*;
+
+/// Parses and structurally checks a policy document.
+pub fn parse(json: &str) -> Result<PolicyDoc, PolicyErrors> {
+    let mut errors = PolicyErrors::default();
+    if json.len() > MAX_DOCUMENT_BYTES {
+        errors.push(
+            "",
+            format!(
+                "the document is {} bytes; the limit is {MAX_DOCUMENT_BYTES}",
+                json.len()
+            ),
+        );
+        return Err(errors);
+    }
+    let value: Value = match serde_json::from_str(json) {
+        Ok(v) => v,
+        Err(e) => {
+            errors.push("", format!("not valid JSON: {e}"));
+            return Err(errors);
+        }
+    };
+    let mut reader = Reader { errors };
+    let doc = reader.policy(&value);
+    reader.errors.into_result(doc)
+}
+
+/// A place in the document, such as `flags[0].rules[2]`.
+pub fn field(place: &str, key: &str) -> String {
+    let plain = !key.is_empty()
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    match (place.is_empty(), plain) {
+        (true, true) => key.to_string(),
+        (false, true) => format!("{place}.{key}"),
+        (_, false) => format!("{place}[{}]", Value::String(key.to_string())),
+    }
+}
+
+pub fn index(place: &str, i: usize) -> String {
+    format!("{place}[{i}]")
+}
+
+struct Reader {
+    errors: PolicyErrors,
+}
+
+fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+impl Reader {
+    fn err(&mut self, place: &str, message: impl Into<String>) {
+        self.errors.push(place, message);
+    }
+
+    /// An object with only the allowed fields; unknown fields are errors (usually typos).
+    fn object<'v>(
+        &mut self,
+        v: &'v Value,
+        place: &str,
+        allowed: &[&str],
+    ) -> Option<&'v Map<String, Value>> {
+        let Value::Object(map) = v else {
+            self.err(place, format!("expected an object, found {}", kind(v)));
+            return None;
+        };
+        for key in map.keys() {
+            if !allowed.contains(&key.as_str()) {
+                self.err(
+                    &field(place, key),
+                    format!("unknown field (expected one of: {})", allowed.join(", ")),
+                );
+            }
+        }
+        Some(map)
+    }
+
+    /// An object whose keys are names chosen by the author (variations, segments, tenants…).
+    fn named_map<'v>(
+        &mut self,
+        v: &'v Value,
+        place: &str,
+        max: usize,
+    ) -> Option<&'v Map<String, Value>> {
+        let Value::Object(map) = v else {
+            self.err(place, format!("expected an object, found {}", kind(v)));
+            return None;
+        };
+        if map.len() > max {
+            self.err(
+                place,
+                format!("has {} entries; the limit is {max}", map.len()),
+            );
+            return None;
+        }
+        Some(map)
+    }
+
+    fn required<'v>(
+        &mut self,
+        map: &'v Map<String, Value>,
+        key: &str,
+        place: &str,
+    ) -> Option<&'v Value> {
+        let v = map.get(key);
+        if v.is_none() {
+            self.err(&field(place, key), "is required");
+        }
+        v
+    }
+
+    fn string(&mut self, v: &Value, place: &str) -> Option<String> {
+        match v {
+            Value::String(s) => Some(s.clone()),
+            other => {
+                self.err(place, format!("expected a string, found {}", kind(other)));
+                None
+            }
+        }
+    }
+
+    /// A non-empty name of bounded length.
+    fn name(&mut self, v: &Value, place: &str) -> Option<String> {
+        let s = self.string(v, place)?;
+        self.check_name(&s, place).then_some(s)
+    }
+
+    fn check_name(&mut self, s: &str, place: &str) -> bool {
+        if s.is_empty() {
+            self.err(place, "must not be empty");
+            false
+        } else if s.len() > MAX_NAME_LEN {
+            self.err(
+                place,
+                format!("is {} bytes long; the limit is {MAX_NAME_LEN}", s.len()),
+            );
+            false
+        } else {
+            true
+        }
+    }
+
+    fn boolean(&mut self, v: &Value, place: &str) -> Option<bool> {
+        match v {
+            Value::Bool(b) => Some(*b),
+            other => {
+                self.err(place, format!("expected true or false, found {}", kind(other)));
+                None
+            }
+        }
+    }
+
+    fn array<'v>(&mut self, v: &'v Value, place: &str, max: usize) -> Option<&'v [Value]> {
+        match v {
+            Value::Array(items) if items.len() > max => {
+                self.err(
+                    place,
+                    format!("has {} entries; the limit is {max}", items.len()),
+                );
+                None
+            }
+            Value::Array(items) => Some(items),
+            other => {
+                self.err(place, format!("expected an array, found {}", kind(other)));
+                None
+            }
+        }
+    }
+
+    fn policy(&mut self, v: &Value) -> PolicyDoc {
+        let mut doc = PolicyDoc::default();
+        let Some(map) = self.object(
+            v,
+            "",
+            &[
+                "version",
+                "environment",
+                "context",
+                "consent",
+                "segments",
+                "flags",
+                "settings",
+            ],
+        ) else {
+            return doc;
+        };
+        if let Some(v) = self.required(map, "version", "") {
+            doc.version = self.name(v, "version").unwrap_or_default();
+        }
+        if let Some(v) = map.get("environment") {
+            doc.environment = self.name(v, "environment");
+        }
+        if let Some(v) = map.get("context") {
+            doc.context = self.context(v);
+        }
+        if let Some(v) = map.get("consent") {
+            doc.consent = self.consent(v);
+        }
+        if let Some(v) = map.get("segments") {
+            doc.segments = self.segments(v);
+        }
+        if let Some(v) = self.required(map, "flags", "") {
+            if let Some(items) = self.array(v, "flags", MAX_FLAGS) {
+                doc.flags = items
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, f)| self.flag(f, &index("flags", i)))
+                    .collect();
+            }
+        }
+        if let Some(v) = map.get("settings") {
+            doc.settings = self.settings(v);
+        }
+        doc
+    }
+
+    fn context(&mut self, v: &Value) -> Vec<(String, Source)> {
+        let Some(map) = self.named_map(v, "context", MAX_ATTRIBUTES) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for (name, spec) in map {
+            let place = field("context", name);
+            if !self.check_name(name, &place) {
+                continue;
+            }
+            if Builtin::ALL.iter().any(|(b, _)| b == name) {
+                self.err(
+                    &place,
+                    format!("\"{name}\" is a built-in attribute and cannot be redefined"),
+                );
+                continue;
+            }
+            let Some(spec_map) = self.object(spec, &place, &["header", "cookie", "query"]) else {
+                continue;
+            };
+            if spec_map.len() != 1 {
+                self.err(
+                    &place,
+                    "must name exactly one source: {\"header\": NAME}, {\"cookie\": NAME} or {\"query\": NAME}",
+                );
+                continue;
+            }
+            let source = if let Some(h) = spec_map.get("header") {
+                self.name(h, &field(&place, "header"))
+                    .map(|h| Source::Header(h.to_ascii_lowercase()))
+            } else if let Some(c) = spec_map.get("cookie") {
+                self.name(c, &field(&place, "cookie")).map(Source::Cookie)
+            } else if let Some(q) = spec_map.get("query") {
+                self.name(q, &field(&place, "query")).map(Source::Query)
+            } else {
+                None
+            };
+            if let Some(source) = source {
+                out.push((name.clone(), source));
+            }
+        }
+        out
+    }
+
+    fn consent(&mut self, v: &Value) -> Option<Consent> {
+        let map = self.object(v, "consent", &["tenant_attribute", "classes", "tenants"])?;
+        let tenant_attribute = self
+            .required(map, "tenant_attribute", "consent")
+            .and_then(|v| self.name(v, "consent.tenant_attribute"))
+            .unwrap_or_default();
+        let mut classes = Vec::new();
+        if let Some(cv) = self.required(map, "classes", "consent") {
+            if let Some(cmap) = self.named_map(cv, "consent.classes", MAX_CONSENT_CLASSES) {
+                for (name, spec) in cmap {
+                    let place = field("consent.classes", name);
+                    if !self.check_name(name, &place) {
+                        continue;
+                    }
+                    let Some(spec) = self.object(spec, &place, &["mode"]) else {
+                        continue;
+                    };
+                    let mode = match self
+                        .required(spec, "mode", &place)
+                        .and_then(|m| self.string(m, &field(&place, "mode")))
+                        .as_deref()
+                    {
+                        Some("opt_in") => ConsentMode::OptIn,
+                        Some("opt_out") => ConsentMode::OptOut,
+                        Some(other) => {
+                            self.err(
+                                &field(&place, "mode"),
+                                format!("\"{other}\" is not a consent mode (expected opt_in or opt_out)"),
+                            );
+                            continue;
+                        }
+                        None => continue,
+                    };
+                    classes.push((name.clone(), mode));
+                }
+            }
+        }
+        let mut tenants = Vec::new();
+        if let Some(tv) = map.get("tenants") {
+            if let Some(tmap) = self.named_map(tv, "consent.tenants", MAX_CONSENT_TENANTS) {
+                tenants.reserve(tmap.len());
+                for (tenant, records) in tmap {
+                    let place = field("consent.tenants", tenant);
+                    if !self.check_name(tenant, &place) {
+                        continue;
+                    }
+                    let Some(rmap) = self.named_map(records, &place, MAX_CONSENT_CLASSES) else {
+                        continue;
+                    };
+                    let mut list = Vec::with_capacity(rmap.len());
+                    for (class, record) in rmap {
+                        let rplace = field(&place, class);
+                        if let Some(state) = self.consent_record(record, &rplace) {
+                            list.push(ConsentRecord {
+                                class: class.clone(),
+                                state,
+                            });
+                        }
+                    }
+                    tenants.push((tenant.clone(), list));
+                }
+            }
+        }
+        Some(Consent {
+            tenant_attribute,
+            classes,
+            tenants,
+        })
+    }
+
+    fn consent_record(&mut self, v: &Value, place: &str) -> Option<ConsentState> {
+        let map = self.object(v, place, &["state", "actor", "at"])?;
+        if let Some(actor) = map.get("actor") {
+            self.string(actor, &field(place, "actor"));
+        }
+        if let Some(at) = map.get("at") {
+            let at_place = field(place, "at");
+            if let Some(at) = self.string(at, &at_place) {
+                if !is_rfc3339(&at) {
+                    self.err(
+                        &at_place,
+                        format!("\"{at}\" is not an RFC 3339 timestamp (like 2026-05-12T09:00:00Z)"),
+                    );
+                }
+            }
+        }
+        let state_place = field(place, "state");
+        match self
+            .required(map, "state", place)
+            .and_then(|s| self.string(s, &state_place))
+            .as_deref()
+        {
+            Some("opt_in") => Some(ConsentState::OptIn),
+            Some("opt_out") => Some(ConsentState::OptOut),
+            Some("unset") => Some(ConsentState::Unset),
+            Some(other) => {
+                self.err(
+                    &state_place,
+                    format!("\"{other}\" is not a consent state (expected opt_in, opt_out or unset)"),
+                );
+                None
+            }
+            None => None,
+        }
+    }
+
+    fn segments(&mut self, v: &Value) -> Vec<(String, Vec<Clause>)> {
+        let Some(map) = self.named_map(v, "segments", MAX_SEGMENTS) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for (name, clauses) in map {
+            let place = field("segments", name);
+            if !self.check_name(name, &place) {
+                continue;
+            }
+            let Some(items) = self.array(clauses, &place, MAX_CONDITIONS) else {
+                continue;
+            };
+            if items.is_empty() {
+                self.err(&place, "a segment needs at least one clause");
+            }
+            let list = items
+                .iter()
+                .enumerate()
+                .filter_map(|(i, c)| self.clause(c, &index(&place, i)))
+                .collect();
+            out.push((name.clone(), list));
+        }
+        out
+    }
+
+    fn clause(&mut self, v: &Value, place: &str) -> Option<Clause> {
+        let map = self.object(v, place, &["attribute", "op", "values", "negate"])?;
+        let attribute = self
+            .required(map, "attribute", place)
+            .and_then(|a| self.name(a, &field(place, "attribute")));
+        let op_place = field(place, "op");
+        let op = match self
+            .required(map, "op", place)
+            .and_then(|o| self.string(o, &op_place))
+        {
+            Some(name) => match Op::parse(&name) {
+                Some(op) => Some(op),
+                None => {
+                    let known: Vec<&str> = Op::ALL.iter().map(|(n, _)| *n).collect();
+                    self.err(
+                        &op_place,
+                        format!(
+                            "\"{name}\" is not an operator (expected one of: {})",
+                            known.join(", ")
+                        ),
+                    );
+                    None
+                }
+            },
+            None => None,
+        };
+        let values = match map.get("values") {
+            Some(v) => self.values(v, &field(place, "values"))?,
+            None => Vec::new(),
+        };
+        let negate = match map.get("negate") {
+            Some(n) => self.boolean(n, &field(place, "negate")).unwrap_or(false),
+            None => false,
+        };
+        let op = op?;
+        let values_place = field(place, "values");
+        match op {
+            Op::Exists if !values.is_empty() => {
+                self.err(&values_place, "\"exists\" takes no values");
+            }
+            Op::Exists => {}
+            Op::Lt
+            | Op::Lte
+            | Op::Gt
+            | Op::Gte
+            | Op::SemverLt
+            | Op::SemverLte
+            | Op::SemverGt
+            | Op::SemverGte
+            | Op::SemverEq
+                if values.len() != 1 =>
+            {
+                self.err(
+                    &values_place,
+                    format!(
+                        "this operator compares with exactly one value; found {}",
+                        values.len()
+                    ),
+                );
+            }
+            _ if values.is_empty() => {
+                self.err(&values_place, "needs at least one value");
+            }
+            _ => {}
+        }
+        Some(Clause {
+            attribute: attribute?,
+            op,
+            values,
+            negate,
+        })
+    }
+
+    /// Clause values: strings, or numbers written as JSON numbers (kept as their text).
+    fn values(&mut self, v: &Value, place: &str) -> Option<Vec<String>> {
+        let items = self.array(v, place, MAX_VALUES)?;
+        let mut out = Vec::with_capacity(items.len());
+        for (i, item) in items.iter().enumerate() {
+            match item {
+                Value::String(s) => out.push(s.clone()),
+                Value::Number(n) => out.push(n.to_string()),
+                other => self.err(
+                    &index(place, i),
+                    format!("expected a string or a number, found {}", kind(other)),
+                ),
+            }
+        }
+        Some(out)
+    }
+
+    fn flag(&mut self, v: &Value, place: &str) -> Option<Flag> {
+        let map = self.object(
+            v,
+            place,
+            &[
+                "key",
+                "description",
+                "enabled",
+                "match",
+                "feature_class",
+                "unit",
+                "salt",
+                "variations",
+                "off_variation",
+                "on_consent_denied",
+                "overrides",
+                "rules",
+                "default",
+            ],
+        )?;
+        let key = self
+            .required(map, "key", place)
+            .and_then(|k| self.name(k, &field(place, "key")))
+            .unwrap_or_default();
+        if let Some(d) = map.get("description") {
+            self.string(d, &field(place, "description"));
+        }
+        let enabled = map
+            .get("enabled")
+            .and_then(|e| self.boolean(e, &field(place, "enabled")))
+            .unwrap_or(true);
+        let scope = map
+            .get("match")
+            .map(|m| self.scope(m, &field(place, "match")))
+            .unwrap_or_default();
+        let feature_class = map
+            .get("feature_class")
+            .and_then(|f| self.name(f, &field(place, "feature_class")));
+        let unit = map
+            .get("unit")
+            .and_then(|u| self.name(u, &field(place, "unit")));
+        let salt = map
+            .get("salt")
+            .and_then(|s| self.string(s, &field(place, "salt")));
+        let variations = self
+            .required(map, "variations", place)
+            .map(|v| self.variations(v, &field(place, "variations")))
+            .unwrap_or_default();
+        let off_variation = self
+            .required(map, "off_variation", place)
+            .and_then(|o| self.name(o, &field(place, "off_variation")))
+            .unwrap_or_default();
+        let on_consent_denied = map
+            .get("on_consent_denied")
+            .and_then(|d| self.denied_action(d, &field(place, "on_consent_denied")));
+        let overrides = match map.get("overrides") {
+            Some(o) => {
+                let oplace = field(place, "overrides");
+                self.array(o, &oplace, MAX_OVERRIDES)
+                    .map(|items| {
+                        items
+                            .iter()
+                            .enumerate()
+                            .filter_map(|(i, o)| self.override_entry(o, &index(&oplace, i)))
+                            .collect()
+                    })
+                    .unwrap_or_default()
+            }
+            None => Vec::new(),
+        };
+        let rules = match map.get("rules") {
+            Some(r) => {
+                let rplace = field(place, "rules");
+                self.array(r, &rplace, MAX_RULES)
+                    .map(|items| {
+                        items
+                            .iter()
+                            .enumerate()
+                            .filter_map(|(i, r)| self.rule(r, &index(&rplace, i)))
+                            .collect()
+                    })
+                    .unwrap_or_default()
+            }
+            None => Vec::new(),
+        };
+        let default = self.required(map, "default", place).and_then(|d| {
+            let dplace = field(place, "default");
+            let dmap = self.object(d, &dplace, &["serve", "split"])?;
+            self.serve(dmap, &dplace)
+        });
+        Some(Flag {
+            key,
+            enabled,
+            scope,
+            feature_class,
+            unit,
+            salt,
+            variations,
+            off_variation,
+            on_consent_denied,
+            overrides,
+            rules,
+            default,
+        })
+    }
+
+    fn scope(&mut self, v: &Value, place: &str) -> Scope {
+        let mut scope = Scope::default();
+        let Some(map) = self.object(v, place, &["path_prefix", "host", "method", "header_present"])
+        else {
+            return scope;
+        };
+        scope.path_prefix = map
+            .get("path_prefix")
+            .and_then(|p| self.string(p, &field(place, "path_prefix")));
+        if let Some(p) = &scope.path_prefix {
+            if !p.starts_with('/') {
+                self.err(&field(place, "path_prefix"), "must start with \"/\"");
+            }
+        }
+        scope.host = map
+            .get("host")
+            .and_then(|h| self.name(h, &field(place, "host")))
+            .map(|h| h.to_ascii_lowercase());
+        scope.method = map
+            .get("method")
+            .and_then(|m| self.name(m, &field(place, "method")))
+            .map(|m| m.to_ascii_uppercase());
+        scope.header_present = map
+            .get("header_present")
+            .and_then(|h| self.name(h, &field(place, "header_present")))
+            .map(|h| h.to_ascii_lowercase());
+        scope
+    }
+
+    fn variations(&mut self, v: &Value, place: &str) -> Vec<Variation> {
+        let Some(map) = self.named_map(v, place, MAX_VARIATIONS) else {
+            return Vec::new();
+        };
+        if map.is_empty() {
+            self.err(place, "a flag needs at least one variation");
+        }
+        let mut out = Vec::with_capacity(map.len());
+        for (name, spec) in map {
+            let vplace = field(place, name);
+            self.check_name(name, &vplace);
+            // The name is kept even when its body is broken, so references to it do not
+            // produce a second, misleading "not defined" error.
+            let mut variation = Variation {
+                name: name.clone(),
+                ..Variation::default()
+            };
+            if let Some(smap) = self.object(spec, &vplace, &["cluster", "attributes"]) {
+                variation.cluster = smap
+                    .get("cluster")
+                    .and_then(|c| self.name(c, &field(&vplace, "cluster")));
+                if let Some(attrs) = smap.get("attributes") {
+                    let aplace = field(&vplace, "attributes");
+                    if let Some(amap) = self.named_map(attrs, &aplace, MAX_ATTRIBUTES) {
+                        for (k, val) in amap {
+                            let kplace = field(&aplace, k);
+                            if !is_param_key(k) {
+                                self.err(&kplace, "an exposure attribute name must be lower-case letters, digits, \"_\" or \"-\", starting with a letter");
+                            }
+                            if let Some(s) = self.string(val, &kplace) {
+                                if !is_printable_ascii(&s) {
+                                    self.err(&kplace, "an exposure attribute value must be printable ASCII (it travels in HTTP headers)");
+                                }
+                                variation.attributes.push((k.clone(), s));
+                            }
+                        }
+                    }
+                }
+            }
+            out.push(variation);
+        }
+        out
+    }
+
+    fn denied_action(&mut self, v: &Value, place: &str) -> Option<DeniedAction> {
+        let map = self.object(v, place, &["serve", "reject"])?;
+        match (map.get("serve"), map.get("reject")) {
+            (Some(s), None) => self.name(s, &field(place, "serve")).map(DeniedAction::Serve),
+            (None, Some(r)) => {
+                let rplace = field(place, "reject");
+                let rmap = self.object(r, &rplace, &["status"])?;
+                let splace = field(&rplace, "status");
+                let status = match self.required(rmap, "status", &rplace)? {
+                    Value::Number(n) => n.as_u64(),
+                    other => {
+                        self.err(&splace, format!("expected a number, found {}", kind(other)));
+                        return None;
+                    }
+                };
+                match status {
+                    Some(s @ 400..=599) => Some(DeniedAction::Reject { status: s as u16 }),
+                    _ => {
+                        self.err(&splace, "must be an HTTP error status from 400 to 599");
+                        None
+                    }
+                }
+            }
+            _ => {
+                self.err(
+                    place,
+                    "must have exactly one of {\"serve\": VARIATION} or {\"reject\": {\"status\": N}}",
+                );
+                None
+            }
+        }
+    }
+
+    fn override_entry(&mut self, v: &Value, place: &str) -> Option<Override> {
+        let map = self.object(v, place, &["attribute", "values", "serve"])?;
+        let attribute = self
+            .required(map, "attribute", place)
+            .and_then(|a| self.name(a, &field(place, "attribute")));
+        let values_place = field(place, "values");
+        let values = self
+            .required(map, "values", place)
+            .and_then(|v| self.values(v, &values_place));
+        if values.as_ref().is_some_and(|v| v.is_empty()) {
+            self.err(&values_place, "needs at least one value");
+        }
+        let serve = self
+            .required(map, "serve", place)
+            .and_then(|s| self.name(s, &field(place, "serve")));
+        Some(Override {
+            attribute: attribute?,
+            values: values?,
+            serve: serve?,
+        })
+    }
+
+    fn rule(&mut self, v: &Value, place: &str) -> Option<Rule> {
+        let map = self.object(v, place, &["name", "when", "serve", "split"])?;
+        let name = map
+            .get("name")
+            .and_then(|n| self.name(n, &field(place, "name")));
+        let wplace = field(place, "when");
+        let when = match self.required(map, "when", place) {
+            Some(w) => self
+                .array(w, &wplace, MAX_CONDITIONS)
+                .map(|items| {
+                    items
+                        .iter()
+                        .enumerate()
+                        .filter_map(|(i, c)| self.condition(c, &index(&wplace, i)))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            None => Vec::new(),
+        };
+        let serve = self.serve(map, place)?;
+        Some(Rule { name, when, serve })
+    }
+
+    fn condition(&mut self, v: &Value, place: &str) -> Option<Condition> {
+        match v {
+            Value::Object(map) if map.contains_key("segment") => {
+                let smap = self.object(v, place, &["segment"])?;
+                let name = smap.get("segment")?;
+                self.name(name, &field(place, "segment"))
+                    .map(Condition::Segment)
+            }
+            _ => self.clause(v, place).map(Condition::Clause),
+        }
+    }
+
+    /// `serve` or `split`, exactly one.
+    fn serve(&mut self, map: &Map<String, Value>, place: &str) -> Option<Serve> {
+        match (map.get("serve"), map.get("split")) {
+            (Some(s), None) => self
+                .name(s, &field(place, "serve"))
+                .map(Serve::Variation),
+            (None, Some(split)) => self.split(split, &field(place, "split")).map(Serve::Split),
+            (Some(_), Some(_)) => {
+                self.err(place, "has both \"serve\" and \"split\"; give exactly one");
+                None
+            }
+            (None, None) => {
+                self.err(place, "needs \"serve\" or \"split\"");
+                None
+            }
+        }
+    }
+
+    fn split(&mut self, v: &Value, place: &str) -> Option<Vec<SplitEntry>> {
+        let items = self.array(v, place, MAX_SPLIT_ENTRIES)?;
+        if items.is_empty() {
+            self.err(place, "a split needs at least one entry");
+            return None;
+        }
+        let mut out = Vec::with_capacity(items.len());
+        let mut total: u64 = 0;
+        let mut broken = false;
+        for (i, item) in items.iter().enumerate() {
+            let eplace = index(place, i);
+            let Some(emap) = self.object(item, &eplace, &["variation", "weight"]) else {
+                broken = true;
+                continue;
+            };
+            let variation = self
+                .required(emap, "variation", &eplace)
+                .and_then(|n| self.name(n, &field(&eplace, "variation")));
+            let wplace = field(&eplace, "weight");
+            let weight = match self.required(emap, "weight", &eplace) {
+                Some(Value::Number(n)) => match n.as_u64() {
+                    Some(w) if w <= MAX_WEIGHT => Some(w),
+                    _ => {
+                        self.err(
+                            &wplace,
+                            format!("must be a whole number from 0 to {MAX_WEIGHT}"),
+                        );
+                        None
+                    }
+                },
+                Some(other) => {
+                    self.err(&wplace, format!("expected a number, found {}", kind(other)));
+                    None
+                }
+                None => None,
+            };
+            match (variation, weight) {
+                (Some(variation), Some(weight)) => {
+                    total += weight;
+                    out.push(SplitEntry { variation, weight });
+                }
+                _ => broken = true,
+            }
+        }
+        if !broken && total == 0 {
+            self.err(place, "the weights add up to 0; a split needs a positive total");
+            return None;
+        }
+        (!broken).then_some(out)
+    }
+
+    fn settings(&mut self, v: &Value) -> SettingsDoc {
+        let mut s = SettingsDoc::default();
+        let Some(map) = self.object(
+            v,
+            "settings",
+            &[
+                "route_header",
+                "exposure_header",
+                "version_header",
+                "attribute_headers",
+                "response_headers",
+                "expose_unit_ids",
+            ],
+        ) else {
+            return s;
+        };
+        for (key, slot) in [
+            ("route_header", &mut s.route_header),
+            ("exposure_header", &mut s.exposure_header),
+            ("version_header", &mut s.version_header),
+        ] {
+            if let Some(h) = map.get(key) {
+                let place = field("settings", key);
+                if let Some(h) = self.header_name(h, &place) {
+                    *slot = h;
+                }
+            }
+        }
+        if let Some(a) = map.get("attribute_headers") {
+            if let Some(amap) = self.named_map(a, "settings.attribute_headers", MAX_ATTRIBUTES) {
+                for (attr, header) in amap {
+                    let place = field("settings.attribute_headers", attr);
+                    if let Some(h) = self.header_name(header, &place) {
+                        s.attribute_headers.push((attr.clone(), h));
+                    }
+                }
+            }
+        }
+        if let Some(b) = map.get("response_headers") {
+            s.response_headers = self
+                .boolean(b, "settings.response_headers")
+                .unwrap_or(false);
+        }
+        if let Some(b) = map.get("expose_unit_ids") {
+            s.expose_unit_ids = self.boolean(b, "settings.expose_unit_ids").unwrap_or(false);
+        }
+        s
+    }
+
+    /// A header name switchyard may set: lower-case token characters, not a pseudo-header.
+    fn header_name(&mut self, v: &Value, place: &str) -> Option<String> {
+        let h = self.name(v, place)?;
+        let ok = h
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+        if !ok {
+            self.err(
+                place,
+                format!("\"{h}\" is not a valid header name (lower-case letters, digits, \"-\", \"_\")"),
+            );
+            return None;
+        }
+        Some(h)
+    }
+}
+
+/// An RFC 8941 parameter key, which exposure attribute names become.
+fn is_param_key(k: &str) -> bool {
+    let mut bytes = k.bytes();
+    matches!(bytes.next(), Some(b'a'..=b'z'))
+        && bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+}
+
+pub fn is_printable_ascii(s: &str) -> bool {
+    s.bytes().all(|b| (0x20..=0x7e).contains(&b))
+}
+
+/// RFC 3339 date-time: `YYYY-MM-DDTHH:MM:SS[.frac](Z|±HH:MM)`, checked by shape and ranges.
+fn is_rfc3339(s: &str) -> bool {
+    let b = s.as_bytes();
+    let digits = |r: std::ops::Range<usize>| b.get(r).is_some_and(|d| d.iter().all(u8::is_ascii_digit));
+    let num = |r: std::ops::Range<usize>| -> u32 {
+        b.get(r)
+            .map(|d| d.iter().fold(0u32, |acc, x| acc * 10 + u32::from(x - b'0')))
+            .unwrap_or(0)
+    };
+    if b.len() < 20
+        || !digits(0..4)
+        || b[4] != b'-'
+        || !digits(5..7)
+        || b[7] != b'-'
+        || !digits(8..10)
+        || !matches!(b[10], b'T' | b't' | b' ')
+        || !digits(11..13)
+        || b[13] != b':'
+        || !digits(14..16)
+        || b[16] != b':'
+        || !digits(17..19)
+    {
+        return false;
+    }
+    if !(1..=12).contains(&num(5..7))
+        || !(1..=31).contains(&num(8..10))
+        || num(11..13) > 23
+        || num(14..16) > 59
+        || num(17..19) > 60
+    {
+        return false;
+    }
+    let mut rest = &s[19..];
+    if let Some(frac) = rest.strip_prefix('.') {
+        let n = frac.bytes().take_while(u8::is_ascii_digit).count();
+        if n == 0 {
+            return false;
+        }
+        rest = &frac[n..];
+    }
+    match rest.as_bytes() {
+        [b'Z' | b'z'] => true,
+        [b'+' | b'-', h1, h2, b':', m1, m2] => {
+            [h1, h2, m1, m2].iter().all(|d| d.is_ascii_digit())
+                && (u32::from(h1 - b'0') * 10 + u32::from(h2 - b'0')) <= 23
+                && (u32::from(m1 - b'0') * 10 + u32::from(m2 - b'0')) <= 59
+        }
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_shapes() {
+        for ok in [
+            "2026-05-12T09:00:00Z",
+            "2026-05-12T09:00:00.123Z",
+            "2026-05-12t09:00:00+02:00",
+            "2026-12-31T23:59:60-11:30",
+        ] {
+            assert!(is_rfc3339(ok), "{ok}");
+        }
+        for bad in [
+            "2026-05-12",
+            "2026-13-12T09:00:00Z",
+            "2026-05-12T25:00:00Z",
+            "2026-05-12T09:00:00",
+            "2026-05-12T09:00:00.Z",
+            "2026-05-12T09:00:00+2:00",
+            "yesterday",
+        ] {
+            assert!(!is_rfc3339(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn places_quote_odd_keys() {
+        assert_eq!(field("", "flags"), "flags");
+        assert_eq!(field("context", "tenant"), "context.tenant");
+        assert_eq!(field("consent.tenants", "a b"), "consent.tenants[\"a b\"]");
+    }
+}

@@ -1,0 +1,193 @@
+//! Evaluation, in the contract's order, per flag in document order: scope, consent, kill
+//! switch, overrides, rules, default. The only allocations are the context's decoded values
+//! and the decision list.
+
+use crate::bucket::bucket_point;
+use crate::compile::{
+    CompiledCondition, CompiledDenied, CompiledFlag, CompiledPolicy, CompiledScope, CompiledServe,
+};
+use crate::model::{ConsentMode, ConsentState};
+use crate::outcome::{Decision, ErrorCode, Outcome, Reason, Reject, RuleRef};
+use crate::request::{Context, Request};
+
+impl CompiledPolicy {
+    /// Decides one request. The same request always gets the same outcome.
+    pub fn evaluate(&self, req: &Request) -> Outcome<'_> {
+        let ctx = Context::new(self, req);
+        let path = req.path_only();
+        let host = req.host_only();
+        let consent_row = self.consent.as_ref().and_then(|c| {
+            ctx.get(c.tenant_attribute)
+                .and_then(|tenant| c.tenants.get(tenant))
+        });
+        let mut outcome = Outcome {
+            decisions: Vec::with_capacity(self.flags.len()),
+            ..Outcome::default()
+        };
+        for (flag_index, flag) in self.flags.iter().enumerate() {
+            if !in_scope(&flag.scope, req, path, &host) {
+                continue;
+            }
+            let decision = self.decide(flag_index, flag, &ctx, consent_row.map(|r| &**r));
+            if decision.reason == Reason::ConsentDenied && decision.variation_index.is_none() {
+                if outcome.reject.is_none() {
+                    if let Some((_, CompiledDenied::Reject(status))) = flag.consent {
+                        outcome.reject = Some(Reject {
+                            status,
+                            flag: &flag.key,
+                            reason: Reason::ConsentDenied,
+                        });
+                    }
+                }
+            } else if outcome.route_decision.is_none() && decision.cluster.is_some() {
+                outcome.route_decision = Some(outcome.decisions.len());
+                outcome.cluster = decision.cluster;
+            }
+            outcome.decisions.push(decision);
+        }
+        if outcome.reject.is_some() {
+            outcome.cluster = None;
+            outcome.route_decision = None;
+        }
+        outcome
+    }
+
+    fn decide<'p>(
+        &'p self,
+        flag_index: usize,
+        flag: &'p CompiledFlag,
+        ctx: &Context<'_>,
+        consent_row: Option<&[ConsentState]>,
+    ) -> Decision<'p> {
+        let unit_id = flag.unit.and_then(|u| ctx.get(u)).filter(|u| !u.is_empty());
+        let mut d = Decision {
+            flag_index,
+            flag: &flag.key,
+            variation_index: None,
+            variation: None,
+            cluster: None,
+            reason: Reason::Default,
+            error: None,
+            rule: None,
+            bucket: None,
+            attributes: &[],
+            // The raw id leaves the engine only when the policy asks for it.
+            unit_id: unit_id
+                .filter(|_| self.settings.expose_unit_ids)
+                .map(str::to_string),
+        };
+
+        // Consent comes first: nothing below can send an opted-out tenant to an AI route.
+        if let (Some((class, denied)), Some(consent)) = (flag.consent, &self.consent) {
+            let state = consent_row
+                .and_then(|row| row.get(class).copied())
+                .unwrap_or(ConsentState::Unset);
+            let allowed = match consent.modes.get(class) {
+                Some(ConsentMode::OptOut) => state != ConsentState::OptOut,
+                Some(ConsentMode::OptIn) => state == ConsentState::OptIn,
+                None => false,
+            };
+            if !allowed {
+                d.reason = Reason::ConsentDenied;
+                if let CompiledDenied::Serve(v) = denied {
+                    self.serve_variation(flag, v, &mut d);
+                }
+                return d;
+            }
+        }
+
+        if !flag.enabled {
+            d.reason = Reason::Disabled;
+            self.serve_variation(flag, flag.off_variation, &mut d);
+            return d;
+        }
+
+        for o in &flag.overrides {
+            if ctx.get(o.attribute).is_some_and(|v| o.values.contains(v)) {
+                d.reason = Reason::TargetingMatch;
+                self.serve_variation(flag, o.variation, &mut d);
+                return d;
+            }
+        }
+
+        for (i, rule) in flag.rules.iter().enumerate() {
+            if rule.conditions.iter().all(|c| self.condition_holds(c, ctx)) {
+                let rule_ref = match &rule.name {
+                    Some(name) => RuleRef::Name(name),
+                    None => RuleRef::Index(i),
+                };
+                self.serve(flag, &rule.serve, Some(rule_ref), Reason::TargetingMatch, unit_id, &mut d);
+                return d;
+            }
+        }
+
+        self.serve(flag, &flag.default, None, Reason::Default, unit_id, &mut d);
+        d
+    }
+
+    /// Serves a fixed variation with `fixed_reason`, or a split with `SPLIT`; a split without
+    /// the unit serves `off_variation` with `ERROR` / `TARGETING_KEY_MISSING`.
+    fn serve<'p>(
+        &'p self,
+        flag: &'p CompiledFlag,
+        serve: &'p CompiledServe,
+        rule: Option<RuleRef<'p>>,
+        fixed_reason: Reason,
+        unit_id: Option<&str>,
+        d: &mut Decision<'p>,
+    ) {
+        match serve {
+            CompiledServe::Variation(v) => {
+                d.reason = fixed_reason;
+                d.rule = rule;
+                self.serve_variation(flag, *v, d);
+            }
+            CompiledServe::Split(split) => match unit_id {
+                Some(unit) => {
+                    let point = bucket_point(&flag.salt, unit, split.total);
+                    d.reason = Reason::Split;
+                    d.rule = rule;
+                    d.bucket = Some(point);
+                    self.serve_variation(flag, split.pick(point), d);
+                }
+                None => {
+                    d.reason = Reason::Error;
+                    d.error = Some(ErrorCode::TargetingKeyMissing);
+                    self.serve_variation(flag, flag.off_variation, d);
+                }
+            },
+        }
+    }
+
+    fn serve_variation<'p>(&'p self, flag: &'p CompiledFlag, v: usize, d: &mut Decision<'p>) {
+        if let Some(variation) = flag.variations.get(v) {
+            d.variation_index = Some(v);
+            d.variation = Some(&variation.name);
+            d.cluster = variation.cluster.as_deref();
+            d.attributes = &variation.attributes;
+        }
+    }
+
+    fn condition_holds(&self, condition: &CompiledCondition, ctx: &Context<'_>) -> bool {
+        match condition {
+            CompiledCondition::Clause(c) => c.holds(ctx.get(c.attribute)),
+            CompiledCondition::Segment(s) => self
+                .segments
+                .get(*s)
+                .is_some_and(|clauses| clauses.iter().all(|c| c.holds(ctx.get(c.attribute)))),
+        }
+    }
+}
+
+fn in_scope(scope: &CompiledScope, req: &Request, path: &str, host: &str) -> bool {
+    scope.path_prefix.as_deref().is_none_or(|p| path.starts_with(p))
+        && scope.host.as_deref().is_none_or(|h| h == host)
+        && scope
+            .method
+            .as_deref()
+            .is_none_or(|m| m.eq_ignore_ascii_case(&req.method))
+        && scope
+            .header_present
+            .as_deref()
+            .is_none_or(|h| req.header(h).is_some())
+}

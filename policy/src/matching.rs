@@ -1,0 +1,343 @@
+//! Compiled clauses: each operator's values are turned, once at policy load, into the form that
+//! is cheapest to test (hash sets, compiled regexes, parsed numbers, versions and networks).
+
+use std::collections::HashSet;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::net::{IpAddr, SocketAddr};
+
+use ipnet::IpNet;
+use regex_lite::Regex;
+use semver::Version;
+
+use crate::model::Op;
+
+/// A hasher for policy-side sets: one xxh3 call per key. The keys are the policy's own (request
+/// values are only looked up, never inserted), so there is no hash-flooding exposure.
+#[derive(Default, Clone, Copy)]
+pub struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        self.0 = xxhash_rust::xxh3::xxh3_64_with_seed(bytes, self.0);
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+pub type FastBuild = BuildHasherDefault<KeyHasher>;
+pub type FastSet = HashSet<Box<str>, FastBuild>;
+pub type FastMap<V> = std::collections::HashMap<Box<str>, V, FastBuild>;
+
+/// Exact-match values: a short list is scanned, a long one hashed.
+#[derive(Debug, Clone)]
+pub enum ValueSet {
+    Few(Vec<Box<str>>),
+    Many(FastSet),
+}
+
+impl ValueSet {
+    const SCAN_UP_TO: usize = 8;
+
+    pub fn new(values: &[String]) -> ValueSet {
+        if values.len() <= Self::SCAN_UP_TO {
+            ValueSet::Few(values.iter().map(|v| v.as_str().into()).collect())
+        } else {
+            ValueSet::Many(values.iter().map(|v| v.as_str().into()).collect())
+        }
+    }
+
+    pub fn contains(&self, value: &str) -> bool {
+        match self {
+            ValueSet::Few(list) => list.iter().any(|v| &**v == value),
+            ValueSet::Many(set) => set.contains(value),
+        }
+    }
+}
+
+impl std::fmt::Debug for KeyHasher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("KeyHasher")
+    }
+}
+
+/// An operator with its values, ready to test.
+#[derive(Debug, Clone)]
+pub enum Test {
+    In(ValueSet),
+    NotIn(ValueSet),
+    StartsWith(Vec<String>),
+    EndsWith(Vec<String>),
+    Contains(Vec<String>),
+    Matches(Vec<Regex>),
+    Exists,
+    Number(Op, f64),
+    Semver(Op, Version),
+    Cidr(Vec<IpNet>),
+}
+
+/// A clause ready to evaluate: the attribute's index in the request context, the test, and
+/// whether to negate it.
+#[derive(Debug, Clone)]
+pub struct CompiledClause {
+    pub attribute: usize,
+    pub test: Test,
+    pub negate: bool,
+}
+
+impl CompiledClause {
+    /// A missing attribute fails every operator except a negated one: `exists` is false, and
+    /// `negate` turns any result around (so `{"op": "exists", "negate": true}` means absent).
+    pub fn holds(&self, value: Option<&str>) -> bool {
+        let result = match value {
+            None => false,
+            Some(v) => self.test.holds(v),
+        };
+        result != self.negate
+    }
+}
+
+impl Test {
+    /// Builds the test for `op` and `values`, or says what is wrong with one value.
+    pub fn compile(op: Op, values: &[String]) -> Result<Test, (usize, String)> {
+        Ok(match op {
+            Op::In => Test::In(ValueSet::new(values)),
+            Op::NotIn => Test::NotIn(ValueSet::new(values)),
+            Op::StartsWith => Test::StartsWith(values.to_vec()),
+            Op::EndsWith => Test::EndsWith(values.to_vec()),
+            Op::Contains => Test::Contains(values.to_vec()),
+            Op::Exists => Test::Exists,
+            Op::Matches => {
+                let mut regexes = Vec::with_capacity(values.len());
+                for (i, v) in values.iter().enumerate() {
+                    if v.len() > crate::limits::MAX_REGEX_LEN {
+                        return Err((
+                            i,
+                            format!(
+                                "the regular expression is {} bytes long; the limit is {}",
+                                v.len(),
+                                crate::limits::MAX_REGEX_LEN
+                            ),
+                        ));
+                    }
+                    let re = regex_lite::RegexBuilder::new(v)
+                        .size_limit(1 << 20)
+                        .nest_limit(64)
+                        .build()
+                        .map_err(|e| (i, format!("bad regular expression: {e}")))?;
+                    regexes.push(re);
+                }
+                Test::Matches(regexes)
+            }
+            Op::Lt | Op::Lte | Op::Gt | Op::Gte => {
+                let v = first(values)?;
+                let n = parse_number(v)
+                    .ok_or_else(|| (0, format!("\"{v}\" is not a number")))?;
+                Test::Number(op, n)
+            }
+            Op::SemverLt | Op::SemverLte | Op::SemverGt | Op::SemverGte | Op::SemverEq => {
+                let v = first(values)?;
+                let version = parse_semver(v).ok_or_else(|| {
+                    (
+                        0,
+                        format!("\"{v}\" is not a semantic version (like 1.4.0 or 2.0.0-rc.1)"),
+                    )
+                })?;
+                Test::Semver(op, version)
+            }
+            Op::Cidr => {
+                let mut nets = Vec::with_capacity(values.len());
+                for (i, v) in values.iter().enumerate() {
+                    nets.push(parse_cidr(v).ok_or_else(|| {
+                        (i, format!("\"{v}\" is not a CIDR block (like 10.0.0.0/8 or 2001:db8::/32) or an IP address"))
+                    })?);
+                }
+                Test::Cidr(nets)
+            }
+        })
+    }
+
+    fn holds(&self, v: &str) -> bool {
+        match self {
+            Test::In(set) => set.contains(v),
+            Test::NotIn(set) => !set.contains(v),
+            Test::StartsWith(list) => list.iter().any(|p| v.starts_with(p.as_str())),
+            Test::EndsWith(list) => list.iter().any(|p| v.ends_with(p.as_str())),
+            Test::Contains(list) => list.iter().any(|p| v.contains(p.as_str())),
+            Test::Matches(list) => list.iter().any(|re| re.is_match(v)),
+            Test::Exists => true,
+            Test::Number(op, bound) => match parse_number(v) {
+                None => false,
+                Some(n) => match op {
+                    Op::Lt => n < *bound,
+                    Op::Lte => n <= *bound,
+                    Op::Gt => n > *bound,
+                    _ => n >= *bound,
+                },
+            },
+            Test::Semver(op, bound) => match parse_semver(v) {
+                None => false,
+                Some(version) => {
+                    let ord = version.cmp_precedence(bound);
+                    match op {
+                        Op::SemverLt => ord.is_lt(),
+                        Op::SemverLte => ord.is_le(),
+                        Op::SemverGt => ord.is_gt(),
+                        Op::SemverGte => ord.is_ge(),
+                        _ => ord.is_eq(),
+                    }
+                }
+            },
+            Test::Cidr(nets) => match parse_ip(v) {
+                None => false,
+                Some(ip) => nets.iter().any(|n| n.contains(&ip)),
+            },
+        }
+    }
+}
+
+fn first(values: &[String]) -> Result<&str, (usize, String)> {
+    values
+        .first()
+        .map(String::as_str)
+        .ok_or_else(|| (0, "needs a value".to_string()))
+}
+
+/// A finite decimal number; `NaN` and infinities are not numbers here.
+fn parse_number(s: &str) -> Option<f64> {
+    let n: f64 = s.trim().parse().ok()?;
+    n.is_finite().then_some(n)
+}
+
+/// A semantic version; a leading `v` (as in `v1.2.3`) is accepted.
+fn parse_semver(s: &str) -> Option<Version> {
+    let s = s.trim();
+    let s = s.strip_prefix(['v', 'V']).unwrap_or(s);
+    Version::parse(s).ok()
+}
+
+/// A CIDR block, or a bare address meaning just that address.
+fn parse_cidr(s: &str) -> Option<IpNet> {
+    let s = s.trim();
+    if let Ok(net) = s.parse::<IpNet>() {
+        return Some(net.trunc());
+    }
+    s.parse::<IpAddr>().ok().map(IpNet::from)
+}
+
+/// A client address, with or without a port (`10.0.0.1`, `10.0.0.1:443`, `[::1]:443`).
+pub fn parse_ip(s: &str) -> Option<IpAddr> {
+    let s = s.trim();
+    if let Ok(ip) = s.parse::<IpAddr>() {
+        return Some(ip);
+    }
+    if let Ok(sa) = s.parse::<SocketAddr>() {
+        return Some(sa.ip());
+    }
+    s.strip_prefix('[')
+        .and_then(|r| r.strip_suffix(']'))
+        .and_then(|r| r.parse().ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn clause(op: Op, values: &[&str], negate: bool) -> CompiledClause {
+        let values: Vec<String> = values.iter().map(|s| s.to_string()).collect();
+        CompiledClause {
+            attribute: 0,
+            test: Test::compile(op, &values).unwrap(),
+            negate,
+        }
+    }
+
+    fn holds(op: Op, values: &[&str], v: Option<&str>) -> bool {
+        clause(op, values, false).holds(v)
+    }
+
+    #[test]
+    fn in_and_not_in() {
+        assert!(holds(Op::In, &["pro", "enterprise"], Some("pro")));
+        assert!(!holds(Op::In, &["pro", "enterprise"], Some("Pro")));
+        assert!(!holds(Op::In, &["pro"], None));
+        assert!(holds(Op::NotIn, &["free"], Some("pro")));
+        assert!(!holds(Op::NotIn, &["free"], Some("free")));
+        assert!(!holds(Op::NotIn, &["free"], None), "missing fails not_in");
+        let many: Vec<String> = (0..100).map(|i| format!("t{i}")).collect();
+        let many: Vec<&str> = many.iter().map(String::as_str).collect();
+        assert!(holds(Op::In, &many, Some("t99")));
+        assert!(!holds(Op::In, &many, Some("t100")));
+        assert!(holds(Op::NotIn, &many, Some("t100")));
+    }
+
+    #[test]
+    fn string_operators() {
+        assert!(holds(Op::StartsWith, &["gpt-", "o1"], Some("o1-mini")));
+        assert!(!holds(Op::StartsWith, &["gpt-"], Some("claude")));
+        assert!(holds(Op::EndsWith, &[".example"], Some("api.example")));
+        assert!(!holds(Op::EndsWith, &[".example"], Some("example.com")));
+        assert!(holds(Op::Contains, &["beta"], Some("app-beta-2")));
+        assert!(!holds(Op::Contains, &["beta"], Some("alpha")));
+        assert!(holds(Op::Matches, &["^eu-(west|north)-[0-9]$"], Some("eu-west-1")));
+        assert!(!holds(Op::Matches, &["^eu-(west|north)-[0-9]$"], Some("us-east-1")));
+        assert!(holds(Op::Matches, &["x", "^a"], Some("abc")));
+    }
+
+    #[test]
+    fn exists_and_negate() {
+        assert!(holds(Op::Exists, &[], Some("")));
+        assert!(!holds(Op::Exists, &[], None));
+        assert!(clause(Op::Exists, &[], true).holds(None));
+        assert!(!clause(Op::Exists, &[], true).holds(Some("x")));
+        assert!(clause(Op::In, &["a"], true).holds(Some("b")));
+        assert!(clause(Op::In, &["a"], true).holds(None));
+    }
+
+    #[test]
+    fn numbers() {
+        assert!(holds(Op::Lt, &["10"], Some("9.5")));
+        assert!(!holds(Op::Lt, &["10"], Some("10")));
+        assert!(holds(Op::Lte, &["10"], Some("10")));
+        assert!(holds(Op::Gt, &["-1"], Some("0")));
+        assert!(!holds(Op::Gt, &["5"], Some("5")));
+        assert!(holds(Op::Gte, &["5"], Some(" 5 ")));
+        assert!(!holds(Op::Gte, &["5"], Some("five")));
+        assert!(!holds(Op::Lt, &["5"], Some("NaN")));
+        assert!(Test::compile(Op::Lt, &["ten".into()]).is_err());
+    }
+
+    #[test]
+    fn semver() {
+        assert!(holds(Op::SemverLt, &["2.0.0"], Some("1.9.9")));
+        assert!(holds(Op::SemverLt, &["2.0.0"], Some("2.0.0-rc.1")));
+        assert!(!holds(Op::SemverLt, &["2.0.0"], Some("2.0.0")));
+        assert!(holds(Op::SemverLte, &["2.0.0"], Some("v2.0.0")));
+        assert!(holds(Op::SemverGt, &["1.2.3"], Some("1.10.0")));
+        assert!(holds(Op::SemverGte, &["1.2.3"], Some("1.2.3")));
+        assert!(holds(Op::SemverEq, &["1.2.3"], Some("1.2.3+build.7")));
+        assert!(!holds(Op::SemverEq, &["1.2.3"], Some("1.2.4")));
+        assert!(!holds(Op::SemverGt, &["1.2.3"], Some("not-a-version")));
+        assert!(Test::compile(Op::SemverEq, &["1.2".into()]).is_err());
+    }
+
+    #[test]
+    fn cidr() {
+        assert!(holds(Op::Cidr, &["10.0.0.0/8"], Some("10.1.2.3")));
+        assert!(holds(Op::Cidr, &["10.0.0.0/8"], Some("10.1.2.3:5555")));
+        assert!(!holds(Op::Cidr, &["10.0.0.0/8"], Some("11.1.2.3")));
+        assert!(holds(Op::Cidr, &["2001:db8::/32"], Some("[2001:db8::1]:443")));
+        assert!(holds(Op::Cidr, &["192.168.1.7"], Some("192.168.1.7")));
+        assert!(holds(Op::Cidr, &["10.1.2.3/8"], Some("10.200.0.1")), "host bits are ignored");
+        assert!(!holds(Op::Cidr, &["10.0.0.0/8"], Some("garbage")));
+        assert!(Test::compile(Op::Cidr, &["10.0.0.0/33".into()]).is_err());
+        assert!(Test::compile(Op::Cidr, &["ten".into()]).is_err());
+    }
+
+    #[test]
+    fn bad_regex_is_refused() {
+        let err = Test::compile(Op::Matches, &["ok".into(), "(unclosed".into()]).unwrap_err();
+        assert_eq!(err.0, 1);
+        assert!(err.1.contains("bad regular expression"));
+    }
+}

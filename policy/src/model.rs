@@ -1,0 +1,220 @@
+//! The policy document as read from JSON, structurally checked but with names not yet resolved.
+//! `document` builds it; `compile` resolves names and turns it into a [`crate::CompiledPolicy`].
+
+/// Where a context attribute comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    Header(String),
+    Cookie(String),
+    Query(String),
+}
+
+/// Attributes every request has, under these names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Builtin {
+    /// The path without its query string.
+    Path,
+    /// The host without a port.
+    Host,
+    Method,
+    SourceIp,
+}
+
+impl Builtin {
+    pub const ALL: [(&'static str, Builtin); 4] = [
+        ("path", Builtin::Path),
+        ("host", Builtin::Host),
+        ("method", Builtin::Method),
+        ("source_ip", Builtin::SourceIp),
+    ];
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConsentMode {
+    OptIn,
+    OptOut,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConsentState {
+    OptIn,
+    OptOut,
+    Unset,
+}
+
+#[derive(Debug, Clone)]
+pub struct ConsentRecord {
+    pub class: String,
+    pub state: ConsentState,
+}
+
+#[derive(Debug, Clone)]
+pub struct Consent {
+    pub tenant_attribute: String,
+    pub classes: Vec<(String, ConsentMode)>,
+    /// Tenant id and its records, in document order.
+    pub tenants: Vec<(String, Vec<ConsentRecord>)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    In,
+    NotIn,
+    StartsWith,
+    EndsWith,
+    Contains,
+    Matches,
+    Exists,
+    Lt,
+    Lte,
+    Gt,
+    Gte,
+    SemverLt,
+    SemverLte,
+    SemverGt,
+    SemverGte,
+    SemverEq,
+    Cidr,
+}
+
+impl Op {
+    pub const ALL: [(&'static str, Op); 17] = [
+        ("in", Op::In),
+        ("not_in", Op::NotIn),
+        ("starts_with", Op::StartsWith),
+        ("ends_with", Op::EndsWith),
+        ("contains", Op::Contains),
+        ("matches", Op::Matches),
+        ("exists", Op::Exists),
+        ("lt", Op::Lt),
+        ("lte", Op::Lte),
+        ("gt", Op::Gt),
+        ("gte", Op::Gte),
+        ("semver_lt", Op::SemverLt),
+        ("semver_lte", Op::SemverLte),
+        ("semver_gt", Op::SemverGt),
+        ("semver_gte", Op::SemverGte),
+        ("semver_eq", Op::SemverEq),
+        ("cidr", Op::Cidr),
+    ];
+
+    pub fn parse(name: &str) -> Option<Op> {
+        Op::ALL.iter().find(|(n, _)| *n == name).map(|(_, op)| *op)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Clause {
+    pub attribute: String,
+    pub op: Op,
+    pub values: Vec<String>,
+    pub negate: bool,
+}
+
+#[derive(Debug, Clone)]
+pub enum Condition {
+    Segment(String),
+    Clause(Clause),
+}
+
+#[derive(Debug, Clone)]
+pub struct SplitEntry {
+    pub variation: String,
+    pub weight: u64,
+}
+
+/// What a rule or the default serves.
+#[derive(Debug, Clone)]
+pub enum Serve {
+    Variation(String),
+    Split(Vec<SplitEntry>),
+}
+
+#[derive(Debug, Clone)]
+pub struct Rule {
+    pub name: Option<String>,
+    pub when: Vec<Condition>,
+    pub serve: Serve,
+}
+
+#[derive(Debug, Clone)]
+pub struct Override {
+    pub attribute: String,
+    pub values: Vec<String>,
+    pub serve: String,
+}
+
+#[derive(Debug, Clone)]
+pub enum DeniedAction {
+    Serve(String),
+    Reject { status: u16 },
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Scope {
+    pub path_prefix: Option<String>,
+    pub host: Option<String>,
+    pub method: Option<String>,
+    pub header_present: Option<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Variation {
+    pub name: String,
+    pub cluster: Option<String>,
+    pub attributes: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Flag {
+    pub key: String,
+    pub enabled: bool,
+    pub scope: Scope,
+    pub feature_class: Option<String>,
+    pub unit: Option<String>,
+    pub salt: Option<String>,
+    pub variations: Vec<Variation>,
+    pub off_variation: String,
+    pub on_consent_denied: Option<DeniedAction>,
+    pub overrides: Vec<Override>,
+    pub rules: Vec<Rule>,
+    pub default: Option<Serve>,
+}
+
+/// How the filter presents its work to Envoy and upstreams (switchyard's addition to the
+/// contract; every field has a default).
+#[derive(Debug, Clone)]
+pub struct SettingsDoc {
+    pub route_header: String,
+    pub exposure_header: String,
+    pub version_header: String,
+    /// Attribute name → header name, for the route-deciding variation's plain attribute headers.
+    pub attribute_headers: Vec<(String, String)>,
+    pub response_headers: bool,
+    pub expose_unit_ids: bool,
+}
+
+impl Default for SettingsDoc {
+    fn default() -> Self {
+        SettingsDoc {
+            route_header: "x-switchyard-cluster".into(),
+            exposure_header: "x-switchyard-exposure".into(),
+            version_header: "x-switchyard-policy-version".into(),
+            attribute_headers: Vec::new(),
+            response_headers: false,
+            expose_unit_ids: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct PolicyDoc {
+    pub version: String,
+    pub environment: Option<String>,
+    /// Attribute name → source, in document order (built-ins are added by `compile`).
+    pub context: Vec<(String, Source)>,
+    pub consent: Option<Consent>,
+    pub segments: Vec<(String, Vec<Clause>)>,
+    pub flags: Vec<Flag>,
+    pub settings: SettingsDoc,
+}

@@ -1,0 +1,107 @@
+//! What evaluating one request produces. Decisions borrow names from the compiled policy, so
+//! evaluating allocates only the decision list.
+
+/// Why a flag served what it served. Names follow OpenFeature's reasons, plus `CONSENT_DENIED`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Reason {
+    /// An override or a rule that serves a fixed variation.
+    TargetingMatch,
+    /// A split, from a rule or the default.
+    Split,
+    /// The default serves a fixed variation.
+    Default,
+    /// The kill switch (`"enabled": false`).
+    Disabled,
+    /// The tenant has not consented to the flag's feature class.
+    ConsentDenied,
+    /// Something prevented a normal evaluation; see [`ErrorCode`].
+    Error,
+}
+
+impl Reason {
+    pub const ALL: [Reason; 6] = [
+        Reason::TargetingMatch,
+        Reason::Split,
+        Reason::Default,
+        Reason::Disabled,
+        Reason::ConsentDenied,
+        Reason::Error,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::TargetingMatch => "TARGETING_MATCH",
+            Reason::Split => "SPLIT",
+            Reason::Default => "DEFAULT",
+            Reason::Disabled => "DISABLED",
+            Reason::ConsentDenied => "CONSENT_DENIED",
+            Reason::Error => "ERROR",
+        }
+    }
+}
+
+/// The error code that goes with [`Reason::Error`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorCode {
+    /// A split needed the flag's assignment unit and the request had none.
+    TargetingKeyMissing,
+}
+
+impl ErrorCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::TargetingKeyMissing => "TARGETING_KEY_MISSING",
+        }
+    }
+}
+
+/// Which rule decided: its name if it has one, else its index in the flag's `rules`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RuleRef<'p> {
+    Name(&'p str),
+    Index(usize),
+}
+
+/// One flag's decision for one request. Flags out of scope make no decision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision<'p> {
+    /// Index of the flag in the policy's `flags`.
+    pub flag_index: usize,
+    pub flag: &'p str,
+    /// Index into the flag's variations (in document order); `None` for a consent reject.
+    pub variation_index: Option<usize>,
+    pub variation: Option<&'p str>,
+    pub cluster: Option<&'p str>,
+    pub reason: Reason,
+    pub error: Option<ErrorCode>,
+    pub rule: Option<RuleRef<'p>>,
+    /// The split point (`0 <= bucket < total`) where a split decided.
+    pub bucket: Option<u64>,
+    /// The served variation's exposure attributes, in document order.
+    pub attributes: &'p [(String, String)],
+    /// The assignment unit's value on this request, where the flag has a unit and the request
+    /// carries it. Never rendered into exposure unless the policy opts in.
+    pub unit_id: Option<String>,
+}
+
+/// A consent reject: a local reply that never goes upstream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reject<'p> {
+    pub status: u16,
+    pub flag: &'p str,
+    pub reason: Reason,
+}
+
+/// Everything one request gets.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Outcome<'p> {
+    /// The route: the cluster of the first decision (document order) whose variation names one.
+    /// `None` when rejected, or when no decision names a cluster.
+    pub cluster: Option<&'p str>,
+    /// The first consent reject in document order; when set, nothing goes upstream.
+    pub reject: Option<Reject<'p>>,
+    /// One decision per flag in scope, in document order.
+    pub decisions: Vec<Decision<'p>>,
+    /// Index into `decisions` of the decision that chose `cluster`.
+    pub route_decision: Option<usize>,
+}

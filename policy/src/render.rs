@@ -1,0 +1,267 @@
+//! How decisions are written out: the RFC 8941 exposure header, plain attribute headers, the
+//! JSON object (`switchyard eval`'s line format, also the filter state) and the reject body.
+//!
+//! The exposure header is a structured-field List with one Item per decision:
+//!
+//! ```text
+//! x-switchyard-exposure: "support_answer_model_route";variation="candidate";reason=SPLIT;rule="paid canary";bucket=3;version="2026-11-21.3";attr.model_route="support_model_b"
+//! ```
+//!
+//! The Item is the flag key (a String); parameters: `variation` (String; absent for a consent
+//! reject), `reason` (Token), `error` (Token, with reason ERROR), `rule` (String name or Integer
+//! index), `bucket` (Integer), `version` (String), `unit` and `unit_id` (Strings, only with
+//! `settings.expose_unit_ids`), then `attr.NAME` (String) per variation attribute. Parts that do
+//! not change per request are rendered once at policy load.
+
+use std::fmt::Write;
+
+use serde::Serialize;
+
+use crate::compile::CompiledPolicy;
+use crate::outcome::{Decision, Outcome, Reject, RuleRef};
+
+/// `"value"` as an RFC 8941 String. Policy names are checked to be printable ASCII at load;
+/// anything else (a raw unit id) is percent-encoded so the header stays valid.
+pub fn sf_string(out: &mut String, value: &str) {
+    out.push('"');
+    for b in value.bytes() {
+        match b {
+            b'"' | b'\\' => {
+                out.push('\\');
+                out.push(b as char);
+            }
+            b'%' => out.push_str("%25"),
+            0x20..=0x7e => out.push(b as char),
+            _ => {
+                let _ = write!(out, "%{b:02X}");
+            }
+        }
+    }
+    out.push('"');
+}
+
+pub(crate) fn exposure_item_start(flag: &str, variation: &str, _version: &str) -> String {
+    let mut s = String::new();
+    sf_string(&mut s, flag);
+    s.push_str(";variation=");
+    sf_string(&mut s, variation);
+    s
+}
+
+pub(crate) fn exposure_attribute_params(attributes: &[(String, String)]) -> String {
+    let mut s = String::new();
+    for (name, value) in attributes {
+        s.push_str(";attr.");
+        s.push_str(name);
+        s.push('=');
+        sf_string(&mut s, value);
+    }
+    s
+}
+
+/// The default plain header for a variation attribute: `model_route` → `x-switchyard-attr-model-route`.
+pub fn default_attribute_header(attribute: &str) -> String {
+    format!(
+        "{}attr-{}",
+        crate::compile::OWNED_PREFIX,
+        attribute.replace('_', "-")
+    )
+}
+
+#[derive(Serialize)]
+struct RuleJson<'a>(#[serde(with = "rule_ref")] &'a RuleRef<'a>);
+
+mod rule_ref {
+    use super::RuleRef;
+    use serde::Serializer;
+
+    pub fn serialize<S: Serializer>(r: &&RuleRef<'_>, s: S) -> Result<S::Ok, S::Error> {
+        match r {
+            RuleRef::Name(n) => s.serialize_str(n),
+            RuleRef::Index(i) => s.serialize_u64(*i as u64),
+        }
+    }
+}
+
+struct Attributes<'a>(&'a [(String, String)]);
+
+impl Serialize for Attributes<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.0.iter().map(|(k, v)| (k, v)))
+    }
+}
+
+#[derive(Serialize)]
+struct DecisionJson<'a> {
+    flag: &'a str,
+    variation: Option<&'a str>,
+    cluster: Option<&'a str>,
+    reason: &'static str,
+    error: Option<&'static str>,
+    rule: Option<RuleJson<'a>>,
+    bucket: Option<u64>,
+    attributes: Attributes<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    unit_id: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct RejectJson<'a> {
+    status: u16,
+    flag: &'a str,
+    reason: &'static str,
+}
+
+#[derive(Serialize)]
+struct OutcomeJson<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    version: Option<&'a str>,
+    cluster: Option<&'a str>,
+    reject: Option<RejectJson<'a>>,
+    decisions: Vec<DecisionJson<'a>>,
+}
+
+fn outcome_json<'a>(outcome: &'a Outcome<'a>, version: Option<&'a str>) -> OutcomeJson<'a> {
+    OutcomeJson {
+        version,
+        cluster: outcome.cluster,
+        reject: outcome.reject.as_ref().map(|r| RejectJson {
+            status: r.status,
+            flag: r.flag,
+            reason: r.reason.as_str(),
+        }),
+        decisions: outcome
+            .decisions
+            .iter()
+            .map(|d: &Decision<'_>| DecisionJson {
+                flag: d.flag,
+                variation: d.variation,
+                cluster: d.cluster,
+                reason: d.reason.as_str(),
+                error: d.error.map(|e| e.as_str()),
+                rule: d.rule.as_ref().map(RuleJson),
+                bucket: d.bucket,
+                attributes: Attributes(d.attributes),
+                unit_id: d.unit_id.as_deref(),
+            })
+            .collect(),
+    }
+}
+
+impl CompiledPolicy {
+    /// The outcome as `switchyard eval` prints it: `{"cluster", "reject", "decisions"}`.
+    pub fn eval_json(&self, outcome: &Outcome<'_>) -> String {
+        serde_json::to_string(&outcome_json(outcome, None)).unwrap_or_default()
+    }
+
+    /// The outcome with the policy version, for the filter state and access logs.
+    pub fn outcome_json(&self, outcome: &Outcome<'_>) -> String {
+        serde_json::to_string(&outcome_json(outcome, Some(&self.version))).unwrap_or_default()
+    }
+
+    /// The local reply body for a consent reject.
+    pub fn reject_body(&self, reject: &Reject<'_>) -> String {
+        serde_json::json!({
+            "error": "consent_denied",
+            "flag": reject.flag,
+            "reason": reject.reason.as_str(),
+            "message": format!("this tenant has not consented to the AI feature behind flag \"{}\"", reject.flag),
+        })
+        .to_string()
+    }
+
+    /// The exposure header's value: one Item per decision, or `None` when no flag decided.
+    pub fn exposure_value(&self, outcome: &Outcome<'_>) -> Option<String> {
+        if outcome.decisions.is_empty() {
+            return None;
+        }
+        let mut out = String::with_capacity(160 * outcome.decisions.len());
+        for (i, d) in outcome.decisions.iter().enumerate() {
+            if i > 0 {
+                out.push_str(", ");
+            }
+            let flag = self.flags.get(d.flag_index);
+            let variation = flag.zip(d.variation_index).and_then(|(f, v)| f.variations.get(v));
+            match variation {
+                Some(v) => out.push_str(&v.exposure_item),
+                None => sf_string(&mut out, d.flag),
+            }
+            out.push_str(";reason=");
+            out.push_str(d.reason.as_str());
+            if let Some(e) = d.error {
+                out.push_str(";error=");
+                out.push_str(e.as_str());
+            }
+            match d.rule {
+                Some(RuleRef::Name(n)) => {
+                    out.push_str(";rule=");
+                    sf_string(&mut out, n);
+                }
+                Some(RuleRef::Index(i)) => {
+                    let _ = write!(out, ";rule={i}");
+                }
+                None => {}
+            }
+            if let Some(b) = d.bucket {
+                let _ = write!(out, ";bucket={b}");
+            }
+            out.push_str(";version=");
+            sf_string(&mut out, &self.version);
+            if let (Some(unit_id), Some(unit)) =
+                (&d.unit_id, flag.and_then(|f| f.unit_name.as_deref()))
+            {
+                out.push_str(";unit=");
+                sf_string(&mut out, unit);
+                out.push_str(";unit_id=");
+                sf_string(&mut out, unit_id);
+            }
+            if let Some(v) = variation {
+                out.push_str(&v.exposure_attributes);
+            }
+        }
+        Some(out)
+    }
+
+    /// Every header to stamp on the upstream request: the exposure list, the policy version,
+    /// and the route-deciding variation's attributes as plain headers.
+    pub fn exposure_headers(&self, outcome: &Outcome<'_>) -> Vec<(String, String)> {
+        let Some(exposure) = self.exposure_value(outcome) else {
+            return Vec::new();
+        };
+        let mut headers = vec![
+            (self.settings.exposure_header.clone(), exposure),
+            (self.settings.version_header.clone(), self.version.clone()),
+        ];
+        let route_variation = outcome
+            .route_decision
+            .and_then(|i| outcome.decisions.get(i))
+            .and_then(|d| {
+                let flag = self.flags.get(d.flag_index)?;
+                flag.variations.get(d.variation_index?)
+            });
+        if let Some(v) = route_variation {
+            headers.extend(v.attribute_headers.iter().cloned());
+        }
+        headers
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sf_strings_escape_and_encode() {
+        let mut s = String::new();
+        sf_string(&mut s, "a \"b\" \\ 100% é");
+        assert_eq!(s, "\"a \\\"b\\\" \\\\ 100%25 %C3%A9\"");
+    }
+
+    #[test]
+    fn default_attribute_headers() {
+        assert_eq!(
+            default_attribute_header("model_route"),
+            "x-switchyard-attr-model-route"
+        );
+    }
+}

@@ -1,0 +1,266 @@
+//! The request as the engine sees it. The Envoy filter fills it from pseudo-headers, headers
+//! and the `source.address` property; `switchyard eval` fills it from a JSON line.
+
+/// One HTTP request. Every field is optional in the sense that an empty string means absent.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Request {
+    pub method: String,
+    /// The request target as sent (`:path`), query string included.
+    pub path: String,
+    /// `:authority` / `Host`.
+    pub host: String,
+    /// The client address, without a port.
+    pub source_ip: String,
+    /// Header names in any case; the first occurrence of a name is the one read.
+    pub headers: Vec<(String, String)>,
+}
+
+use std::borrow::Cow;
+
+use percent_encoding::percent_decode_str;
+
+use crate::compile::{AttrSource, CompiledPolicy};
+use crate::model::Builtin;
+
+impl Request {
+    /// The first header with this name (ASCII case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The path without its query string or fragment.
+    pub fn path_only(&self) -> &str {
+        let end = self.path.find(['?', '#']).unwrap_or(self.path.len());
+        &self.path[..end]
+    }
+
+    /// The query string, without `?` and fragment.
+    pub fn query(&self) -> &str {
+        match self.path.find('?') {
+            None => "",
+            Some(q) => {
+                let rest = &self.path[q + 1..];
+                let end = rest.find('#').unwrap_or(rest.len());
+                &rest[..end]
+            }
+        }
+    }
+
+    /// The host in lower case, without a port (`API.example:8443` → `api.example`,
+    /// `[::1]:80` → `[::1]`).
+    pub fn host_only(&self) -> Cow<'_, str> {
+        let h = self.host.as_str();
+        let h = if h.starts_with('[') {
+            match h.find(']') {
+                Some(end) => &h[..=end],
+                None => h,
+            }
+        } else {
+            match h.rfind(':') {
+                Some(colon) if h[colon + 1..].bytes().all(|b| b.is_ascii_digit()) => &h[..colon],
+                _ => h,
+            }
+        };
+        if h.bytes().any(|b| b.is_ascii_uppercase()) {
+            Cow::Owned(h.to_ascii_lowercase())
+        } else {
+            Cow::Borrowed(h)
+        }
+    }
+
+    /// A cookie's value, percent-decoded. Every `cookie` header is read (HTTP/2 may split
+    /// them); within them the first pair with this exact name wins. A pair without `=` is
+    /// not a cookie and is skipped; surrounding double quotes are removed.
+    pub fn cookie(&self, name: &str) -> Option<Cow<'_, str>> {
+        self.headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case("cookie"))
+            .flat_map(|(_, v)| v.split(';'))
+            .find_map(|pair| {
+                let (n, v) = pair.split_once('=')?;
+                (n.trim() == name).then(|| {
+                    let v = v.trim();
+                    let v = v
+                        .strip_prefix('"')
+                        .and_then(|v| v.strip_suffix('"'))
+                        .unwrap_or(v);
+                    decode(v, false)
+                })
+            })
+    }
+
+    /// A query parameter's value, decoded as a form (`+` is a space, `%xx` a byte). The first
+    /// parameter with this name wins; a parameter without `=` has the empty value.
+    pub fn query_param(&self, name: &str) -> Option<Cow<'_, str>> {
+        self.query()
+            .split('&')
+            .filter(|p| !p.is_empty())
+            .find_map(|pair| {
+                let (n, v) = pair.split_once('=').unwrap_or((pair, ""));
+                (decode(n, true) == name).then(|| decode(v, true))
+            })
+    }
+}
+
+/// Percent-decodes (and for forms, turns `+` into a space). Bytes that do not decode to UTF-8
+/// become U+FFFD rather than failing the request.
+fn decode(s: &str, form: bool) -> Cow<'_, str> {
+    if form && s.contains('+') {
+        let spaced = s.replace('+', " ");
+        return Cow::Owned(percent_decode_str(&spaced).decode_utf8_lossy().into_owned());
+    }
+    percent_decode_str(s).decode_utf8_lossy()
+}
+
+/// The request's value for every context attribute of a policy, by attribute index.
+pub(crate) struct Context<'r> {
+    pub values: Vec<Option<Cow<'r, str>>>,
+}
+
+impl<'r> Context<'r> {
+    pub fn new(policy: &CompiledPolicy, req: &'r Request) -> Context<'r> {
+        let values = policy
+            .attributes
+            .iter()
+            .map(|source| match source {
+                AttrSource::Header(h) => req.header(h).map(Cow::Borrowed),
+                AttrSource::Cookie(c) => req.cookie(c),
+                AttrSource::Query(q) => req.query_param(q),
+                AttrSource::Builtin(b) => {
+                    let v: Cow<'r, str> = match b {
+                        Builtin::Path => Cow::Borrowed(req.path_only()),
+                        Builtin::Host => req.host_only(),
+                        Builtin::Method => Cow::Borrowed(req.method.as_str()),
+                        Builtin::SourceIp => Cow::Borrowed(req.source_ip.as_str()),
+                    };
+                    (!v.is_empty()).then_some(v)
+                }
+            })
+            .collect();
+        Context { values }
+    }
+
+    pub fn get(&self, attribute: usize) -> Option<&str> {
+        self.values.get(attribute).and_then(|v| v.as_deref())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(path: &str, headers: &[(&str, &str)]) -> Request {
+        Request {
+            path: path.into(),
+            headers: headers
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect(),
+            ..Request::default()
+        }
+    }
+
+    #[test]
+    fn headers_are_case_insensitive_and_first_wins() {
+        let r = req("/", &[("X-Tenant-Id", "acme"), ("x-tenant-id", "other")]);
+        assert_eq!(r.header("x-tenant-id"), Some("acme"));
+        assert_eq!(r.header("X-TENANT-ID"), Some("acme"));
+        assert_eq!(r.header("x-user-id"), None);
+    }
+
+    #[test]
+    fn cookies() {
+        let r = req(
+            "/",
+            &[
+                ("cookie", "a=1; sid=%E2%9C%93x; flag; empty=; sid=second"),
+                ("Cookie", "late=yes; q=\"quoted\""),
+            ],
+        );
+        assert_eq!(r.cookie("sid").as_deref(), Some("✓x"));
+        assert_eq!(r.cookie("a").as_deref(), Some("1"));
+        assert_eq!(r.cookie("empty").as_deref(), Some(""));
+        assert_eq!(r.cookie("flag"), None, "a pair without = is not a cookie");
+        assert_eq!(r.cookie("late").as_deref(), Some("yes"), "all cookie headers are read");
+        assert_eq!(r.cookie("q").as_deref(), Some("quoted"));
+        assert_eq!(r.cookie("SID"), None, "cookie names are case-sensitive");
+        assert_eq!(req("/", &[("cookie", "x=%FF")]).cookie("x").as_deref(), Some("\u{fffd}"));
+    }
+
+    #[test]
+    fn query_parameters() {
+        let r = req("/v1/chat?plan=pro&plan=free&q=a+b%20c&flag&empty=&na%6De=v#frag", &[]);
+        assert_eq!(r.path_only(), "/v1/chat");
+        assert_eq!(r.query_param("plan").as_deref(), Some("pro"), "first wins");
+        assert_eq!(r.query_param("q").as_deref(), Some("a b c"));
+        assert_eq!(r.query_param("flag").as_deref(), Some(""), "missing = means empty");
+        assert_eq!(r.query_param("empty").as_deref(), Some(""));
+        assert_eq!(r.query_param("name").as_deref(), Some("v"), "names are decoded too");
+        assert_eq!(r.query_param("frag"), None);
+        assert_eq!(req("/x", &[]).query_param("a"), None);
+        assert_eq!(req("/x?", &[]).query_param("a"), None);
+        assert_eq!(req("/x?a=%zz", &[]).query_param("a").as_deref(), Some("%zz"));
+    }
+
+    #[test]
+    fn host_without_port() {
+        let host = |h: &str| {
+            Request {
+                host: h.into(),
+                ..Request::default()
+            }
+            .host_only()
+            .into_owned()
+        };
+        assert_eq!(host("API.Example:8443"), "api.example");
+        assert_eq!(host("api.example"), "api.example");
+        assert_eq!(host("[::1]:80"), "[::1]");
+        assert_eq!(host("[::1]"), "[::1]");
+        assert_eq!(host(""), "");
+    }
+}
+
+/// The request line format of `switchyard eval` (every field optional):
+/// `{"method", "path", "host", "source_ip", "headers": {NAME: VALUE}}`.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RequestLine {
+    #[serde(default)]
+    method: String,
+    #[serde(default)]
+    path: String,
+    #[serde(default)]
+    host: String,
+    #[serde(default)]
+    source_ip: String,
+    #[serde(default)]
+    headers: serde_json::Map<String, serde_json::Value>,
+}
+
+impl Request {
+    /// Reads one request in `switchyard eval`'s JSON format. A header value must be a string.
+    pub fn from_json(text: &str) -> Result<Request, String> {
+        let line: RequestLine = serde_json::from_str(text).map_err(|e| e.to_string())?;
+        let mut headers = Vec::with_capacity(line.headers.len());
+        for (name, value) in line.headers {
+            match value {
+                serde_json::Value::String(v) => headers.push((name, v)),
+                other => {
+                    return Err(format!(
+                        "header \"{name}\" must have a string value, found {other}"
+                    ))
+                }
+            }
+        }
+        Ok(Request {
+            method: line.method,
+            path: line.path,
+            host: line.host,
+            source_ip: line.source_ip,
+            headers,
+        })
+    }
+}
