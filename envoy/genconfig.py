@@ -60,8 +60,9 @@ def policy_route_header(policy_text):
 
 def _printable(ch):
     o = ord(ch)
-    return ch in "\t\n" or (0x20 <= o <= 0x7E) or o == 0x85 or (0xA0 <= o <= 0xD7FF) \
-        or (0xE000 <= o <= 0xFFFD and o != 0xFEFF) or (0x10000 <= o <= 0x10FFFF)
+    # YAML's printable set, less the characters some parsers take as line breaks.
+    return ch in "\t\n" or (0x20 <= o <= 0x7E) or (0xA0 <= o <= 0xD7FF and o not in (
+        0x2028, 0x2029)) or (0xE000 <= o <= 0xFFFD and o != 0xFEFF) or (0x10000 <= o <= 0x10FFFF)
 
 
 def yaml_string(text, indent=_VALUE_INDENT):
@@ -141,7 +142,8 @@ def render(policy_text, wasm_path, upstreams, default_upstream=None, listener_po
     all_up = {n: upstreams[n] for n in names}
     all_up[DEFAULT_CLUSTER] = default_upstream
     with open(TEMPLATE) as f:
-        tmpl = string.Template(f.read())
+        tmpl = string.Template("".join(
+            line for line in f.readlines() if not line.startswith("#!")))
     return tmpl.substitute(
         node_id=node_id,
         admin_address=admin_address,

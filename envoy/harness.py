@@ -187,6 +187,17 @@ class Mocks:
         q = "?since=%d" % since + ("&cluster=" + cluster if cluster else "")
         return json.loads(http_get(self._url("/__mock/log" + q), timeout=30)[1])
 
+    def seq(self):
+        """Sequence number of the last request the mocks logged (for log(since=...))."""
+        return json.loads(http_get(self._url("/__mock/seq"))[1])["seq"]
+
+    def by_request_id(self, since=0):
+        """{x-request-id: [log entries]} of requests logged after `since`."""
+        out = {}
+        for e in self.log(since=since):
+            out.setdefault(e.get("request_id"), []).append(e)
+        return out
+
     def counts(self):
         return json.loads(http_get(self._url("/__mock/counts"))[1])
 

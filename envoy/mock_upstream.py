@@ -16,6 +16,7 @@ with response headers `x-mock-cluster: CLUSTER` and `x-mock-seq: N`. Every reque
 Control port (GET unless noted):
     /__mock/log            all logged requests, JSON list (optional ?cluster=NAME, ?since=SEQ)
     /__mock/counts         {"CLUSTER": count, ...}
+    /__mock/seq            {"seq": N}: sequence number of the last logged request
     /__mock/reset  (POST)  forget the log
     /__mock/health         {"ok": true}
 
@@ -157,6 +158,8 @@ def make_control_handler(log, info):
                 _send_json(self, 200, log.query(q.get("cluster"), int(q.get("since", 0))))
             elif u.path == "/__mock/counts":
                 _send_json(self, 200, log.counts())
+            elif u.path == "/__mock/seq":
+                _send_json(self, 200, {"seq": log.seq})
             elif u.path == "/__mock/health":
                 _send_json(self, 200, {"ok": True, **info})
             else:

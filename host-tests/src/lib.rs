@@ -1,1 +1,66 @@
+//! A fake proxy-wasm host for testing switchyard's Envoy filter without Envoy.
+//!
+//! [`FakeHost`] loads the release `switchyard_plugin.wasm` into wasmtime, implements every
+//! host function the module imports (proxy-wasm ABI 0.2.1 as the Rust SDK 0.2.5 uses it, plus
+//! stubs for the few WASI calls a `wasm32-wasip1` module imports) as plain state, and drives
+//! the module through Envoy's lifecycle. Tests then assert on that state: headers sent
+//! upstream, local replies, metrics, logs, filter state.
+//!
+//! ```no_run
+//! use switchyard_host_tests::{FakeHost, HttpRequest};
+//! # fn main() -> wasmtime::Result<()> {
+//! let mut host = FakeHost::load_default()?;
+//! assert!(host.configure(br#"{"version": "1", "flags": []}"#)?);
+//! let result = host.request(&HttpRequest::new("GET", "/", "api.example"))?;
+//! assert!(result.upstream().is_some());
+//! # Ok(()) }
+//! ```
 
+mod abi;
+mod headers;
+mod host;
+mod memory;
+mod state;
+mod wasi;
+
+use std::path::PathBuf;
+
+pub use headers::HeaderMap;
+pub use host::{FakeHost, HttpRequest, RequestResult};
+pub use state::{
+    Action, ForeignCall, HostState, LocalReply, LogEntry, LogLevel, Metric, MetricKind,
+};
+
+/// The command that builds the module these tests load.
+pub const BUILD_COMMAND: &str =
+    "cargo build --release --target wasm32-wasip1 -p switchyard-plugin";
+
+/// Where the filter's `.wasm` is: `$SWITCHYARD_WASM` if set, else
+/// `target/wasm32-wasip1/release/switchyard_plugin.wasm` under `$CARGO_TARGET_DIR` or the
+/// workspace. A missing file is an error that says how to build it.
+pub fn wasm_path() -> Result<PathBuf, String> {
+    let path = match std::env::var_os("SWITCHYARD_WASM") {
+        Some(path) => PathBuf::from(path),
+        None => {
+            let target = std::env::var_os("CARGO_TARGET_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| workspace_root().join("target"));
+            target.join("wasm32-wasip1/release/switchyard_plugin.wasm")
+        }
+    };
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(format!(
+            "switchyard_plugin.wasm not found at {}: build it first with `{BUILD_COMMAND}` \
+             (from the workspace root), or set SWITCHYARD_WASM to its path",
+            path.display()
+        ))
+    }
+}
+
+/// The workspace root (this crate's parent directory).
+pub fn workspace_root() -> PathBuf {
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest.parent().map(PathBuf::from).unwrap_or(manifest)
+}

@@ -75,7 +75,7 @@ pub(crate) fn give(
         .data()
         .allocate
         .ok_or_else(|| format_err!("the module exports no proxy_on_memory_allocate or malloc"))?;
-    let ptr = allocate.call(&mut *caller, size)?;
+    let ptr = allocate.typed::<u32, u32>(&*caller)?.call(&mut *caller, size)?;
     if ptr == 0 {
         bail!("the guest failed to allocate {size} bytes");
     }

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use wasmtime::{Memory, TypedFunc};
+use wasmtime::{Func, Memory};
 
 use crate::headers::HeaderMap;
 
@@ -178,7 +178,7 @@ pub struct HostState {
     pub random_state: u64,
     /// The guest's memory and allocator, found once the instance exists.
     pub(crate) memory: Option<Memory>,
-    pub(crate) allocate: Option<TypedFunc<u32, u32>>,
+    pub(crate) allocate: Option<Func>,
 }
 
 impl HostState {

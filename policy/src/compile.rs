@@ -201,15 +201,19 @@ impl CompiledPolicy {
     }
 }
 
-/// Resolves names and compiles; every unresolved reference is reported with its place.
-pub fn compile(doc: PolicyDoc) -> Result<CompiledPolicy, PolicyErrors> {
+/// Resolves names and compiles; every unresolved reference is reported with its place, after
+/// the structural errors already found in `errors`.
+pub fn compile(doc: PolicyDoc, errors: PolicyErrors) -> Result<CompiledPolicy, PolicyErrors> {
     let mut c = Compiler {
-        errors: PolicyErrors::default(),
+        errors,
         attr_index: HashMap::new(),
         attributes: Vec::new(),
     };
     if !is_printable_ascii(&doc.version) {
-        c.errors.push("version", "must be printable ASCII (it travels in HTTP headers)");
+        c.errors.push(
+            "version",
+            "must be printable ASCII (it travels in HTTP headers)",
+        );
     }
     for (name, builtin) in Builtin::ALL {
         c.add_attribute(name, AttrSource::Builtin(builtin));
@@ -250,31 +254,26 @@ pub fn compile(doc: PolicyDoc) -> Result<CompiledPolicy, PolicyErrors> {
     let mut segment_index = HashMap::new();
     let mut segments = Vec::with_capacity(doc.segments.len());
     for (name, clauses) in &doc.segments {
-        let place = field("segments", name);
-        let compiled = clauses
-            .iter()
-            .enumerate()
-            .filter_map(|(i, cl)| c.clause(cl, &index(&place, i)))
-            .collect();
+        let compiled = clauses.iter().filter_map(|cl| c.clause(cl)).collect();
         segment_index.insert(name.clone(), segments.len());
         segments.push(compiled);
     }
 
-    let mut seen_keys: HashMap<&str, usize> = HashMap::new();
+    let mut seen_keys: HashMap<&str, &str> = HashMap::new();
     let mut flags = Vec::with_capacity(doc.flags.len());
-    for (i, flag) in doc.flags.iter().enumerate() {
-        let place = index("flags", i);
+    for flag in &doc.flags {
+        let place = flag.place.as_str();
         if let Some(first) = seen_keys.get(flag.key.as_str()) {
             c.errors.push(
-                field(&place, "key"),
-                format!("\"{}\" is already the key of flags[{first}]", flag.key),
+                field(place, "key"),
+                format!("\"{}\" is already the key of {first}", flag.key),
             );
-        } else {
-            seen_keys.insert(&flag.key, i);
+        } else if !flag.key.is_empty() {
+            seen_keys.insert(&flag.key, place);
         }
         if let Some(f) = c.flag(
             flag,
-            &place,
+            place,
             &doc.settings,
             &doc.version,
             &class_index,
@@ -292,9 +291,17 @@ pub fn compile(doc: PolicyDoc) -> Result<CompiledPolicy, PolicyErrors> {
     .into_iter()
     .cloned()
     .collect();
-    owned_headers.extend(doc.settings.attribute_headers.iter().map(|(_, h)| h.clone()));
+    owned_headers.extend(
+        doc.settings
+            .attribute_headers
+            .iter()
+            .map(|(_, h)| h.clone()),
+    );
     for (attr, header) in &doc.settings.attribute_headers {
-        if c.attributes.iter().any(|s| matches!(s, AttrSource::Header(h) if h == header)) {
+        if c.attributes
+            .iter()
+            .any(|s| matches!(s, AttrSource::Header(h) if h == header))
+        {
             c.errors.push(
                 field("settings.attribute_headers", attr),
                 format!("\"{header}\" is also read as a context attribute; switchyard removes client copies of the headers it sets"),
@@ -368,7 +375,8 @@ struct Compiler {
 
 impl Compiler {
     fn add_attribute(&mut self, name: &str, source: AttrSource) {
-        self.attr_index.insert(name.to_string(), self.attributes.len());
+        self.attr_index
+            .insert(name.to_string(), self.attributes.len());
         self.attributes.push(source);
     }
 
@@ -383,11 +391,9 @@ impl Compiler {
         found
     }
 
-    fn consent(
-        &mut self,
-        consent: &Consent,
-    ) -> (Option<CompiledConsent>, HashMap<String, usize>) {
-        let tenant_attribute = self.attribute(&consent.tenant_attribute, "consent.tenant_attribute");
+    fn consent(&mut self, consent: &Consent) -> (Option<CompiledConsent>, HashMap<String, usize>) {
+        let tenant_attribute =
+            self.attribute(&consent.tenant_attribute, "consent.tenant_attribute");
         let class_index: HashMap<String, usize> = consent
             .classes
             .iter()
@@ -405,7 +411,10 @@ impl Compiler {
                     Some(&ci) => states[ci] = record.state,
                     None => self.errors.push(
                         field(&place, &record.class),
-                        format!("consent class \"{}\" is not defined in consent.classes", record.class),
+                        format!(
+                            "consent class \"{}\" is not defined in consent.classes",
+                            record.class
+                        ),
                     ),
                 }
             }
@@ -419,7 +428,8 @@ impl Compiler {
         (compiled, class_index)
     }
 
-    fn clause(&mut self, clause: &Clause, place: &str) -> Option<CompiledClause> {
+    fn clause(&mut self, clause: &Clause) -> Option<CompiledClause> {
+        let place = clause.place.as_str();
         let attribute = self.attribute(&clause.attribute, &field(place, "attribute"));
         let test = match Test::compile(clause.op, &clause.values) {
             Ok(t) => Some(t),
@@ -502,12 +512,10 @@ impl Compiler {
                         );
                         None
                     }
-                    Some(DeniedAction::Serve(v)) => resolve(
-                        self,
-                        v,
-                        &field(&field(place, "on_consent_denied"), "serve"),
-                    )
-                    .map(CompiledDenied::Serve),
+                    Some(DeniedAction::Serve(v)) => {
+                        resolve(self, v, &field(&field(place, "on_consent_denied"), "serve"))
+                            .map(CompiledDenied::Serve)
+                    }
                     Some(DeniedAction::Reject { status }) => Some(CompiledDenied::Reject(*status)),
                 };
                 ci.zip(action)
@@ -523,10 +531,10 @@ impl Compiler {
         };
 
         let mut overrides = Vec::with_capacity(flag.overrides.len());
-        for (i, o) in flag.overrides.iter().enumerate() {
-            let oplace = index(&field(place, "overrides"), i);
-            let attribute = self.attribute(&o.attribute, &field(&oplace, "attribute"));
-            let variation = resolve(self, &o.serve, &field(&oplace, "serve"));
+        for o in &flag.overrides {
+            let oplace = o.place.as_str();
+            let attribute = self.attribute(&o.attribute, &field(oplace, "attribute"));
+            let variation = resolve(self, &o.serve, &field(oplace, "serve"));
             if let (Some(attribute), Some(variation)) = (attribute, variation) {
                 overrides.push(CompiledOverride {
                     attribute,
@@ -537,35 +545,34 @@ impl Compiler {
         }
 
         let mut rules = Vec::with_capacity(flag.rules.len());
-        for (i, rule) in flag.rules.iter().enumerate() {
-            let rplace = index(&field(place, "rules"), i);
+        for rule in &flag.rules {
+            let rplace = rule.place.as_str();
             if let Some(name) = &rule.name {
                 if !is_printable_ascii(name) {
                     self.errors.push(
-                        field(&rplace, "name"),
+                        field(rplace, "name"),
                         "a rule name must be printable ASCII (it travels in HTTP headers)",
                     );
                 }
             }
             let mut conditions = Vec::with_capacity(rule.when.len());
-            for (j, cond) in rule.when.iter().enumerate() {
-                let cplace = index(&field(&rplace, "when"), j);
+            for cond in &rule.when {
                 match cond {
-                    Condition::Segment(name) => match segment_index.get(name) {
+                    Condition::Segment(name, cplace) => match segment_index.get(name) {
                         Some(&s) => conditions.push(CompiledCondition::Segment(s)),
                         None => self.errors.push(
-                            field(&cplace, "segment"),
+                            field(cplace, "segment"),
                             format!("segment \"{name}\" is not defined in segments"),
                         ),
                     },
                     Condition::Clause(cl) => {
-                        if let Some(cc) = self.clause(cl, &cplace) {
+                        if let Some(cc) = self.clause(cl) {
                             conditions.push(CompiledCondition::Clause(cc));
                         }
                     }
                 }
             }
-            let serve = self.serve(&rule.serve, &rplace, flag, &variation_index);
+            let serve = self.serve(&rule.serve, rplace, flag, &variation_index);
             if let Some(serve) = serve {
                 rules.push(CompiledRule {
                     name: rule.name.clone(),
@@ -623,7 +630,10 @@ impl Compiler {
                 None => {
                     self.errors.push(
                         field(place, "serve"),
-                        format!("variation \"{name}\" is not defined in {}", variations_place(place)),
+                        format!(
+                            "variation \"{name}\" is not defined in {}",
+                            variations_place(place)
+                        ),
                     );
                     None
                 }

@@ -8,8 +8,9 @@ use crate::error::PolicyErrors;
 use crate::limits::*;
 use crate::model::*;
 
-/// Parses and structurally checks a policy document.
-pub fn parse(json: &str) -> Result<PolicyDoc, PolicyErrors> {
+/// Parses and structurally checks a policy document. The model comes back even when there are
+/// errors (with the broken parts left out), so name resolution can report its problems too.
+pub fn parse(json: &str) -> (Option<PolicyDoc>, PolicyErrors) {
     let mut errors = PolicyErrors::default();
     if json.len() > MAX_DOCUMENT_BYTES {
         errors.push(
@@ -19,18 +20,18 @@ pub fn parse(json: &str) -> Result<PolicyDoc, PolicyErrors> {
                 json.len()
             ),
         );
-        return Err(errors);
+        return (None, errors);
     }
     let value: Value = match serde_json::from_str(json) {
         Ok(v) => v,
         Err(e) => {
             errors.push("", format!("not valid JSON: {e}"));
-            return Err(errors);
+            return (None, errors);
         }
     };
     let mut reader = Reader { errors };
     let doc = reader.policy(&value);
-    reader.errors.into_result(doc)
+    (Some(doc), reader.errors)
 }
 
 /// A place in the document, such as `flags[0].rules[2]`.
@@ -161,7 +162,10 @@ impl Reader {
         match v {
             Value::Bool(b) => Some(*b),
             other => {
-                self.err(place, format!("expected true or false, found {}", kind(other)));
+                self.err(
+                    place,
+                    format!("expected true or false, found {}", kind(other)),
+                );
                 None
             }
         }
@@ -356,7 +360,9 @@ impl Reader {
                 if !is_rfc3339(&at) {
                     self.err(
                         &at_place,
-                        format!("\"{at}\" is not an RFC 3339 timestamp (like 2026-05-12T09:00:00Z)"),
+                        format!(
+                            "\"{at}\" is not an RFC 3339 timestamp (like 2026-05-12T09:00:00Z)"
+                        ),
                     );
                 }
             }
@@ -373,7 +379,9 @@ impl Reader {
             Some(other) => {
                 self.err(
                     &state_place,
-                    format!("\"{other}\" is not a consent state (expected opt_in, opt_out or unset)"),
+                    format!(
+                        "\"{other}\" is not a consent state (expected opt_in, opt_out or unset)"
+                    ),
                 );
                 None
             }
@@ -473,6 +481,7 @@ impl Reader {
             _ => {}
         }
         Some(Clause {
+            place: place.to_string(),
             attribute: attribute?,
             op,
             values,
@@ -588,6 +597,7 @@ impl Reader {
             self.serve(dmap, &dplace)
         });
         Some(Flag {
+            place: place.to_string(),
             key,
             enabled,
             scope,
@@ -605,8 +615,11 @@ impl Reader {
 
     fn scope(&mut self, v: &Value, place: &str) -> Scope {
         let mut scope = Scope::default();
-        let Some(map) = self.object(v, place, &["path_prefix", "host", "method", "header_present"])
-        else {
+        let Some(map) = self.object(
+            v,
+            place,
+            &["path_prefix", "host", "method", "header_present"],
+        ) else {
             return scope;
         };
         scope.path_prefix = map
@@ -679,7 +692,9 @@ impl Reader {
     fn denied_action(&mut self, v: &Value, place: &str) -> Option<DeniedAction> {
         let map = self.object(v, place, &["serve", "reject"])?;
         match (map.get("serve"), map.get("reject")) {
-            (Some(s), None) => self.name(s, &field(place, "serve")).map(DeniedAction::Serve),
+            (Some(s), None) => self
+                .name(s, &field(place, "serve"))
+                .map(DeniedAction::Serve),
             (None, Some(r)) => {
                 let rplace = field(place, "reject");
                 let rmap = self.object(r, &rplace, &["status"])?;
@@ -725,6 +740,7 @@ impl Reader {
             .required(map, "serve", place)
             .and_then(|s| self.name(s, &field(place, "serve")));
         Some(Override {
+            place: place.to_string(),
             attribute: attribute?,
             values: values?,
             serve: serve?,
@@ -751,7 +767,12 @@ impl Reader {
             None => Vec::new(),
         };
         let serve = self.serve(map, place)?;
-        Some(Rule { name, when, serve })
+        Some(Rule {
+            place: place.to_string(),
+            name,
+            when,
+            serve,
+        })
     }
 
     fn condition(&mut self, v: &Value, place: &str) -> Option<Condition> {
@@ -760,7 +781,7 @@ impl Reader {
                 let smap = self.object(v, place, &["segment"])?;
                 let name = smap.get("segment")?;
                 self.name(name, &field(place, "segment"))
-                    .map(Condition::Segment)
+                    .map(|n| Condition::Segment(n, place.to_string()))
             }
             _ => self.clause(v, place).map(Condition::Clause),
         }
@@ -769,9 +790,7 @@ impl Reader {
     /// `serve` or `split`, exactly one.
     fn serve(&mut self, map: &Map<String, Value>, place: &str) -> Option<Serve> {
         match (map.get("serve"), map.get("split")) {
-            (Some(s), None) => self
-                .name(s, &field(place, "serve"))
-                .map(Serve::Variation),
+            (Some(s), None) => self.name(s, &field(place, "serve")).map(Serve::Variation),
             (None, Some(split)) => self.split(split, &field(place, "split")).map(Serve::Split),
             (Some(_), Some(_)) => {
                 self.err(place, "has both \"serve\" and \"split\"; give exactly one");
@@ -829,7 +848,10 @@ impl Reader {
             }
         }
         if !broken && total == 0 {
-            self.err(place, "the weights add up to 0; a split needs a positive total");
+            self.err(
+                place,
+                "the weights add up to 0; a split needs a positive total",
+            );
             return None;
         }
         (!broken).then_some(out)
@@ -893,7 +915,9 @@ impl Reader {
         if !ok {
             self.err(
                 place,
-                format!("\"{h}\" is not a valid header name (lower-case letters, digits, \"-\", \"_\")"),
+                format!(
+                    "\"{h}\" is not a valid header name (lower-case letters, digits, \"-\", \"_\")"
+                ),
             );
             return None;
         }
@@ -915,7 +939,8 @@ pub fn is_printable_ascii(s: &str) -> bool {
 /// RFC 3339 date-time: `YYYY-MM-DDTHH:MM:SS[.frac](Z|±HH:MM)`, checked by shape and ranges.
 fn is_rfc3339(s: &str) -> bool {
     let b = s.as_bytes();
-    let digits = |r: std::ops::Range<usize>| b.get(r).is_some_and(|d| d.iter().all(u8::is_ascii_digit));
+    let digits =
+        |r: std::ops::Range<usize>| b.get(r).is_some_and(|d| d.iter().all(u8::is_ascii_digit));
     let num = |r: std::ops::Range<usize>| -> u32 {
         b.get(r)
             .map(|d| d.iter().fold(0u32, |acc, x| acc * 10 + u32::from(x - b'0')))

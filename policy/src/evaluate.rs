@@ -116,7 +116,14 @@ impl CompiledPolicy {
                     Some(name) => RuleRef::Name(name),
                     None => RuleRef::Index(i),
                 };
-                self.serve(flag, &rule.serve, Some(rule_ref), Reason::TargetingMatch, unit_id, &mut d);
+                self.serve(
+                    flag,
+                    &rule.serve,
+                    Some(rule_ref),
+                    Reason::TargetingMatch,
+                    unit_id,
+                    &mut d,
+                );
                 return d;
             }
         }
@@ -180,7 +187,10 @@ impl CompiledPolicy {
 }
 
 fn in_scope(scope: &CompiledScope, req: &Request, path: &str, host: &str) -> bool {
-    scope.path_prefix.as_deref().is_none_or(|p| path.starts_with(p))
+    scope
+        .path_prefix
+        .as_deref()
+        .is_none_or(|p| path.starts_with(p))
         && scope.host.as_deref().is_none_or(|h| h == host)
         && scope
             .method

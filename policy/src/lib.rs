@@ -29,6 +29,8 @@ pub use request::Request;
 /// Parses, validates and compiles a policy document. Every problem is reported, each with its
 /// place in the document; nothing is compiled from a document that has any.
 pub fn load(json: &str) -> Result<CompiledPolicy, PolicyErrors> {
-    let model = document::parse(json)?;
-    compile::compile(model)
+    match document::parse(json) {
+        (Some(model), errors) => compile::compile(model, errors),
+        (None, errors) => Err(errors),
+    }
 }

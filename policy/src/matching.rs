@@ -131,8 +131,7 @@ impl Test {
             }
             Op::Lt | Op::Lte | Op::Gt | Op::Gte => {
                 let v = first(values)?;
-                let n = parse_number(v)
-                    .ok_or_else(|| (0, format!("\"{v}\" is not a number")))?;
+                let n = parse_number(v).ok_or_else(|| (0, format!("\"{v}\" is not a number")))?;
                 Test::Number(op, n)
             }
             Op::SemverLt | Op::SemverLte | Op::SemverGt | Op::SemverGte | Op::SemverEq => {
@@ -279,8 +278,16 @@ mod tests {
         assert!(!holds(Op::EndsWith, &[".example"], Some("example.com")));
         assert!(holds(Op::Contains, &["beta"], Some("app-beta-2")));
         assert!(!holds(Op::Contains, &["beta"], Some("alpha")));
-        assert!(holds(Op::Matches, &["^eu-(west|north)-[0-9]$"], Some("eu-west-1")));
-        assert!(!holds(Op::Matches, &["^eu-(west|north)-[0-9]$"], Some("us-east-1")));
+        assert!(holds(
+            Op::Matches,
+            &["^eu-(west|north)-[0-9]$"],
+            Some("eu-west-1")
+        ));
+        assert!(!holds(
+            Op::Matches,
+            &["^eu-(west|north)-[0-9]$"],
+            Some("us-east-1")
+        ));
         assert!(holds(Op::Matches, &["x", "^a"], Some("abc")));
     }
 
@@ -326,9 +333,16 @@ mod tests {
         assert!(holds(Op::Cidr, &["10.0.0.0/8"], Some("10.1.2.3")));
         assert!(holds(Op::Cidr, &["10.0.0.0/8"], Some("10.1.2.3:5555")));
         assert!(!holds(Op::Cidr, &["10.0.0.0/8"], Some("11.1.2.3")));
-        assert!(holds(Op::Cidr, &["2001:db8::/32"], Some("[2001:db8::1]:443")));
+        assert!(holds(
+            Op::Cidr,
+            &["2001:db8::/32"],
+            Some("[2001:db8::1]:443")
+        ));
         assert!(holds(Op::Cidr, &["192.168.1.7"], Some("192.168.1.7")));
-        assert!(holds(Op::Cidr, &["10.1.2.3/8"], Some("10.200.0.1")), "host bits are ignored");
+        assert!(
+            holds(Op::Cidr, &["10.1.2.3/8"], Some("10.200.0.1")),
+            "host bits are ignored"
+        );
         assert!(!holds(Op::Cidr, &["10.0.0.0/8"], Some("garbage")));
         assert!(Test::compile(Op::Cidr, &["10.0.0.0/33".into()]).is_err());
         assert!(Test::compile(Op::Cidr, &["ten".into()]).is_err());

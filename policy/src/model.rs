@@ -105,6 +105,8 @@ impl Op {
 
 #[derive(Debug, Clone)]
 pub struct Clause {
+    /// Where the clause stands in the document, for errors found after parsing.
+    pub place: String,
     pub attribute: String,
     pub op: Op,
     pub values: Vec<String>,
@@ -113,7 +115,8 @@ pub struct Clause {
 
 #[derive(Debug, Clone)]
 pub enum Condition {
-    Segment(String),
+    /// (segment name, place of the condition)
+    Segment(String, String),
     Clause(Clause),
 }
 
@@ -132,6 +135,7 @@ pub enum Serve {
 
 #[derive(Debug, Clone)]
 pub struct Rule {
+    pub place: String,
     pub name: Option<String>,
     pub when: Vec<Condition>,
     pub serve: Serve,
@@ -139,6 +143,7 @@ pub struct Rule {
 
 #[derive(Debug, Clone)]
 pub struct Override {
+    pub place: String,
     pub attribute: String,
     pub values: Vec<String>,
     pub serve: String,
@@ -167,6 +172,7 @@ pub struct Variation {
 
 #[derive(Debug, Clone)]
 pub struct Flag {
+    pub place: String,
     pub key: String,
     pub enabled: bool,
     pub scope: Scope,

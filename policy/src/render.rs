@@ -181,7 +181,9 @@ impl CompiledPolicy {
                 out.push_str(", ");
             }
             let flag = self.flags.get(d.flag_index);
-            let variation = flag.zip(d.variation_index).and_then(|(f, v)| f.variations.get(v));
+            let variation = flag
+                .zip(d.variation_index)
+                .and_then(|(f, v)| f.variations.get(v));
             match variation {
                 Some(v) => out.push_str(&v.exposure_item),
                 None => sf_string(&mut out, d.flag),

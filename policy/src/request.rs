@@ -184,25 +184,46 @@ mod tests {
         assert_eq!(r.cookie("a").as_deref(), Some("1"));
         assert_eq!(r.cookie("empty").as_deref(), Some(""));
         assert_eq!(r.cookie("flag"), None, "a pair without = is not a cookie");
-        assert_eq!(r.cookie("late").as_deref(), Some("yes"), "all cookie headers are read");
+        assert_eq!(
+            r.cookie("late").as_deref(),
+            Some("yes"),
+            "all cookie headers are read"
+        );
         assert_eq!(r.cookie("q").as_deref(), Some("quoted"));
         assert_eq!(r.cookie("SID"), None, "cookie names are case-sensitive");
-        assert_eq!(req("/", &[("cookie", "x=%FF")]).cookie("x").as_deref(), Some("\u{fffd}"));
+        assert_eq!(
+            req("/", &[("cookie", "x=%FF")]).cookie("x").as_deref(),
+            Some("\u{fffd}")
+        );
     }
 
     #[test]
     fn query_parameters() {
-        let r = req("/v1/chat?plan=pro&plan=free&q=a+b%20c&flag&empty=&na%6De=v#frag", &[]);
+        let r = req(
+            "/v1/chat?plan=pro&plan=free&q=a+b%20c&flag&empty=&na%6De=v#frag",
+            &[],
+        );
         assert_eq!(r.path_only(), "/v1/chat");
         assert_eq!(r.query_param("plan").as_deref(), Some("pro"), "first wins");
         assert_eq!(r.query_param("q").as_deref(), Some("a b c"));
-        assert_eq!(r.query_param("flag").as_deref(), Some(""), "missing = means empty");
+        assert_eq!(
+            r.query_param("flag").as_deref(),
+            Some(""),
+            "missing = means empty"
+        );
         assert_eq!(r.query_param("empty").as_deref(), Some(""));
-        assert_eq!(r.query_param("name").as_deref(), Some("v"), "names are decoded too");
+        assert_eq!(
+            r.query_param("name").as_deref(),
+            Some("v"),
+            "names are decoded too"
+        );
         assert_eq!(r.query_param("frag"), None);
         assert_eq!(req("/x", &[]).query_param("a"), None);
         assert_eq!(req("/x?", &[]).query_param("a"), None);
-        assert_eq!(req("/x?a=%zz", &[]).query_param("a").as_deref(), Some("%zz"));
+        assert_eq!(
+            req("/x?a=%zz", &[]).query_param("a").as_deref(),
+            Some("%zz")
+        );
     }
 
     #[test]

@@ -14,7 +14,12 @@ const USAGE: &str = "usage:
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+    match args
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
         ["check", policy] => check(policy),
         ["eval", policy] => eval(policy, None),
         ["eval", policy, requests] => eval(policy, Some(requests)),

@@ -1,0 +1,93 @@
+"""9) Every Envoy YAML in envoy/ and examples/ passes `envoy --mode validate`; the example
+envoy.yaml embeds exactly examples/support-copilot/policy.json; the generator embeds any
+policy text verbatim."""
+import glob
+import json
+import os
+import random
+
+import pytest
+import yaml
+
+import genconfig
+import harness
+from conftest import POLICIES
+
+REPO = harness.REPO
+COMMITTED = sorted(glob.glob(os.path.join(REPO, "envoy", "**", "*.yaml"), recursive=True) +
+                   glob.glob(os.path.join(REPO, "examples", "**", "*.yaml"), recursive=True))
+COMMITTED = [p for p in COMMITTED if "/_venv/" not in p and "/_run/" not in p]
+EXAMPLE_YAML = os.path.join(REPO, "examples", "support-copilot", "envoy.yaml")
+
+
+def _wasm_value(doc):
+    for lst in doc["static_resources"]["listeners"]:
+        for fc in lst["filter_chains"]:
+            for f in fc["filters"]:
+                for hf in f["typed_config"].get("http_filters", []):
+                    if hf["name"] == "envoy.filters.http.wasm":
+                        return hf["typed_config"]["config"]
+    raise AssertionError("no wasm filter")
+
+
+def test_there_are_committed_yamls():
+    assert EXAMPLE_YAML in COMMITTED
+
+
+@pytest.mark.parametrize("path", COMMITTED, ids=[os.path.relpath(p, REPO) for p in COMMITTED])
+def test_committed_yaml_validates(artifacts, path):
+    # committed configs name the filter by its path relative to the repository root
+    rc, out = harness.validate(path, cwd=REPO)
+    assert rc == 0 and "OK" in out, out[-3000:]
+
+
+@pytest.mark.parametrize("policy", [harness.EXAMPLE_POLICY] + sorted(
+    glob.glob(os.path.join(POLICIES, "*.json"))), ids=os.path.basename)
+def test_generated_config_validates(artifacts, mocks, workdir, policy):
+    e = harness.Envoy(policy, mocks, workdir=workdir, name="validate-" + os.path.basename(policy))
+    rc, out = harness.validate(e.config_path)
+    assert rc == 0 and "OK" in out, out[-3000:]
+
+
+def test_example_inline_policy_equals_policy_json():
+    with open(EXAMPLE_YAML) as f:
+        doc = yaml.safe_load(f)
+    cfg = _wasm_value(doc)
+    assert cfg["configuration"]["@type"] == "type.googleapis.com/google.protobuf.StringValue"
+    assert cfg["vm_config"]["runtime"] == "envoy.wasm.runtime.v8"
+    assert cfg["name"] == "switchyard"
+    inline = cfg["configuration"]["value"]
+    with open(harness.EXAMPLE_POLICY) as f:
+        text = f.read()
+    assert json.loads(inline) == json.loads(text)
+    assert inline == text        # verbatim, byte for byte
+
+
+def test_example_has_routes_clusters_access_log_and_stats_tags():
+    with open(EXAMPLE_YAML) as f:
+        doc = yaml.safe_load(f)
+    clusters = {c["name"] for c in doc["static_resources"]["clusters"]}
+    assert {"support_model_a", "support_model_b", "support_rules", "agent_model",
+            "default_upstream"} <= clusters
+    hcm = doc["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+    routes = hcm["route_config"]["virtual_hosts"][0]["routes"]
+    assert routes[0]["route"]["cluster_header"] == "x-switchyard-cluster"
+    assert routes[0]["match"]["headers"][0] == {"name": "x-switchyard-cluster", "present_match": True}
+    assert routes[-1]["route"]["cluster"] == "default_upstream"
+    fmt = hcm["access_log"][0]["typed_config"]["log_format"]["json_format"]
+    assert "%FILTER_STATE(wasm.switchyard_exposure:PLAIN)%" in fmt.values()
+    assert {t["tag_name"] for t in doc["stats_config"]["stats_tags"]} == {"flag", "variation", "reason"}
+
+
+def test_generator_embeds_policy_text_verbatim():
+    rng = random.Random(3)
+    alphabet = ['a', ' ', '\n', '\t', '"', "'", '\\', '#', ':', '-', '|', '{', '}', 'é', '€',
+                '\u2028', '\x7f', '\x01', '\r', '😀', '%', '$', '${x}']
+    texts = ['{"a": 1}', '{"a": 1}\n', '{"a": 1}\n\n\n', ' {"a": 1}', '', '\n', '#x', '- a',
+             '{\n  "a": "b"  \n}\n', '{"s": "line\\nbreak"}\n\t\n']
+    texts += ["".join(rng.choice(alphabet) for _ in range(rng.randrange(1, 40)))
+              for _ in range(300)]
+    mocks_addr = {"default_upstream": ("127.0.0.1", 1)}
+    for t in texts:
+        y = genconfig.render(t, "/x.wasm", mocks_addr)
+        assert _wasm_value(yaml.safe_load(y))["configuration"]["value"] == t, repr(t)

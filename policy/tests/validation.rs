@@ -1,0 +1,325 @@
+//! Every kind of policy error, each reported with its place; several at once.
+
+use serde_json::{json, Value};
+use switchyard_policy::load;
+
+fn example() -> Value {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/support-copilot/policy.json"
+    );
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// Every error line of a policy that must be refused.
+fn errors(policy: &Value) -> Vec<String> {
+    match load(&policy.to_string()) {
+        Ok(_) => panic!("policy was accepted: {policy}"),
+        Err(e) => e.iter().map(|e| e.to_string()).collect(),
+    }
+}
+
+fn assert_error(policy: &Value, expected: &str) {
+    let errs = errors(policy);
+    assert!(
+        errs.iter().any(|e| e == expected),
+        "expected error {expected:?}, got {errs:#?}"
+    );
+}
+
+fn modified(f: impl FnOnce(&mut Value)) -> Value {
+    let mut p = example();
+    f(&mut p);
+    p
+}
+
+#[test]
+fn the_example_policy_is_valid() {
+    let p = load(&example().to_string()).unwrap();
+    assert_eq!(p.version(), "2026-11-21.3");
+    assert_eq!(p.flags().len(), 2);
+}
+
+#[test]
+fn the_contracts_example_error() {
+    let p = modified(|p| p["flags"][0]["rules"][2]["split"][0]["variation"] = json!("canddate"));
+    assert_error(
+        &p,
+        "flags[0].rules[2].split: variation \"canddate\" is not defined in flags[0].variations",
+    );
+}
+
+#[test]
+fn unknown_fields_are_errors() {
+    let p = modified(|p| {
+        p["flagz"] = json!([]);
+        p["flags"][0]["enabeld"] = json!(false);
+        p["flags"][0]["rules"][0]["wehn"] = json!([]);
+        p["flags"][0]["variations"]["control"]["clustr"] = json!("x");
+        p["segments"]["staff"][0]["vals"] = json!(["x"]);
+        p["consent"]["tenants"]["globex"]["support_copilot"]["who"] = json!("x");
+    });
+    let errs = errors(&p);
+    for place in [
+        "flagz",
+        "flags[0].enabeld",
+        "flags[0].rules[0].wehn",
+        "flags[0].variations.control.clustr",
+        "segments.staff[0].vals",
+        "consent.tenants.globex.support_copilot.who",
+    ] {
+        assert!(
+            errs.iter()
+                .any(|e| e.starts_with(&format!("{place}: unknown field"))),
+            "no unknown-field error at {place}: {errs:#?}"
+        );
+    }
+}
+
+#[test]
+fn duplicate_flag_keys() {
+    let p = modified(|p| {
+        let first = p["flags"][0].clone();
+        p["flags"].as_array_mut().unwrap().push(first);
+    });
+    assert_error(
+        &p,
+        "flags[2].key: \"support_answer_model_route\" is already the key of flags[0]",
+    );
+}
+
+#[test]
+fn dangling_references() {
+    let p = modified(|p| {
+        p["flags"][0]["off_variation"] = json!("ctrl");
+        p["flags"][0]["on_consent_denied"] = json!({"serve": "fallbak"});
+        p["flags"][0]["overrides"][0]["serve"] = json!("cand");
+        p["flags"][0]["overrides"][0]["attribute"] = json!("tenantt");
+        p["flags"][0]["rules"][0]["when"][0]["segment"] = json!("regulated");
+        p["flags"][0]["rules"][1]["serve"] = json!("nope");
+        p["flags"][0]["rules"][2]["when"][0]["attribute"] = json!("tier");
+        p["flags"][0]["feature_class"] = json!("support_copilott");
+        p["flags"][1]["unit"] = json!("usr");
+        p["flags"][1]["default"]["split"][1]["variation"] = json!("of");
+        p["consent"]["tenant_attribute"] = json!("org");
+        p["consent"]["tenants"]["globex"] = json!({"support": {"state": "opt_out"}});
+    });
+    let errs = errors(&p);
+    let expected = [
+        "flags[0].off_variation: variation \"ctrl\" is not defined in flags[0].variations",
+        "flags[0].on_consent_denied.serve: variation \"fallbak\" is not defined in flags[0].variations",
+        "flags[0].overrides[0].serve: variation \"cand\" is not defined in flags[0].variations",
+        "flags[0].overrides[0].attribute: attribute \"tenantt\" is not defined in context (nor one of path, host, method, source_ip)",
+        "flags[0].rules[0].when[0].segment: segment \"regulated\" is not defined in segments",
+        "flags[0].rules[1].serve: variation \"nope\" is not defined in flags[0].variations",
+        "flags[0].rules[2].when[0].attribute: attribute \"tier\" is not defined in context (nor one of path, host, method, source_ip)",
+        "flags[0].feature_class: consent class \"support_copilott\" is not defined in consent.classes",
+        "flags[1].unit: attribute \"usr\" is not defined in context (nor one of path, host, method, source_ip)",
+        "flags[1].default.split: variation \"of\" is not defined in flags[1].variations",
+        "consent.tenant_attribute: attribute \"org\" is not defined in context (nor one of path, host, method, source_ip)",
+        "consent.tenants.globex.support: consent class \"support\" is not defined in consent.classes",
+    ];
+    for e in expected {
+        assert!(errs.iter().any(|x| x == e), "missing {e:?} in {errs:#?}");
+    }
+    assert_eq!(errs.len(), expected.len(), "{errs:#?}");
+}
+
+#[test]
+fn empty_and_zero_splits() {
+    let p = modified(|p| {
+        p["flags"][0]["rules"][2]["split"] = json!([]);
+        p["flags"][1]["default"]["split"] =
+            json!([{"variation": "on", "weight": 0}, {"variation": "off", "weight": 0}]);
+    });
+    assert_error(
+        &p,
+        "flags[0].rules[2].split: a split needs at least one entry",
+    );
+    assert_error(
+        &p,
+        "flags[1].default.split: the weights add up to 0; a split needs a positive total",
+    );
+    let p = modified(|p| p["flags"][1]["default"]["split"][0]["weight"] = json!(-5));
+    assert_error(
+        &p,
+        "flags[1].default.split[0].weight: must be a whole number from 0 to 1000000000",
+    );
+    let p = modified(|p| p["flags"][1]["default"]["split"][0]["weight"] = json!(2.5));
+    assert_error(
+        &p,
+        "flags[1].default.split[0].weight: must be a whole number from 0 to 1000000000",
+    );
+}
+
+#[test]
+fn a_split_needs_a_unit() {
+    let p = modified(|p| {
+        p["flags"][1].as_object_mut().unwrap().remove("unit");
+    });
+    assert_error(
+        &p,
+        "flags[1].default.split: a split needs the flag's assignment unit: set \"unit\" on the flag",
+    );
+}
+
+#[test]
+fn bad_regex_cidr_semver_number() {
+    let p = modified(|p| {
+        p["flags"][0]["rules"][2]["when"] = json!([
+            {"attribute": "plan", "op": "matches", "values": ["ok", "(unclosed"]},
+            {"attribute": "source_ip", "op": "cidr", "values": ["10.0.0.0/8", "10.0.0.0/40"]},
+            {"attribute": "plan", "op": "semver_gte", "values": ["1.2"]},
+            {"attribute": "plan", "op": "lt", "values": ["ten"]},
+            {"attribute": "plan", "op": "gt", "values": [1, 2]},
+            {"attribute": "plan", "op": "exists", "values": ["x"]},
+            {"attribute": "plan", "op": "in", "values": []},
+            {"attribute": "plan", "op": "like", "values": ["x"]}
+        ]);
+    });
+    let errs = errors(&p);
+    let at = |i: usize, rest: &str| format!("flags[0].rules[2].when[{i}].{rest}");
+    let want = [
+        (at(0, "values[1]: bad regular expression"), true),
+        (
+            at(1, "values[1]: \"10.0.0.0/40\" is not a CIDR block"),
+            true,
+        ),
+        (at(2, "values[0]: \"1.2\" is not a semantic version"), true),
+        (at(3, "values[0]: \"ten\" is not a number"), true),
+        (
+            at(
+                4,
+                "values: this operator compares with exactly one value; found 2",
+            ),
+            false,
+        ),
+        (at(5, "values: \"exists\" takes no values"), false),
+        (at(6, "values: needs at least one value"), false),
+        (at(7, "op: \"like\" is not an operator"), true),
+    ];
+    for (prefix, is_prefix) in want {
+        assert!(
+            errs.iter().any(|e| if is_prefix {
+                e.starts_with(&prefix)
+            } else {
+                *e == prefix
+            }),
+            "missing {prefix:?} in {errs:#?}"
+        );
+    }
+}
+
+#[test]
+fn rules_need_exactly_one_of_serve_and_split() {
+    let p = modified(|p| {
+        p["flags"][0]["rules"][0]["split"] = json!([{"variation": "control", "weight": 1}]);
+        p["flags"][0]["rules"][1]
+            .as_object_mut()
+            .unwrap()
+            .remove("serve");
+    });
+    assert_error(
+        &p,
+        "flags[0].rules[0]: has both \"serve\" and \"split\"; give exactly one",
+    );
+    assert_error(&p, "flags[0].rules[1]: needs \"serve\" or \"split\"");
+}
+
+#[test]
+fn consent_problems() {
+    let p = modified(|p| {
+        p["flags"][0]
+            .as_object_mut()
+            .unwrap()
+            .remove("on_consent_denied");
+        p["consent"]["classes"]["agent_actions"]["mode"] = json!("maybe");
+        p["consent"]["tenants"]["globex"]["support_copilot"]["state"] = json!("out");
+        p["consent"]["tenants"]["initech"]["agent_actions"]["at"] = json!("June 1st");
+        p["flags"][1]["on_consent_denied"] = json!({"reject": {"status": 200}});
+    });
+    let errs = errors(&p);
+    for want in [
+        "flags[0].on_consent_denied: is required when feature_class is set",
+        "consent.classes.agent_actions.mode: \"maybe\" is not a consent mode",
+        "consent.tenants.globex.support_copilot.state: \"out\" is not a consent state",
+        "consent.tenants.initech.agent_actions.at: \"June 1st\" is not an RFC 3339 timestamp",
+        "flags[1].on_consent_denied.reject.status: must be an HTTP error status from 400 to 599",
+    ] {
+        assert!(
+            errs.iter().any(|e| e.starts_with(want)),
+            "missing {want:?} in {errs:#?}"
+        );
+    }
+}
+
+#[test]
+fn missing_required_fields_and_wrong_types() {
+    let p = json!({"flags": [{"key": 7, "variations": [], "default": {"serve": "x"}}], "context": {"path": {"header": "x"}}});
+    let errs = errors(&p);
+    for want in [
+        "version: is required",
+        "flags[0].key: expected a string, found a number",
+        "flags[0].variations: expected an object, found an array",
+        "flags[0].off_variation: is required",
+        "context.path: \"path\" is a built-in attribute and cannot be redefined",
+    ] {
+        assert!(
+            errs.iter().any(|e| e == want || e.starts_with(want)),
+            "missing {want:?} in {errs:#?}"
+        );
+    }
+}
+
+#[test]
+fn not_json_and_not_an_object() {
+    assert!(errors(&json!([1, 2]))[0].starts_with("policy: expected an object"));
+    match load("{\"version\": ") {
+        Err(e) => assert!(e.to_string().starts_with("policy: not valid JSON")),
+        Ok(_) => panic!("accepted broken JSON"),
+    }
+}
+
+#[test]
+fn owned_headers_cannot_be_context() {
+    let p = modified(|p| p["context"]["plan"] = json!({"header": "x-switchyard-plan"}));
+    assert_error(
+        &p,
+        "context.plan.header: \"x-switchyard-plan\" is a header switchyard owns; client copies are removed before the policy reads anything",
+    );
+}
+
+#[test]
+fn limits_refuse_huge_documents() {
+    let big = format!(
+        "{{\"version\": \"{}\"}}",
+        "x".repeat(switchyard_policy::limits::MAX_DOCUMENT_BYTES)
+    );
+    let err = load(&big).err().unwrap().to_string();
+    assert!(err.contains("the limit is"), "{err}");
+
+    let flags: Vec<Value> = (0..=switchyard_policy::limits::MAX_FLAGS)
+        .map(|i| json!({"key": format!("f{i}"), "variations": {"a": {}}, "off_variation": "a", "default": {"serve": "a"}}))
+        .collect();
+    let p = json!({"version": "1", "flags": flags});
+    assert_error(&p, "flags: has 1001 entries; the limit is 1000");
+
+    let p =
+        modified(|p| p["flags"][0]["rules"][2]["when"][0]["values"] = json!(vec!["v"; 100_001]));
+    assert_error(
+        &p,
+        "flags[0].rules[2].when[0].values: has 100001 entries; the limit is 100000",
+    );
+}
+
+#[test]
+fn every_problem_is_reported_at_once() {
+    let p = modified(|p| {
+        p["version"] = json!("");
+        p["flags"][0]["rules"][2]["split"][0]["variation"] = json!("canddate");
+        p["flags"][1]["off_variation"] = json!("of");
+        p["segments"]["staff"][0]["op"] = json!("inn");
+    });
+    let errs = errors(&p);
+    assert!(errs.len() >= 4, "{errs:#?}");
+}
