@@ -91,3 +91,11 @@ def test_generator_embeds_policy_text_verbatim():
     for t in texts:
         y = genconfig.render(t, "/x.wasm", mocks_addr)
         assert _wasm_value(yaml.safe_load(y))["configuration"]["value"] == t, repr(t)
+
+
+def test_example_yaml_is_up_to_date():
+    import subprocess
+    out = subprocess.run(["bash", os.path.join(REPO, "envoy", "make_example.sh"), "--stdout"],
+                         stdout=subprocess.PIPE, check=True).stdout.decode()
+    with open(EXAMPLE_YAML) as f:
+        assert f.read() == out, "run envoy/make_example.sh"

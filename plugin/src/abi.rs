@@ -1,0 +1,102 @@
+//! The three proxy-wasm host calls this filter makes without the SDK's wrappers, because the
+//! wrappers in `proxy_wasm::hostcalls` 0.2.5 would panic (and so trap the VM) on input a
+//! client controls or on a status Envoy can return:
+//!
+//! - `get_map` decodes every header name and value with `String::from_utf8(..).unwrap()`;
+//!   header values may be any bytes (obs-text), so a client could crash the filter with one
+//!   `\xff`. Here the map comes back as raw bytes and [`crate::headers`] decides.
+//! - `remove_map_value` only takes `&str` names, so a header whose name is not UTF-8 could not
+//!   be removed at all.
+//! - `set_property` panics on any status but `Ok`; Envoy answers `NotFound` or `BadArgument`
+//!   when filter state cannot be written (no stream info, a read-only entry of that name).
+//!
+//! Everything else goes through `proxy_wasm::hostcalls`, whose panicking branches are for
+//! statuses Envoy does not return for those calls.
+
+use std::ptr::null_mut;
+
+/// `proxy_wasm::types::MapType` values.
+pub const REQUEST_HEADERS: u32 = 0;
+
+const STATUS_OK: u32 = 0;
+
+#[cfg(target_arch = "wasm32")]
+#[link(wasm_import_module = "env")]
+extern "C" {
+    #[link_name = "proxy_get_header_map_pairs"]
+    fn raw_get_header_map_pairs(
+        map_type: u32,
+        return_map_data: *mut *mut u8,
+        return_map_size: *mut usize,
+    ) -> u32;
+    #[link_name = "proxy_remove_header_map_value"]
+    fn raw_remove_header_map_value(map_type: u32, key_data: *const u8, key_size: usize) -> u32;
+    #[link_name = "proxy_set_property"]
+    fn raw_set_property(
+        path_data: *const u8,
+        path_size: usize,
+        value_data: *const u8,
+        value_size: usize,
+    ) -> u32;
+}
+
+// Off wasm (unit tests, `cargo clippy` on the host) there is no proxy: every call fails.
+#[cfg(not(target_arch = "wasm32"))]
+unsafe fn raw_get_header_map_pairs(_: u32, _: *mut *mut u8, _: *mut usize) -> u32 {
+    10
+}
+#[cfg(not(target_arch = "wasm32"))]
+unsafe fn raw_remove_header_map_value(_: u32, _: *const u8, _: usize) -> u32 {
+    10
+}
+#[cfg(not(target_arch = "wasm32"))]
+unsafe fn raw_set_property(_: *const u8, _: usize, _: *const u8, _: usize) -> u32 {
+    10
+}
+
+/// A failed host call: the status the host answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HostStatus(pub u32);
+
+/// The serialized header map (see [`crate::headers::parse_map`]), as raw bytes.
+pub fn get_header_map_bytes(map_type: u32) -> Result<Vec<u8>, HostStatus> {
+    let mut data: *mut u8 = null_mut();
+    let mut size: usize = 0;
+    // SAFETY: the host writes a pointer and size into our two out-parameters. The pointer is
+    // a buffer the host allocated through our `proxy_on_memory_allocate`, which the SDK
+    // implements as a `Box<[u8]>` of exactly `size` bytes, so we own it as a Vec of that
+    // capacity.
+    unsafe {
+        let status = raw_get_header_map_pairs(map_type, &mut data, &mut size);
+        if status != STATUS_OK {
+            return Err(HostStatus(status));
+        }
+        if data.is_null() {
+            return Ok(Vec::new());
+        }
+        Ok(Vec::from_raw_parts(data, size, size))
+    }
+}
+
+/// Removes every header of this name (raw bytes: the name need not be UTF-8).
+pub fn remove_header(map_type: u32, name: &[u8]) -> Result<(), HostStatus> {
+    // SAFETY: the host only reads `name.len()` bytes at `name.as_ptr()`.
+    let status = unsafe { raw_remove_header_map_value(map_type, name.as_ptr(), name.len()) };
+    if status == STATUS_OK {
+        Ok(())
+    } else {
+        Err(HostStatus(status))
+    }
+}
+
+/// Sets a one-segment property (Envoy stores it as filter state `wasm.<name>`).
+pub fn set_property(name: &str, value: &[u8]) -> Result<(), HostStatus> {
+    // SAFETY: the host only reads the two buffers, for the lengths given.
+    let status =
+        unsafe { raw_set_property(name.as_ptr(), name.len(), value.as_ptr(), value.len()) };
+    if status == STATUS_OK {
+        Ok(())
+    } else {
+        Err(HostStatus(status))
+    }
+}

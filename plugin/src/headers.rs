@@ -1,0 +1,177 @@
+//! Reading and rewriting the request's header map.
+//!
+//! What a client can send and what this module does with it (the filter must never trap, so
+//! nothing here assumes well-formed input):
+//!
+//! - **Raw bytes.** The whole map is fetched once, as bytes ([`crate::abi`]), and parsed
+//!   defensively: a malformed map from the host yields the entries before the damage.
+//! - **Names** arrive lower-cased from Envoy's codecs; they are lower-cased again here anyway
+//!   (ASCII only) before anything compares them.
+//! - **A value that is not UTF-8** (obs-text bytes) makes that header *absent* for policy
+//!   evaluation: the engine works on text, and guessing a decoding could make a mangled tenant
+//!   id match someone else's rule. The header itself is left in place for upstream.
+//! - **A name that is not UTF-8** is likewise absent for evaluation, but is still checked
+//!   (decoded lossily) against the owned-header test and removed if switchyard owns it.
+//! - **Empty values** are kept as empty strings; the engine treats an empty value as absent.
+//! - **Size.** No limit is imposed here: Envoy already bounds the header block
+//!   (`max_request_headers_kb`, 60 KiB by default) and count (`max_headers_count`), and every
+//!   step is linear in the map's size. 64 KiB values and hundreds of headers are fine.
+
+use proxy_wasm::hostcalls;
+use proxy_wasm::types::MapType;
+
+use crate::abi;
+
+/// One header as raw bytes, name lower-cased.
+pub type RawHeader = (Vec<u8>, Vec<u8>);
+
+/// Every request header (pseudo-headers included), in order. A host failure yields no
+/// headers, which makes the request look like one no flag touches.
+pub fn request_headers() -> Vec<RawHeader> {
+    match abi::get_header_map_bytes(abi::REQUEST_HEADERS) {
+        Ok(bytes) => parse_map(&bytes),
+        Err(status) => {
+            crate::warn(&format!(
+                "switchyard: cannot read request headers (status {})",
+                status.0
+            ));
+            Vec::new()
+        }
+    }
+}
+
+/// Parses the proxy-wasm map format: a u32 count, a (name length, value length) u32 pair per
+/// entry, then each name and value followed by a NUL, integers little-endian. Stops at the
+/// first entry that does not fit in the buffer instead of panicking.
+pub fn parse_map(bytes: &[u8]) -> Vec<RawHeader> {
+    let Some(count) = read_u32(bytes, 0) else {
+        return Vec::new();
+    };
+    let count = count as usize;
+    // The length table alone must fit: a corrupt count cannot make us allocate gigabytes.
+    let Some(mut data) = count.checked_mul(8).and_then(|table| table.checked_add(4)) else {
+        return Vec::new();
+    };
+    if data > bytes.len() {
+        return Vec::new();
+    }
+    let mut headers = Vec::with_capacity(count);
+    for i in 0..count {
+        let entry = (|| {
+            let name_len = read_u32(bytes, 4 + i * 8)? as usize;
+            let value_len = read_u32(bytes, 8 + i * 8)? as usize;
+            let name_end = data.checked_add(name_len)?;
+            let name = bytes.get(data..name_end)?;
+            let value_start = name_end.checked_add(1)?;
+            let value_end = value_start.checked_add(value_len)?;
+            let value = bytes.get(value_start..value_end)?;
+            data = value_end.checked_add(1)?;
+            Some((name.to_ascii_lowercase(), value.to_vec()))
+        })();
+        match entry {
+            Some(header) => headers.push(header),
+            None => break,
+        }
+    }
+    headers
+}
+
+fn read_u32(bytes: &[u8], at: usize) -> Option<u32> {
+    let raw: [u8; 4] = bytes.get(at..at.checked_add(4)?)?.try_into().ok()?;
+    Some(u32::from_le_bytes(raw))
+}
+
+/// Removes, from the request and from `headers`, every header switchyard owns, so a client
+/// can neither pick its own route nor forge exposure data. Returns what is left.
+pub fn remove_owned(headers: Vec<RawHeader>, owned: impl Fn(&str) -> bool) -> Vec<RawHeader> {
+    let mut removed: Vec<Vec<u8>> = Vec::new();
+    let mut kept = Vec::with_capacity(headers.len());
+    for (name, value) in headers {
+        let is_owned = match std::str::from_utf8(&name) {
+            Ok(text) => owned(text),
+            Err(_) => owned(&String::from_utf8_lossy(&name)),
+        };
+        if !is_owned {
+            kept.push((name, value));
+            continue;
+        }
+        // One removal per name: the host drops every entry with that name at once.
+        if !removed.contains(&name) {
+            if let Err(status) = abi::remove_header(abi::REQUEST_HEADERS, &name) {
+                crate::warn(&format!(
+                    "switchyard: cannot remove client header {} (status {})",
+                    String::from_utf8_lossy(&name),
+                    status.0
+                ));
+            }
+            removed.push(name);
+        }
+    }
+    kept
+}
+
+/// Sets (replaces) a request header.
+pub fn set_request_header(name: &str, value: &str) {
+    set_header(MapType::HttpRequestHeaders, name, value);
+}
+
+/// Sets (replaces) a response header.
+pub fn set_response_header(name: &str, value: &str) {
+    set_header(MapType::HttpResponseHeaders, name, value);
+}
+
+fn set_header(map: MapType, name: &str, value: &str) {
+    if let Err(status) = hostcalls::set_map_value(map, name, Some(value)) {
+        crate::warn(&format!(
+            "switchyard: cannot set header {name} ({status:?})"
+        ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn serialize(map: &[(&[u8], &[u8])]) -> Vec<u8> {
+        let mut out = (map.len() as u32).to_le_bytes().to_vec();
+        for (n, v) in map {
+            out.extend_from_slice(&(n.len() as u32).to_le_bytes());
+            out.extend_from_slice(&(v.len() as u32).to_le_bytes());
+        }
+        for (n, v) in map {
+            out.extend_from_slice(n);
+            out.push(0);
+            out.extend_from_slice(v);
+            out.push(0);
+        }
+        out
+    }
+
+    #[test]
+    fn parses_raw_bytes_and_lowercases_names() {
+        let bytes = serialize(&[(b"X-Tenant-Id", b"\xff\xfe"), (b":path", b"/"), (b"e", b"")]);
+        let map = parse_map(&bytes);
+        assert_eq!(
+            map,
+            vec![
+                (b"x-tenant-id".to_vec(), b"\xff\xfe".to_vec()),
+                (b":path".to_vec(), b"/".to_vec()),
+                (b"e".to_vec(), Vec::new()),
+            ]
+        );
+    }
+
+    #[test]
+    fn malformed_maps_never_panic() {
+        let good = serialize(&[(b"a", b"1"), (b"b", b"2")]);
+        for cut in 0..good.len() {
+            let _ = parse_map(&good[..cut]);
+        }
+        assert_eq!(parse_map(&good[..good.len() - 2]).len(), 1);
+        assert!(parse_map(&[0xff, 0xff, 0xff, 0xff]).is_empty());
+        assert!(parse_map(&[]).is_empty());
+        let mut lying = good.clone();
+        lying[4] = 200; // first name length far past the end
+        assert!(parse_map(&lying).is_empty());
+    }
+}
