@@ -221,6 +221,5 @@ fn five_percent_split_is_five_percent() {
 }
 
 fn rand_u64(rng: &mut proptest::test_runner::TestRng) -> u64 {
-    use proptest::prelude::Rng;
     rng.random()
 }
