@@ -44,16 +44,18 @@ fn engine() -> Result<&'static Engine> {
 
 fn compiled(path: &Path) -> Result<Module> {
     static MODULES: OnceLock<Mutex<HashMap<PathBuf, Module>>> = OnceLock::new();
-    let cache = MODULES.get_or_init(Default::default);
-    if let Some(module) = cache.lock().ok().and_then(|c| c.get(path).cloned()) {
-        return Ok(module);
+    // Held while compiling, so tests starting together wait for one compile, not do several.
+    let mut cache = MODULES
+        .get_or_init(Default::default)
+        .lock()
+        .map_err(|_| format_err!("a thread panicked while compiling the module"))?;
+    if let Some(module) = cache.get(path) {
+        return Ok(module.clone());
     }
-    let bytes = std::fs::read(path)
-        .map_err(|e| format_err!("cannot read {}: {e}", path.display()))?;
+    let bytes =
+        std::fs::read(path).map_err(|e| format_err!("cannot read {}: {e}", path.display()))?;
     let module = Module::from_binary(engine()?, &bytes)?;
-    if let Ok(mut cache) = cache.lock() {
-        cache.insert(path.to_path_buf(), module.clone());
-    }
+    cache.insert(path.to_path_buf(), module.clone());
     Ok(module)
 }
 

@@ -1,1 +1,196 @@
-pub fn x(){}
+//! switchyard's Envoy filter: routes AI traffic by feature-flag policy.
+//!
+//! The root context compiles the policy (the plugin configuration) once; each HTTP stream then
+//! gets a filter that, on the request headers:
+//!
+//! 1. removes every client copy of a header switchyard owns (route header, exposure headers,
+//!    anything `x-switchyard-*`), whether or not any flag applies;
+//! 2. evaluates the policy on the request ([`request::build`]);
+//! 3. either sends the consent reject as a local reply and stops, or sets the route header
+//!    (clearing Envoy's route cache so `cluster_header` sees it), stamps the exposure headers,
+//!    and continues;
+//! 4. writes the outcome as filter state `wasm.switchyard_exposure` for the access log, and
+//!    counts it ([`metrics`]).
+//!
+//! The filter must never trap: a trap fails the request and, in Envoy, the whole VM. So host
+//! calls go through `Result`-returning functions (`proxy_wasm::hostcalls`, or [`abi`] where
+//! those would panic on client input), every failure is logged and skipped, and a panic hook
+//! logs at critical level in case something was missed.
+
+mod abi;
+mod config;
+mod headers;
+mod metrics;
+mod request;
+
+use std::rc::Rc;
+
+use proxy_wasm::hostcalls;
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{Action, ContextType, LogLevel};
+use switchyard_policy::CompiledPolicy;
+
+use crate::metrics::Metrics;
+
+/// Filter state key; Envoy stores it as `wasm.switchyard_exposure`, so an access log reads
+/// `%FILTER_STATE(wasm.switchyard_exposure:PLAIN)%`.
+pub const FILTER_STATE_NAME: &str = "switchyard_exposure";
+
+/// Headers switchyard owns even before any policy loaded (the engine's own prefix).
+const OWNED_PREFIX: &str = "x-switchyard-";
+
+proxy_wasm::main! {{
+    // Installs the SDK's logger (and its panic hook, which we replace right after: the SDK's
+    // hook unwraps the log call).
+    proxy_wasm::set_log_level(LogLevel::Info);
+    std::panic::set_hook(Box::new(|info| {
+        let _ = hostcalls::log(LogLevel::Critical, &format!("switchyard: panic: {info}"));
+    }));
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root::default()) });
+}}
+
+pub(crate) fn log(level: LogLevel, message: &str) {
+    // Nothing sensible to do if even logging fails.
+    let _ = hostcalls::log(level, message);
+}
+
+pub(crate) fn warn(message: &str) {
+    log(LogLevel::Warn, message);
+}
+
+/// A compiled policy and its counters; shared by every stream of the root context.
+struct Loaded {
+    policy: CompiledPolicy,
+    metrics: Metrics,
+}
+
+#[derive(Default)]
+struct Root {
+    loaded: Option<Rc<Loaded>>,
+}
+
+impl Context for Root {}
+
+impl RootContext for Root {
+    fn on_configure(&mut self, configuration_size: usize) -> bool {
+        match config::load(configuration_size) {
+            Ok(policy) => {
+                let metrics = Metrics::define(&policy);
+                log(
+                    LogLevel::Info,
+                    &format!(
+                        "switchyard: policy {} loaded ({} flags)",
+                        policy.version(),
+                        policy.flags().len()
+                    ),
+                );
+                self.loaded = Some(Rc::new(Loaded { policy, metrics }));
+                true
+            }
+            Err(problems) => {
+                // A refused configuration leaves any earlier policy in place: Envoy keeps
+                // serving with the old configuration, and nothing is half-applied.
+                for problem in &problems {
+                    log(
+                        LogLevel::Error,
+                        &format!("switchyard: policy rejected: {problem}"),
+                    );
+                }
+                metrics::count_load_failure();
+                false
+            }
+        }
+    }
+
+    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+        Some(Box::new(Filter {
+            loaded: self.loaded.clone(),
+            response_headers: Vec::new(),
+        }))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
+
+/// One HTTP stream.
+struct Filter {
+    loaded: Option<Rc<Loaded>>,
+    /// Exposure headers to copy onto the response (`settings.response_headers`).
+    response_headers: Vec<(String, String)>,
+}
+
+impl Context for Filter {}
+
+impl HttpContext for Filter {
+    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        let all = headers::request_headers();
+        let Some(loaded) = self.loaded.clone() else {
+            // No policy (Envoy does not start streams on a refused configuration, but be
+            // safe): still never let a client's switchyard headers through.
+            headers::remove_owned(all, |name| name.starts_with(OWNED_PREFIX));
+            return Action::Continue;
+        };
+        let policy = &loaded.policy;
+        let kept = headers::remove_owned(all, |name| policy.is_owned_header(name));
+        let source = match hostcalls::get_property(vec!["source", "address"]) {
+            Ok(address) => address,
+            Err(status) => {
+                warn(&format!("switchyard: cannot read source.address ({status:?})"));
+                None
+            }
+        };
+        let request = request::build(&kept, source.as_deref());
+        let outcome = policy.evaluate(&request);
+        loaded.metrics.count(&outcome);
+        // Written for rejects too, so the access log shows why a request never went upstream.
+        if let Err(status) = abi::set_property(FILTER_STATE_NAME, policy.outcome_json(&outcome).as_bytes()) {
+            warn(&format!(
+                "switchyard: cannot set filter state {FILTER_STATE_NAME} (status {})",
+                status.0
+            ));
+        }
+
+        if let Some(reject) = &outcome.reject {
+            let body = policy.reject_body(reject);
+            let sent = hostcalls::send_http_response(
+                u32::from(reject.status),
+                vec![("content-type", "application/json")],
+                Some(body.as_bytes()),
+            );
+            if let Err(status) = sent {
+                // Without the local reply the request must still not reach an AI route.
+                log(
+                    LogLevel::Error,
+                    &format!("switchyard: cannot send the consent reject ({status:?})"),
+                );
+            }
+            return Action::Pause;
+        }
+
+        if let Some(cluster) = outcome.cluster {
+            headers::set_request_header(&policy.settings().route_header, cluster);
+            // The route was chosen before this filter ran; make Envoy pick it again so the
+            // route's `cluster_header` reads the header just set. Hosts without the function
+            // (or Envoy versions that name it differently) answer an error, which is fine:
+            // routing still works when the route is matched later (e.g. no cached route).
+            let _ = hostcalls::call_foreign_function("clear_route_cache", None);
+        }
+        let exposure = policy.exposure_headers(&outcome);
+        for (name, value) in &exposure {
+            headers::set_request_header(name, value);
+        }
+        if policy.settings().response_headers {
+            self.response_headers = exposure;
+        }
+        Action::Continue
+    }
+
+    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        for (name, value) in &self.response_headers {
+            headers::set_response_header(name, value);
+        }
+        Action::Continue
+    }
+}

@@ -100,10 +100,13 @@ pub(crate) enum CompiledServe {
     Split(CompiledSplit),
 }
 
+/// A rule condition. Clauses are interned: identical clauses anywhere in the policy (the same
+/// audience test repeated across flags is common) share one id, and a request tests each id at
+/// most once.
 #[derive(Debug, Clone)]
 pub(crate) enum CompiledCondition {
     Segment(usize),
-    Clause(CompiledClause),
+    Clause(usize),
 }
 
 #[derive(Debug, Clone)]
@@ -150,7 +153,10 @@ pub struct CompiledPolicy {
     pub(crate) environment: Option<String>,
     pub(crate) attributes: Vec<AttrSource>,
     pub(crate) consent: Option<CompiledConsent>,
-    pub(crate) segments: Vec<Vec<CompiledClause>>,
+    /// Interned clauses; segments and rules refer to them by index.
+    pub(crate) clauses: Vec<CompiledClause>,
+    /// Each segment's clause ids.
+    pub(crate) segments: Vec<Vec<usize>>,
     pub(crate) flags: Vec<CompiledFlag>,
     pub(crate) flag_infos: Vec<FlagInfo>,
     pub(crate) settings: Settings,
@@ -208,6 +214,8 @@ pub fn compile(doc: PolicyDoc, errors: PolicyErrors) -> Result<CompiledPolicy, P
         errors,
         attr_index: HashMap::new(),
         attributes: Vec::new(),
+        clauses: Vec::new(),
+        clause_ids: HashMap::new(),
     };
     if !is_printable_ascii(&doc.version) {
         c.errors.push(
@@ -344,7 +352,9 @@ pub fn compile(doc: PolicyDoc, errors: PolicyErrors) -> Result<CompiledPolicy, P
         .collect();
 
     let consent_tenant_count = consent.as_ref().map_or(0, |c| c.tenants.len());
+    let clauses = std::mem::take(&mut c.clauses);
     let policy = CompiledPolicy {
+        clauses,
         version: doc.version,
         environment: doc.environment,
         attributes: c.attributes,
@@ -371,6 +381,9 @@ struct Compiler {
     errors: PolicyErrors,
     attr_index: HashMap<String, usize>,
     attributes: Vec<AttrSource>,
+    clauses: Vec<CompiledClause>,
+    /// Clause identity (attribute, operator, negation, values) → interned id.
+    clause_ids: HashMap<(usize, Op, bool, Vec<String>), usize>,
 }
 
 impl Compiler {
@@ -428,21 +441,29 @@ impl Compiler {
         (compiled, class_index)
     }
 
-    fn clause(&mut self, clause: &Clause) -> Option<CompiledClause> {
+    /// Compiles a clause, or finds the identical one compiled before; returns its id.
+    fn clause(&mut self, clause: &Clause) -> Option<usize> {
         let place = clause.place.as_str();
-        let attribute = self.attribute(&clause.attribute, &field(place, "attribute"));
+        let attribute = self.attribute(&clause.attribute, &field(place, "attribute"))?;
+        let key = (attribute, clause.op, clause.negate, clause.values.clone());
+        if let Some(&id) = self.clause_ids.get(&key) {
+            return Some(id);
+        }
         let test = match Test::compile(clause.op, &clause.values) {
-            Ok(t) => Some(t),
+            Ok(t) => t,
             Err((i, message)) => {
                 self.errors.push(index(&field(place, "values"), i), message);
-                None
+                return None;
             }
         };
-        Some(CompiledClause {
-            attribute: attribute?,
-            test: test?,
+        let id = self.clauses.len();
+        self.clauses.push(CompiledClause {
+            attribute,
+            test,
             negate: clause.negate,
-        })
+        });
+        self.clause_ids.insert(key, id);
+        Some(id)
     }
 
     #[allow(clippy::too_many_arguments)]

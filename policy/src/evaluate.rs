@@ -20,6 +20,7 @@ impl CompiledPolicy {
             ctx.get(c.tenant_attribute)
                 .and_then(|tenant| c.tenants.get(tenant))
         });
+        let mut memo = ClauseMemo::new(self.clauses.len());
         let mut outcome = Outcome {
             decisions: Vec::with_capacity(self.flags.len()),
             ..Outcome::default()
@@ -28,7 +29,8 @@ impl CompiledPolicy {
             if !in_scope(&flag.scope, req, path, &host) {
                 continue;
             }
-            let decision = self.decide(flag_index, flag, &ctx, consent_row.map(|r| &**r));
+            let decision =
+                self.decide(flag_index, flag, &ctx, &mut memo, consent_row.map(|r| &**r));
             if decision.reason == Reason::ConsentDenied && decision.variation_index.is_none() {
                 if outcome.reject.is_none() {
                     if let Some((_, CompiledDenied::Reject(status))) = flag.consent {
@@ -57,6 +59,7 @@ impl CompiledPolicy {
         flag_index: usize,
         flag: &'p CompiledFlag,
         ctx: &Context<'_>,
+        memo: &mut ClauseMemo,
         consent_row: Option<&[ConsentState]>,
     ) -> Decision<'p> {
         let unit_id = flag.unit.and_then(|u| ctx.get(u)).filter(|u| !u.is_empty());
@@ -111,7 +114,11 @@ impl CompiledPolicy {
         }
 
         for (i, rule) in flag.rules.iter().enumerate() {
-            if rule.conditions.iter().all(|c| self.condition_holds(c, ctx)) {
+            if rule
+                .conditions
+                .iter()
+                .all(|c| self.condition_holds(c, ctx, memo))
+            {
                 let rule_ref = match &rule.name {
                     Some(name) => RuleRef::Name(name),
                     None => RuleRef::Index(i),
@@ -175,13 +182,53 @@ impl CompiledPolicy {
         }
     }
 
-    fn condition_holds(&self, condition: &CompiledCondition, ctx: &Context<'_>) -> bool {
+    fn condition_holds(
+        &self,
+        condition: &CompiledCondition,
+        ctx: &Context<'_>,
+        memo: &mut ClauseMemo,
+    ) -> bool {
         match condition {
-            CompiledCondition::Clause(c) => c.holds(ctx.get(c.attribute)),
+            CompiledCondition::Clause(id) => self.clause_holds(*id, ctx, memo),
             CompiledCondition::Segment(s) => self
                 .segments
                 .get(*s)
-                .is_some_and(|clauses| clauses.iter().all(|c| c.holds(ctx.get(c.attribute)))),
+                .is_some_and(|ids| ids.iter().all(|id| self.clause_holds(*id, ctx, memo))),
+        }
+    }
+
+    fn clause_holds(&self, id: usize, ctx: &Context<'_>, memo: &mut ClauseMemo) -> bool {
+        if let Some(known) = memo.get(id) {
+            return known;
+        }
+        let result = self
+            .clauses
+            .get(id)
+            .is_some_and(|c| c.holds(ctx.get(c.attribute)));
+        memo.set(id, result);
+        result
+    }
+}
+
+/// Per-request results of interned clauses: 0 untested, 1 false, 2 true.
+struct ClauseMemo(Vec<u8>);
+
+impl ClauseMemo {
+    fn new(n: usize) -> Self {
+        ClauseMemo(vec![0; n])
+    }
+
+    fn get(&self, id: usize) -> Option<bool> {
+        match self.0.get(id) {
+            Some(1) => Some(false),
+            Some(2) => Some(true),
+            _ => None,
+        }
+    }
+
+    fn set(&mut self, id: usize, value: bool) {
+        if let Some(slot) = self.0.get_mut(id) {
+            *slot = 1 + u8::from(value);
         }
     }
 }

@@ -56,7 +56,7 @@ pub struct Consent {
     pub tenants: Vec<(String, Vec<ConsentRecord>)>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Op {
     In,
     NotIn,

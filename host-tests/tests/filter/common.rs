@@ -1,0 +1,61 @@
+//! Shared helpers for the filter tests: loading the module, policies, and the engine's view.
+
+use std::path::PathBuf;
+
+use switchyard_host_tests::{workspace_root, FakeHost, HttpRequest};
+
+/// A fresh host with the release module loaded. Fails with the build command if the module
+/// has not been built.
+pub fn host() -> FakeHost {
+    match FakeHost::load_default() {
+        Ok(host) => host,
+        Err(error) => panic!("{error:#}"),
+    }
+}
+
+/// A fresh host configured with `policy`, which must be accepted.
+pub fn host_with(policy: &str) -> FakeHost {
+    let mut host = host();
+    let accepted = host.configure(policy.as_bytes()).unwrap();
+    assert!(accepted, "policy refused; logs: {:#?}", host.logs());
+    host
+}
+
+pub fn repo_path(relative: &str) -> PathBuf {
+    workspace_root().join(relative)
+}
+
+pub fn read_repo_file(relative: &str) -> String {
+    let path = repo_path(relative);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// The contract's example policy, as shipped in examples/.
+pub fn example_policy() -> String {
+    read_repo_file("examples/support-copilot/policy.json")
+}
+
+/// A request to the example's support-copilot route.
+pub fn chat(tenant: &str, conversation: &str) -> HttpRequest {
+    HttpRequest::new("POST", "/v1/chat/completions", "api.example")
+        .header("x-tenant-id", tenant)
+        .header("x-conversation-id", conversation)
+        .source_address("10.1.2.3:55555")
+}
+
+/// The Envoy `source.address` for a bare IP: `ip:port`, or `[ip]:port` for IPv6.
+pub fn source_address(ip: &str) -> String {
+    if ip.contains(':') {
+        format!("[{ip}]:40000")
+    } else {
+        format!("{ip}:40000")
+    }
+}
+
+/// The filter-state JSON of a result, parsed.
+pub fn exposure_json(result: &switchyard_host_tests::RequestResult) -> serde_json::Value {
+    let text = result
+        .filter_state_str("wasm.switchyard_exposure")
+        .expect("filter state wasm.switchyard_exposure is set");
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("filter state is not JSON ({e}): {text}"))
+}

@@ -1,0 +1,16 @@
+//! The switchyard filter (`switchyard_plugin.wasm`, release build) driven through the fake
+//! proxy-wasm host. One test binary, so the module is compiled once for every test.
+//!
+//! Build the module first: `cargo build --release --target wasm32-wasip1 -p switchyard-plugin`
+//! (or point `SWITCHYARD_WASM` at a build).
+
+// Tests fail by panicking; the workspace's lints against that are for the product code.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod bad_policy;
+mod common;
+mod golden;
+mod metrics_exposure;
+mod owned_headers;
+mod reject;
+mod robustness;

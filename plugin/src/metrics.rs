@@ -1,0 +1,242 @@
+//! Counters, defined once per policy load from the policy's own names, never from request
+//! values (a client must not be able to create stats).
+//!
+//! | counter | counts |
+//! | --- | --- |
+//! | `switchyard.decisions.flag.<F>.variation.<V>.reason.<R>` | each decision (`<V>` is `none` for a consent reject) |
+//! | `switchyard.consent_denied.flag.<F>` | decisions with reason `CONSENT_DENIED` (served fallback or reject) |
+//! | `switchyard.rejects.flag.<F>` | local replies sent for a consent reject |
+//! | `switchyard.policy.load_failures` | policies refused by `on_configure` |
+//!
+//! Flag and variation names are sanitized for stat names: any character outside
+//! `[A-Za-z0-9_-]` becomes `_` (a `.` would split the name into more stat segments). Two names
+//! that sanitize alike share one counter; so would a variation literally named `none` with
+//! the consent-reject counter.
+//!
+//! Envoy prefixes custom Wasm stats with `wasmcustom.`. These `stats_config.stats_tags` turn
+//! the names into one `switchyard.decisions` stat with `flag`, `variation` and `reason`
+//! labels (Envoy removes each regex's first capture group from the name and uses the second
+//! as the tag value; every regex is matched against the full original name):
+//!
+//! ```yaml
+//! stats_config:
+//!   stats_tags:
+//!   - tag_name: flag
+//!     regex: '^wasmcustom\.switchyard\.(?:decisions|consent_denied|rejects)(\.flag\.([A-Za-z0-9_-]+))'
+//!   - tag_name: variation
+//!     regex: '^wasmcustom\.switchyard\.decisions\.flag\.[A-Za-z0-9_-]+(\.variation\.([A-Za-z0-9_-]+))'
+//!   - tag_name: reason
+//!     regex: '^wasmcustom\.switchyard\.decisions\.flag\.[A-Za-z0-9_-]+\.variation\.[A-Za-z0-9_-]+(\.reason\.([A-Z_]+))$'
+//! ```
+//!
+//! A policy with very many flags × variations would define very many stats (each costs Envoy
+//! memory on every worker); beyond [`MAX_DECISION_COUNTERS`] the per-variation decision
+//! counters are not defined (a warning says so) and only the per-flag counters are kept.
+
+use proxy_wasm::hostcalls;
+use proxy_wasm::types::MetricType;
+use switchyard_policy::{CompiledPolicy, Outcome, Reason};
+
+/// The most `switchyard.decisions.*` counters one policy may define.
+pub const MAX_DECISION_COUNTERS: usize = 20_000;
+
+pub const LOAD_FAILURES: &str = "switchyard.policy.load_failures";
+
+/// Metric ids by (flag index, variation index, reason), built when the policy loads.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// `[flag][variation][reason index]`.
+    decisions: Vec<Vec<[Option<u32>; REASONS]>>,
+    /// `[flag]`: the `variation.none.reason.CONSENT_DENIED` counter.
+    rejected_decisions: Vec<Option<u32>>,
+    consent_denied: Vec<Option<u32>>,
+    rejects: Vec<Option<u32>>,
+}
+
+const REASONS: usize = Reason::ALL.len();
+
+fn reason_index(reason: Reason) -> usize {
+    match reason {
+        Reason::TargetingMatch => 0,
+        Reason::Split => 1,
+        Reason::Default => 2,
+        Reason::Disabled => 3,
+        Reason::ConsentDenied => 4,
+        Reason::Error => 5,
+    }
+}
+
+/// `name` with every character outside `[A-Za-z0-9_-]` replaced by `_`.
+pub fn sanitize(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// Every counter name a policy defines, with where it goes: the single source of the naming
+/// scheme, used by [`Metrics::define`].
+fn names(policy: &CompiledPolicy) -> Vec<(Slot, String)> {
+    let flags = policy.flags();
+    let decision_count: usize = flags.iter().map(|f| f.variations.len() * REASONS).sum();
+    let per_variation = decision_count <= MAX_DECISION_COUNTERS;
+    if !per_variation {
+        crate::warn(&format!(
+            "switchyard: policy has {decision_count} flag x variation x reason combinations; \
+             over {MAX_DECISION_COUNTERS}, so switchyard.decisions.* counters are not defined"
+        ));
+    }
+    let mut out = Vec::new();
+    for (f, flag) in flags.iter().enumerate() {
+        let key = sanitize(&flag.key);
+        if per_variation {
+            for (v, variation) in flag.variations.iter().enumerate() {
+                let variation = sanitize(variation);
+                for reason in Reason::ALL {
+                    out.push((
+                        Slot::Decision(f, v, reason_index(reason)),
+                        format!(
+                            "switchyard.decisions.flag.{key}.variation.{variation}.reason.{}",
+                            reason.as_str()
+                        ),
+                    ));
+                }
+            }
+            out.push((
+                Slot::RejectedDecision(f),
+                format!(
+                    "switchyard.decisions.flag.{key}.variation.none.reason.{}",
+                    Reason::ConsentDenied.as_str()
+                ),
+            ));
+        }
+        out.push((
+            Slot::ConsentDenied(f),
+            format!("switchyard.consent_denied.flag.{key}"),
+        ));
+        out.push((Slot::Reject(f), format!("switchyard.rejects.flag.{key}")));
+    }
+    out
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Slot {
+    Decision(usize, usize, usize),
+    RejectedDecision(usize),
+    ConsentDenied(usize),
+    Reject(usize),
+}
+
+impl Metrics {
+    /// Defines every counter for this policy (plus the load-failure counter).
+    pub fn define(policy: &CompiledPolicy) -> Metrics {
+        let _ = counter(LOAD_FAILURES);
+        let flags = policy.flags();
+        let mut metrics = Metrics {
+            decisions: flags
+                .iter()
+                .map(|f| vec![[None; REASONS]; f.variations.len()])
+                .collect(),
+            rejected_decisions: vec![None; flags.len()],
+            consent_denied: vec![None; flags.len()],
+            rejects: vec![None; flags.len()],
+        };
+        for (slot, name) in names(policy) {
+            let id = counter(&name);
+            let target = match slot {
+                Slot::Decision(f, v, r) => metrics
+                    .decisions
+                    .get_mut(f)
+                    .and_then(|vs| vs.get_mut(v))
+                    .and_then(|rs| rs.get_mut(r)),
+                Slot::RejectedDecision(f) => metrics.rejected_decisions.get_mut(f),
+                Slot::ConsentDenied(f) => metrics.consent_denied.get_mut(f),
+                Slot::Reject(f) => metrics.rejects.get_mut(f),
+            };
+            if let Some(target) = target {
+                *target = id;
+            }
+        }
+        metrics
+    }
+
+    /// Counts one request's outcome.
+    pub fn count(&self, outcome: &Outcome<'_>) {
+        for decision in &outcome.decisions {
+            let f = decision.flag_index;
+            let id = match decision.variation_index {
+                Some(v) => self
+                    .decisions
+                    .get(f)
+                    .and_then(|vs| vs.get(v))
+                    .and_then(|rs| rs.get(reason_index(decision.reason)).copied().flatten()),
+                None if decision.reason == Reason::ConsentDenied => {
+                    self.rejected_decisions.get(f).copied().flatten()
+                }
+                None => None,
+            };
+            increment(id);
+            if decision.reason == Reason::ConsentDenied {
+                increment(self.consent_denied.get(f).copied().flatten());
+            }
+        }
+        if let Some(reject) = &outcome.reject {
+            // `Reject` names its flag by key; the decision for that flag has the index.
+            let index = outcome
+                .decisions
+                .iter()
+                .find(|d| d.flag == reject.flag && d.variation_index.is_none())
+                .or_else(|| outcome.decisions.iter().find(|d| d.flag == reject.flag))
+                .map(|d| d.flag_index);
+            increment(index.and_then(|f| self.rejects.get(f).copied().flatten()));
+        }
+    }
+}
+
+/// Counts a refused policy (defining the counter first: there may be no earlier policy).
+pub fn count_load_failure() {
+    increment(counter(LOAD_FAILURES));
+}
+
+fn counter(name: &str) -> Option<u32> {
+    match hostcalls::define_metric(MetricType::Counter, name) {
+        Ok(id) => Some(id),
+        Err(status) => {
+            crate::warn(&format!(
+                "switchyard: cannot define metric {name} ({status:?})"
+            ));
+            None
+        }
+    }
+}
+
+fn increment(id: Option<u32>) {
+    if let Some(id) = id {
+        // A failed increment loses one count; not worth a log line per request.
+        let _ = hostcalls::increment_metric(id, 1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_sanitized() {
+        assert_eq!(sanitize("support.answer model/route"), "support_answer_model_route");
+        assert_eq!(sanitize("a-b_C9"), "a-b_C9");
+        assert_eq!(sanitize("é"), "_");
+    }
+
+    #[test]
+    fn reason_indices_follow_reason_all() {
+        for (i, reason) in Reason::ALL.into_iter().enumerate() {
+            assert_eq!(reason_index(reason), i);
+        }
+    }
+}
