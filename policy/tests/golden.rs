@@ -1,6 +1,8 @@
 //! The shared golden cases (testdata/golden.json), also run by the host tests through the
 //! compiled filter and by the Envoy suite through real Envoy.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::path::PathBuf;
 
 use serde_json::Value;

@@ -1,5 +1,7 @@
 //! Properties of bucketing and robustness, checked over generated inputs.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use proptest::prelude::*;
 use serde_json::{json, Value};
 use switchyard_policy::{load, CompiledPolicy, Request};

@@ -1,5 +1,7 @@
 //! Every kind of policy error, each reported with its place; several at once.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use serde_json::{json, Value};
 use switchyard_policy::load;
 
