@@ -119,7 +119,7 @@ proptest! {
             for headers in requests {
                 let req = Request {
                     path: "/v1/x?c=1".into(),
-                    headers: headers.into_iter().map(|(n, v)| (n, v)).collect(),
+                    headers,
                     ..Request::default()
                 };
                 let outcome = policy.evaluate(&req);
