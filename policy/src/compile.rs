@@ -28,6 +28,10 @@ pub struct Settings {
     pub response_headers: bool,
     /// Put the raw assignment-unit id into exposure (off by default).
     pub expose_unit_ids: bool,
+    /// Upstream response header whose truthy value means the model gateway fell back.
+    pub fallback_header: Option<String>,
+    /// Key for pseudonymous unit ids; without one, events carry no unit id at all.
+    pub(crate) pseudonym_key: Option<[u8; 16]>,
 }
 
 /// A flag's names, for metrics and summaries.
@@ -51,6 +55,7 @@ pub(crate) enum AttrSource {
 pub(crate) struct CompiledConsent {
     pub tenant_attribute: usize,
     pub modes: Vec<ConsentMode>,
+    pub class_names: Vec<String>,
     /// Tenant → state per class (indexed like `modes`).
     pub tenants: FastMap<Box<[ConsentState]>>,
 }
@@ -209,7 +214,11 @@ impl CompiledPolicy {
 
 /// Resolves names and compiles; every unresolved reference is reported with its place, after
 /// the structural errors already found in `errors`.
-pub fn compile(doc: PolicyDoc, errors: PolicyErrors) -> Result<CompiledPolicy, PolicyErrors> {
+pub fn compile(
+    doc: PolicyDoc,
+    errors: PolicyErrors,
+    options: &crate::LoadOptions,
+) -> Result<CompiledPolicy, PolicyErrors> {
     let mut c = Compiler {
         errors,
         attr_index: HashMap::new(),
@@ -217,6 +226,20 @@ pub fn compile(doc: PolicyDoc, errors: PolicyErrors) -> Result<CompiledPolicy, P
         clauses: Vec::new(),
         clause_ids: HashMap::new(),
     };
+    if let Some(declared) = &options.environment {
+        if doc.environment.as_deref() != Some(declared.as_str()) {
+            c.errors.push(
+                "environment",
+                format!(
+                    "this policy is for {}, but this proxy declares environment \"{declared}\"; refusing it",
+                    doc.environment
+                        .as_deref()
+                        .map(|e| format!("environment \"{e}\""))
+                        .unwrap_or_else(|| "no environment".to_string())
+                ),
+            );
+        }
+    }
     if !is_printable_ascii(&doc.version) {
         c.errors.push(
             "version",
@@ -369,6 +392,8 @@ pub fn compile(doc: PolicyDoc, errors: PolicyErrors) -> Result<CompiledPolicy, P
             version_header: doc.settings.version_header,
             response_headers: doc.settings.response_headers,
             expose_unit_ids: doc.settings.expose_unit_ids,
+            fallback_header: doc.settings.fallback_header,
+            pseudonym_key: doc.settings.pseudonym_key.or(options.pseudonym_key),
         },
         header_names,
         owned_headers,
@@ -436,6 +461,7 @@ impl Compiler {
         let compiled = tenant_attribute.map(|tenant_attribute| CompiledConsent {
             tenant_attribute,
             modes,
+            class_names: consent.classes.iter().map(|(n, _)| n.clone()).collect(),
             tenants,
         });
         (compiled, class_index)

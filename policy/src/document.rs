@@ -869,6 +869,8 @@ impl Reader {
                 "attribute_headers",
                 "response_headers",
                 "expose_unit_ids",
+                "pseudonym_key",
+                "fallback_header",
             ],
         ) else {
             return s;
@@ -903,6 +905,20 @@ impl Reader {
         if let Some(b) = map.get("expose_unit_ids") {
             s.expose_unit_ids = self.boolean(b, "settings.expose_unit_ids").unwrap_or(false);
         }
+        if let Some(k) = map.get("pseudonym_key") {
+            if let Some(text) = self.string(k, "settings.pseudonym_key") {
+                s.pseudonym_key = parse_key(&text);
+                if s.pseudonym_key.is_none() {
+                    self.err(
+                        "settings.pseudonym_key",
+                        "must be 32 hexadecimal digits (a 128-bit key, e.g. from `openssl rand -hex 16`)",
+                    );
+                }
+            }
+        }
+        if let Some(h) = map.get("fallback_header") {
+            s.fallback_header = self.header_name(h, "settings.fallback_header");
+        }
         s
     }
 
@@ -923,6 +939,20 @@ impl Reader {
         }
         Some(h)
     }
+}
+
+/// A 128-bit key written as 32 hexadecimal digits.
+pub fn parse_key(text: &str) -> Option<[u8; 16]> {
+    let bytes = text.trim().as_bytes();
+    if bytes.len() != 32 {
+        return None;
+    }
+    let mut key = [0u8; 16];
+    for (i, pair) in bytes.chunks(2).enumerate() {
+        let hex = std::str::from_utf8(pair).ok()?;
+        key[i] = u8::from_str_radix(hex, 16).ok()?;
+    }
+    Some(key)
 }
 
 /// An RFC 8941 parameter key, which exposure attribute names become.

@@ -74,10 +74,15 @@ impl CompiledPolicy {
             rule: None,
             bucket: None,
             attributes: &[],
+            unit: flag.unit_name.as_deref(),
             // The raw id leaves the engine only when the policy asks for it.
             unit_id: unit_id
                 .filter(|_| self.settings.expose_unit_ids)
                 .map(str::to_string),
+            unit_pseudonym: match (flag.unit_name.as_deref(), unit_id) {
+                (Some(unit), Some(id)) => self.pseudonym(unit, id),
+                _ => None,
+            },
         };
 
         // Consent comes first: nothing below can send an opted-out tenant to an AI route.
@@ -171,6 +176,18 @@ impl CompiledPolicy {
                 }
             },
         }
+    }
+
+    /// `SipHash-2-4-128(key, unit_name ":" unit_id)`: a keyed PRF, so without the key a
+    /// pseudonym cannot be reversed by hashing candidate ids.
+    fn pseudonym(&self, unit: &str, id: &str) -> Option<u128> {
+        use std::hash::Hasher;
+        let key = self.settings.pseudonym_key.as_ref()?;
+        let mut h = siphasher::sip128::SipHasher24::new_with_key(key);
+        h.write(unit.as_bytes());
+        h.write(b":");
+        h.write(id.as_bytes());
+        Some(siphasher::sip128::Hasher128::finish128(&h).as_u128())
     }
 
     fn serve_variation<'p>(&'p self, flag: &'p CompiledFlag, v: usize, d: &mut Decision<'p>) {

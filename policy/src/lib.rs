@@ -10,9 +10,11 @@
 
 mod bucket;
 mod compile;
+mod diff;
 mod document;
 mod error;
 mod evaluate;
+mod event;
 pub mod limits;
 mod matching;
 mod model;
@@ -22,15 +24,37 @@ mod request;
 
 pub use bucket::bucket_point;
 pub use compile::{CompiledPolicy, FlagInfo, Settings};
+pub use diff::{content_hash, summarize_change};
 pub use error::{PolicyError, PolicyErrors};
+pub use event::{EventInfo, UpstreamResult};
 pub use outcome::{Decision, ErrorCode, Outcome, Reason, Reject, RuleRef};
 pub use request::Request;
 
 /// Parses, validates and compiles a policy document. Every problem is reported, each with its
 /// place in the document; nothing is compiled from a document that has any.
 pub fn load(json: &str) -> Result<CompiledPolicy, PolicyErrors> {
+    load_with(json, &LoadOptions::default())
+}
+
+/// What the host knows that the policy text does not (in Envoy: the node metadata).
+#[derive(Debug, Clone, Default)]
+pub struct LoadOptions {
+    /// The environment the proxy declares; a policy for another environment is refused, so a
+    /// staging policy cannot load in production.
+    pub environment: Option<String>,
+    /// Key for pseudonymous unit ids, when the policy does not set `settings.pseudonym_key`.
+    pub pseudonym_key: Option<[u8; 16]>,
+}
+
+/// [`load`] with host-provided options.
+pub fn load_with(json: &str, options: &LoadOptions) -> Result<CompiledPolicy, PolicyErrors> {
     match document::parse(json) {
-        (Some(model), errors) => compile::compile(model, errors),
+        (Some(model), errors) => compile::compile(model, errors, options),
         (None, errors) => Err(errors),
     }
+}
+
+/// A 128-bit key from 32 hexadecimal digits (as node metadata gives it).
+pub fn parse_key(text: &str) -> Option<[u8; 16]> {
+    document::parse_key(text)
 }

@@ -198,6 +198,10 @@ pub struct SettingsDoc {
     pub attribute_headers: Vec<(String, String)>,
     pub response_headers: bool,
     pub expose_unit_ids: bool,
+    /// 128-bit key (32 hex digits) for pseudonymous unit ids in exposure events.
+    pub pseudonym_key: Option<[u8; 16]>,
+    /// Upstream response header that says a model gateway fell back (`fallback_used`).
+    pub fallback_header: Option<String>,
 }
 
 impl Default for SettingsDoc {
@@ -209,6 +213,8 @@ impl Default for SettingsDoc {
             attribute_headers: Vec::new(),
             response_headers: false,
             expose_unit_ids: false,
+            pseudonym_key: None,
+            fallback_header: None,
         }
     }
 }

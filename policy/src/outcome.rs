@@ -79,9 +79,14 @@ pub struct Decision<'p> {
     pub bucket: Option<u64>,
     /// The served variation's exposure attributes, in document order.
     pub attributes: &'p [(String, String)],
-    /// The assignment unit's value on this request, where the flag has a unit and the request
-    /// carries it. Never rendered into exposure unless the policy opts in.
+    /// The flag's assignment unit (an attribute name), if it has one.
+    pub unit: Option<&'p str>,
+    /// The assignment unit's raw value, only when the policy sets `expose_unit_ids`.
     pub unit_id: Option<String>,
+    /// A keyed pseudonym of the unit value (SipHash-2-4, 128 bits, keyed by the policy's or the
+    /// proxy's pseudonym key), so exposure can be joined per unit without the raw id. `None`
+    /// without a key or without a unit value.
+    pub unit_pseudonym: Option<u128>,
 }
 
 /// A consent reject: a local reply that never goes upstream.

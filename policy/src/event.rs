@@ -1,0 +1,196 @@
+//! The exposure event: one JSON line per decided request, for Envoy's access log (through the
+//! filter state) and for anything that joins outcomes to the variation that served them.
+//!
+//! Field names follow OpenTelemetry's feature-flag semantic conventions where one fits:
+//! `feature_flag.key`, `feature_flag.result.variant`, `feature_flag.result.reason` (lower-case,
+//! as OpenTelemetry spells reasons), `feature_flag.context.id` (the pseudonymous unit id),
+//! `feature_flag.version` (the policy version), `feature_flag.provider.name` (`switchyard`).
+
+use serde::Serialize;
+use std::fmt::Write;
+
+use crate::compile::CompiledPolicy;
+use crate::outcome::{Outcome, RuleRef};
+
+/// What the host adds to an event.
+#[derive(Debug, Clone, Default)]
+pub struct EventInfo<'a> {
+    /// Milliseconds since the Unix epoch, rendered as RFC 3339.
+    pub timestamp_ms: u64,
+    /// `x-request-id`.
+    pub request_id: Option<&'a str>,
+    /// The `traceparent` header; its trace id is extracted if it is well-formed.
+    pub traceparent: Option<&'a str>,
+    /// What actually ran, once the response is known.
+    pub upstream: Option<UpstreamResult>,
+}
+
+/// What the upstream did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UpstreamResult {
+    pub status: Option<u16>,
+    /// From the request reaching the filter to the response headers.
+    pub duration_ms: Option<u64>,
+    /// The policy's `fallback_header` on the response, if the policy names one.
+    pub fallback_used: Option<bool>,
+}
+
+#[derive(Serialize)]
+struct DecisionEvent<'a> {
+    #[serde(rename = "feature_flag.key")]
+    key: &'a str,
+    #[serde(rename = "feature_flag.result.variant")]
+    variant: Option<&'a str>,
+    #[serde(rename = "feature_flag.result.reason")]
+    reason: String,
+    #[serde(rename = "feature_flag.context.id")]
+    context_id: Option<String>,
+    unit: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    unit_id: Option<&'a str>,
+    cluster: Option<&'a str>,
+    rule: Option<serde_json::Value>,
+    bucket: Option<u64>,
+    error: Option<&'static str>,
+    attributes: serde_json::Map<String, serde_json::Value>,
+}
+
+#[derive(Serialize)]
+struct Event<'a> {
+    timestamp: String,
+    #[serde(rename = "event.name")]
+    name: &'static str,
+    #[serde(rename = "feature_flag.provider.name")]
+    provider: &'static str,
+    #[serde(rename = "feature_flag.version")]
+    version: &'a str,
+    request_id: Option<&'a str>,
+    trace_id: Option<&'a str>,
+    cluster: Option<&'a str>,
+    reject: Option<u16>,
+    decisions: Vec<DecisionEvent<'a>>,
+    upstream: Option<UpstreamJson>,
+}
+
+#[derive(Serialize)]
+struct UpstreamJson {
+    status: Option<u16>,
+    duration_ms: Option<u64>,
+    fallback_used: Option<bool>,
+}
+
+impl CompiledPolicy {
+    /// The exposure event as one JSON line (no trailing newline).
+    pub fn exposure_event(&self, outcome: &Outcome<'_>, info: &EventInfo<'_>) -> String {
+        let event = Event {
+            timestamp: rfc3339_millis(info.timestamp_ms),
+            name: "switchyard.exposure",
+            provider: "switchyard",
+            version: &self.version,
+            request_id: info.request_id,
+            trace_id: info.traceparent.and_then(trace_id),
+            cluster: outcome.cluster,
+            reject: outcome.reject.as_ref().map(|r| r.status),
+            decisions: outcome
+                .decisions
+                .iter()
+                .map(|d| DecisionEvent {
+                    key: d.flag,
+                    variant: d.variation,
+                    reason: d.reason.as_str().to_ascii_lowercase(),
+                    context_id: d.unit_pseudonym.map(|p| format!("{p:032x}")),
+                    unit: d.unit,
+                    unit_id: d.unit_id.as_deref(),
+                    cluster: d.cluster,
+                    rule: d.rule.map(|r| match r {
+                        RuleRef::Name(n) => serde_json::Value::from(n),
+                        RuleRef::Index(i) => serde_json::Value::from(i),
+                    }),
+                    bucket: d.bucket,
+                    error: d.error.map(|e| e.as_str()),
+                    attributes: d
+                        .attributes
+                        .iter()
+                        .map(|(k, v)| (k.clone(), serde_json::Value::from(v.as_str())))
+                        .collect(),
+                })
+                .collect(),
+            upstream: info.upstream.map(|u| UpstreamJson {
+                status: u.status,
+                duration_ms: u.duration_ms,
+                fallback_used: u.fallback_used,
+            }),
+        };
+        serde_json::to_string(&event).unwrap_or_default()
+    }
+}
+
+/// The trace id of a W3C `traceparent` (`00-<32 hex>-<16 hex>-<2 hex>`), if well-formed and
+/// not all zeros.
+pub fn trace_id(traceparent: &str) -> Option<&str> {
+    let mut parts = traceparent.trim().split('-');
+    let (version, trace, span, flags) =
+        (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit());
+    (hex(version, 2)
+        && version != "ff"
+        && hex(trace, 32)
+        && hex(span, 16)
+        && hex(flags, 2)
+        && trace.bytes().any(|b| b != b'0'))
+    .then_some(trace)
+}
+
+/// Milliseconds since the epoch as `YYYY-MM-DDTHH:MM:SS.mmmZ` (civil-from-days, proleptic
+/// Gregorian calendar).
+pub fn rfc3339_millis(ms: u64) -> String {
+    let secs = ms / 1000;
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    let mut s = String::with_capacity(24);
+    let _ = write!(
+        s,
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60,
+        ms % 1000
+    );
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps() {
+        assert_eq!(rfc3339_millis(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339_millis(951_782_400_123), "2000-02-29T00:00:00.123Z");
+        assert_eq!(
+            rfc3339_millis(1_795_305_600_000),
+            "2026-11-22T00:00:00.000Z"
+        );
+    }
+
+    #[test]
+    fn trace_ids() {
+        let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        assert_eq!(trace_id(tp), Some("4bf92f3577b34da6a3ce929d0e0e4736"));
+        assert_eq!(
+            trace_id("00-00000000000000000000000000000000-00f067aa0ba902b7-01"),
+            None
+        );
+        assert_eq!(trace_id("garbage"), None);
+        assert_eq!(trace_id("00-4bf92f35-00f067aa0ba902b7-01"), None);
+    }
+}
