@@ -14,6 +14,8 @@ import collections
 import concurrent.futures
 import json
 import os
+import re
+import subprocess
 import sys
 import time
 
@@ -96,8 +98,11 @@ def main(argv=None):
                           name="demo")
     try:
         envoy.start()
+        version = re.search(r"/(\d+\.\d+\.\d+)/", subprocess.run(
+            [harness.envoy_binary(), "--version"], stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT).stdout.decode())
         print("switchyard demo: Envoy %s with %s (policy %s), %d workers, listening on :%d"
-              % (os.path.basename(harness.envoy_binary()),
+              % (version.group(1) if version else "?",
                  os.path.relpath(harness.WASM, harness.REPO),
                  policy.get("version"), args.concurrency, envoy.port))
         print("mock upstreams: " + ", ".join("%s=:%d" % kv for kv in sorted(mocks.ports.items())))
@@ -168,8 +173,9 @@ def main(argv=None):
         with_state = sum(1 for l in log if l.get("exposure"))
         print("Access log: %d lines, %d with exposure filter state (%s)"
               % (len(log), with_state, os.path.relpath(envoy.access_log_path, harness.REPO)))
-        metrics = harness.prometheus_samples(envoy.prometheus(), "switchyard_decisions")
-        print("Prometheus: %d switchyard_decisions series, e.g. %s"
+        metrics = [(s, v) for s, v in harness.prometheus_samples(
+            envoy.prometheus(), "switchyard_decisions") if v]
+        print("Prometheus: %d non-zero switchyard_decisions series, e.g. %s"
               % (len(metrics), next(("switchyard_decisions{%s} %d" % (
                   ",".join('%s="%s"' % kv for kv in sorted(s.items())), v)
                   for s, v in metrics), "none")))

@@ -448,6 +448,19 @@ class Envoy:
                 return lines
             time.sleep(0.1)
 
+    def access_log_for(self, request_ids, timeout=10):
+        """{request_id: [access log lines]} for the given ids; waits until each has a line."""
+        want = set(request_ids)
+        deadline = time.time() + timeout
+        while True:
+            out = {}
+            for line in self.access_log():
+                if line.get("request_id") in want:
+                    out.setdefault(line["request_id"], []).append(line)
+            if len(out) == len(want) or time.time() > deadline:
+                return out
+            time.sleep(0.1)
+
     def prometheus(self):
         return http_get(self.admin_url("/stats/prometheus"))[1].decode()
 

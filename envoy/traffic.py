@@ -61,6 +61,8 @@ def realistic(n, seed=1):
         headers = {"x-tenant-id": tenant, "x-user-id": user, "x-plan": plan,
                    "x-region": rng.choice(REGIONS), "x-request-id": "demo-%06d" % i}
         r = rng.random()
+        if tenant == "initech":      # the tenant that opted in to agent actions uses them
+            r = r * 0.5 + 0.5 if r < 0.5 else r
         if r < 0.72:
             path = "/v1/chat/completions"
             headers["x-conversation-id"] = conv

@@ -71,6 +71,15 @@ def example_envoy(artifacts, mocks, workdir):
     e.stop()
 
 
+@pytest.fixture(scope="session")
+def rich_envoy(artifacts, mocks, workdir):
+    """Envoy with tests/policies/rich.json (operators, cookies, query, several flags)."""
+    e = Envoy(os.path.join(POLICIES, "rich.json"), mocks, workdir=workdir, name="rich")
+    e.start()
+    yield e
+    e.stop()
+
+
 def send_all(envoy, requests, threads=4):
     """Send requests (eval input form) over `threads` keep-alive connections; responses in
     request order."""

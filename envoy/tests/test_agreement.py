@@ -2,12 +2,9 @@
 which local reply was sent."""
 import os
 
-import pytest
-
 import harness
 import traffic
 from conftest import POLICIES, compare, send_all
-from harness import Envoy
 
 
 def _run(envoy, mocks, policy_path, requests):
@@ -30,14 +27,6 @@ def test_example_policy_agrees_with_cli(example_envoy, mocks):
     assert {"TARGETING_MATCH", "SPLIT", "DEFAULT", "CONSENT_DENIED", "ERROR"} <= reasons, reasons
     assert any(e["reject"] for e in expected) and any(e["cluster"] is None for e in expected)
     assert not bad, "%d of %d disagree, e.g.:\n%s" % (len(bad), len(requests), "\n".join(bad[:15]))
-
-
-@pytest.fixture(scope="module")
-def rich_envoy(artifacts, mocks, workdir):
-    e = Envoy(os.path.join(POLICIES, "rich.json"), mocks, workdir=workdir, name="rich")
-    e.start()
-    yield e
-    e.stop()
 
 
 def test_rich_policy_agrees_with_cli(rich_envoy, mocks):

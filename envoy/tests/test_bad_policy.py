@@ -19,7 +19,7 @@ CASES = [
      r"switchyard: policy rejected: flags\[0\]\.rules\[2\]\.split\S*: .*canddate"),
     ("unknown-field", lambda: json.dumps(modified(load_example(),
                                                   lambda d: d["flags"][1].update(enabeld=True))),
-     r"switchyard: policy rejected: flags\[1\]\S*: .*enabeld"),
+     r"switchyard: policy rejected: flags\[1\]\.enabeld: unknown field"),
     ("not-json", lambda: '{"version": "x", "flags": [',
      r"switchyard: policy rejected: "),
 ]
@@ -45,3 +45,24 @@ def test_envoy_refuses_bad_policy(artifacts, mocks, workdir, name, make, pattern
     # validation mode refuses it too
     rc, out = harness.validate(e.config_path)
     assert rc != 0 and re.search(pattern, out), out[-3000:]
+
+
+def test_struct_configuration_is_refused(artifacts, mocks, workdir):
+    """google.protobuf.Struct plugin configuration reaches on_configure as serialized protobuf
+    bytes, not JSON: the filter refuses it (so a policy must be given as a StringValue)."""
+    e = Envoy(harness.EXAMPLE_POLICY, mocks, workdir=workdir, name="struct-config")
+    with open(e.config_path) as f:
+        y = f.read()
+    i = y.index('"@type": type.googleapis.com/google.protobuf.StringValue')
+    j = y.index("failure_policy:")
+    with open(harness.EXAMPLE_POLICY) as f:
+        policy = json.dumps(json.load(f))
+    y = (y[:i] + '"@type": type.googleapis.com/google.protobuf.Struct\n' + " " * 18 + "value: "
+         + policy + "\n" + " " * 16 + y[j:])
+    with open(e.config_path, "w") as f:
+        f.write(y)
+    with pytest.raises(EnvoyFailed) as info:
+        e.start(timeout=30)
+    assert info.value.returncode not in (None, 0)
+    assert re.search(r"switchyard: policy rejected: policy: the plugin configuration is not "
+                     r"UTF-8 text", info.value.log), info.value.log[-3000:]

@@ -90,10 +90,12 @@ def test_opt_in_class_without_record_is_rejected_locally(example_envoy, mocks):
         vals = set(find_values(body))
         assert "agent_tools" in vals and "CONSENT_DENIED" in vals, body
     # and the access log shows the local reply
-    log = {l.get("request_id"): l for l in example_envoy.access_log(wait_for=1)}
-    for req in reqs[:10]:
-        line = log.get(req["headers"]["x-request-id"])
-        assert line is not None and line["response_code"] == 403, line
+    log = example_envoy.access_log_for([r["headers"]["x-request-id"] for r in reqs])
+    assert len(log) == len(reqs)
+    for req in reqs:
+        (line,) = log[req["headers"]["x-request-id"]]
+        assert line["response_code"] == 403 and line["upstream_host"] in (None, "-"), line
+        assert '"CONSENT_DENIED"' in (line["exposure"] or ""), line
 
 
 def test_opted_in_tenant_reaches_agent(example_envoy, mocks):

@@ -1,6 +1,5 @@
 """2) A unit keeps its variation across requests, across both workers and across a restart."""
 import harness
-from harness import Client
 
 
 def _requests():
