@@ -249,7 +249,12 @@ fn properties_and_shared(linker: &mut Linker<HostState>) -> Result<()> {
     linker.func_wrap(
         "env",
         "proxy_get_property",
-        |mut caller: C<'_>, path: u32, path_size: u32, return_data: u32, return_size: u32| -> Result<u32> {
+        |mut caller: C<'_>,
+         path: u32,
+         path_size: u32,
+         return_data: u32,
+         return_size: u32|
+         -> Result<u32> {
             let segments = path_segments(&read(&caller, path, path_size)?);
             let state = caller.data();
             let value = state
@@ -267,7 +272,12 @@ fn properties_and_shared(linker: &mut Linker<HostState>) -> Result<()> {
     linker.func_wrap(
         "env",
         "proxy_set_property",
-        |mut caller: C<'_>, path: u32, path_size: u32, value: u32, value_size: u32| -> Result<u32> {
+        |mut caller: C<'_>,
+         path: u32,
+         path_size: u32,
+         value: u32,
+         value_size: u32|
+         -> Result<u32> {
             let segments = path_segments(&read(&caller, path, path_size)?);
             let value = read(&caller, value, value_size)?;
             caller
@@ -299,7 +309,13 @@ fn properties_and_shared(linker: &mut Linker<HostState>) -> Result<()> {
     linker.func_wrap(
         "env",
         "proxy_set_shared_data",
-        |mut caller: C<'_>, key: u32, key_size: u32, value: u32, value_size: u32, cas: u32| -> Result<u32> {
+        |mut caller: C<'_>,
+         key: u32,
+         key_size: u32,
+         value: u32,
+         value_size: u32,
+         cas: u32|
+         -> Result<u32> {
             let key = read_string(&caller, key, key_size)?;
             let value = read(&caller, value, value_size)?;
             let shared = &mut caller.data_mut().shared_data;
@@ -331,9 +347,19 @@ fn properties_and_shared(linker: &mut Linker<HostState>) -> Result<()> {
     linker.func_wrap(
         "env",
         "proxy_resolve_shared_queue",
-        |mut caller: C<'_>, _vm_id: u32, _vm_id_size: u32, name: u32, name_size: u32, return_id: u32| -> Result<u32> {
+        |mut caller: C<'_>,
+         _vm_id: u32,
+         _vm_id_size: u32,
+         name: u32,
+         name_size: u32,
+         return_id: u32|
+         -> Result<u32> {
             let name = read_string(&caller, name, name_size)?;
-            let Some(index) = caller.data().shared_queues.iter().position(|(n, _)| *n == name)
+            let Some(index) = caller
+                .data()
+                .shared_queues
+                .iter()
+                .position(|(n, _)| *n == name)
             else {
                 return Ok(status::NOT_FOUND);
             };
@@ -345,8 +371,8 @@ fn properties_and_shared(linker: &mut Linker<HostState>) -> Result<()> {
         "env",
         "proxy_dequeue_shared_queue",
         |mut caller: C<'_>, id: u32, return_data: u32, return_size: u32| -> Result<u32> {
-            let Some(queue) = index_of(id)
-                .and_then(|index| caller.data_mut().shared_queues.get_mut(index))
+            let Some(queue) =
+                index_of(id).and_then(|index| caller.data_mut().shared_queues.get_mut(index))
             else {
                 return Ok(status::NOT_FOUND);
             };
@@ -362,8 +388,8 @@ fn properties_and_shared(linker: &mut Linker<HostState>) -> Result<()> {
         "proxy_enqueue_shared_queue",
         |mut caller: C<'_>, id: u32, data: u32, size: u32| -> Result<u32> {
             let item = read(&caller, data, size)?;
-            let Some(queue) = index_of(id)
-                .and_then(|index| caller.data_mut().shared_queues.get_mut(index))
+            let Some(queue) =
+                index_of(id).and_then(|index| caller.data_mut().shared_queues.get_mut(index))
             else {
                 return Ok(status::NOT_FOUND);
             };

@@ -44,7 +44,10 @@ impl HeaderMap {
     /// Entries whose name and value are both UTF-8, in order (a convenience for assertions).
     pub fn iter_str(&self) -> impl Iterator<Item = (&str, &str)> {
         self.iter().filter_map(|(name, value)| {
-            Some((std::str::from_utf8(name).ok()?, std::str::from_utf8(value).ok()?))
+            Some((
+                std::str::from_utf8(name).ok()?,
+                std::str::from_utf8(value).ok()?,
+            ))
         })
     }
 
@@ -59,7 +62,8 @@ impl HeaderMap {
 
     /// The first value of `name` if it is UTF-8.
     pub fn get_str(&self, name: impl AsRef<[u8]>) -> Option<&str> {
-        self.get(name).and_then(|value| std::str::from_utf8(value).ok())
+        self.get(name)
+            .and_then(|value| std::str::from_utf8(value).ok())
     }
 
     /// Every value of `name`, in order.
@@ -204,7 +208,13 @@ mod tests {
     #[test]
     fn malformed_maps_are_rejected() {
         assert_eq!(HeaderMap::deserialize(&[1, 0, 0, 0]), None);
-        assert_eq!(HeaderMap::deserialize(&[1, 0, 0, 0, 5, 0, 0, 0, 0, 0, 0, 0]), None);
-        assert_eq!(HeaderMap::deserialize(&[0, 0, 0, 0]), Some(HeaderMap::new()));
+        assert_eq!(
+            HeaderMap::deserialize(&[1, 0, 0, 0, 5, 0, 0, 0, 0, 0, 0, 0]),
+            None
+        );
+        assert_eq!(
+            HeaderMap::deserialize(&[0, 0, 0, 0]),
+            Some(HeaderMap::new())
+        );
     }
 }

@@ -181,10 +181,16 @@ impl FakeHost {
             .map(|(_, name)| name)
             .collect();
         if !missing.is_empty() {
-            bail!("the fake host lacks imports {missing:?} of {}", path.display());
+            bail!(
+                "the fake host lacks imports {missing:?} of {}",
+                path.display()
+            );
         }
         let instance = linker.instantiate(&mut store, &module)?;
-        if instance.get_func(&mut store, "proxy_abi_version_0_2_1").is_none() {
+        if instance
+            .get_func(&mut store, "proxy_abi_version_0_2_1")
+            .is_none()
+        {
             bail!("{} does not export proxy_abi_version_0_2_1", path.display());
         }
         let memory = instance.get_memory(&mut store, "memory");
@@ -203,7 +209,11 @@ impl FakeHost {
             broken: None,
         };
         // A reactor has `_initialize`; a command module `_start`. Envoy calls whichever exists.
-        if host.instance.get_func(&mut host.store, "_initialize").is_some() {
+        if host
+            .instance
+            .get_func(&mut host.store, "_initialize")
+            .is_some()
+        {
             host.call::<(), ()>("_initialize", ())?;
         } else if host.instance.get_func(&mut host.store, "_start").is_some() {
             host.call::<(), ()>("_start", ())?;
@@ -271,8 +281,7 @@ impl FakeHost {
         // The response phase: a local reply, or the upstream's answer if the request went on.
         let response = match (&local_reply, request_action) {
             (Some(reply), _) => {
-                let mut headers =
-                    HeaderMap::from_pairs(&[(":status", reply.status.to_string())]);
+                let mut headers = HeaderMap::from_pairs(&[(":status", reply.status.to_string())]);
                 for (name, value) in reply.headers.iter() {
                     headers.add(name, value);
                 }
@@ -336,7 +345,10 @@ impl FakeHost {
 
     /// Log lines at `level` or above.
     pub fn logs_at_least(&self, level: LogLevel) -> Vec<&LogEntry> {
-        self.logs().iter().filter(|log| log.level >= level).collect()
+        self.logs()
+            .iter()
+            .filter(|log| log.level >= level)
+            .collect()
     }
 
     pub fn state(&self) -> &HostState {

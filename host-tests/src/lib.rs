@@ -23,7 +23,7 @@ mod memory;
 mod state;
 mod wasi;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 pub use headers::HeaderMap;
 pub use host::{FakeHost, HttpRequest, RequestResult};
@@ -32,15 +32,17 @@ pub use state::{
 };
 
 /// The command that builds the module these tests load.
-pub const BUILD_COMMAND: &str =
-    "cargo build --release --target wasm32-wasip1 -p switchyard-plugin";
+pub const BUILD_COMMAND: &str = "cargo build --release --target wasm32-wasip1 -p switchyard-plugin";
 
 /// Where the filter's `.wasm` is: `$SWITCHYARD_WASM` if set, else
 /// `target/wasm32-wasip1/release/switchyard_plugin.wasm` under `$CARGO_TARGET_DIR` or the
-/// workspace. A missing file is an error that says how to build it.
+/// workspace. A missing file is an error that says how to build it; so is a default-location
+/// build older than the plugin's or the engine's sources (testing a stale module would test
+/// old code). An explicit `$SWITCHYARD_WASM` is taken as it is.
 pub fn wasm_path() -> Result<PathBuf, String> {
-    let path = match std::env::var_os("SWITCHYARD_WASM") {
-        Some(path) => PathBuf::from(path),
+    let explicit = std::env::var_os("SWITCHYARD_WASM").map(PathBuf::from);
+    let path = match &explicit {
+        Some(path) => path.clone(),
         None => {
             let target = std::env::var_os("CARGO_TARGET_DIR")
                 .map(PathBuf::from)
@@ -48,15 +50,43 @@ pub fn wasm_path() -> Result<PathBuf, String> {
             target.join("wasm32-wasip1/release/switchyard_plugin.wasm")
         }
     };
-    if path.is_file() {
-        Ok(path)
-    } else {
-        Err(format!(
+    if !path.is_file() {
+        return Err(format!(
             "switchyard_plugin.wasm not found at {}: build it first with `{BUILD_COMMAND}` \
              (from the workspace root), or set SWITCHYARD_WASM to its path",
             path.display()
-        ))
+        ));
     }
+    if explicit.is_none() {
+        if let Some(newer) = newer_source(&path) {
+            return Err(format!(
+                "{} is older than {}: rebuild it with `{BUILD_COMMAND}` (from the workspace \
+                 root), or set SWITCHYARD_WASM to the module to test",
+                path.display(),
+                newer.display()
+            ));
+        }
+    }
+    Ok(path)
+}
+
+/// A source file of the module modified after the module was built, if any. The sources are
+/// the ones Cargo's dep-info (`switchyard_plugin.d`, next to the module) lists, so this holds
+/// exactly when `cargo build` would rebuild; without dep-info nothing is checked.
+fn newer_source(wasm: &Path) -> Option<PathBuf> {
+    let built = std::fs::metadata(wasm).and_then(|m| m.modified()).ok()?;
+    let dep_info = std::fs::read_to_string(wasm.with_extension("d")).ok()?;
+    let (_, sources) = dep_info.lines().next()?.split_once(": ")?;
+    // Paths are space-separated, with spaces inside a path escaped as `\ `.
+    let sources = sources.replace("\\ ", "\0");
+    sources
+        .split_whitespace()
+        .map(|source| PathBuf::from(source.replace('\0', " ")))
+        .find(|source| {
+            std::fs::metadata(source)
+                .and_then(|m| m.modified())
+                .is_ok_and(|modified| modified > built)
+        })
 }
 
 /// The workspace root (this crate's parent directory).

@@ -44,7 +44,12 @@ pub(crate) fn write(caller: &mut Caller<'_, HostState>, ptr: u32, bytes: &[u8]) 
     let memory = memory(caller)?;
     memory
         .write(&mut *caller, ptr as usize, bytes)
-        .map_err(|_| format_err!("guest out-parameter {ptr}+{} lies outside its memory", bytes.len()))
+        .map_err(|_| {
+            format_err!(
+                "guest out-parameter {ptr}+{} lies outside its memory",
+                bytes.len()
+            )
+        })
 }
 
 pub(crate) fn write_u32(caller: &mut Caller<'_, HostState>, ptr: u32, value: u32) -> Result<()> {
@@ -75,7 +80,9 @@ pub(crate) fn give(
         .data()
         .allocate
         .ok_or_else(|| format_err!("the module exports no proxy_on_memory_allocate or malloc"))?;
-    let ptr = allocate.typed::<u32, u32>(&*caller)?.call(&mut *caller, size)?;
+    let ptr = allocate
+        .typed::<u32, u32>(&*caller)?
+        .call(&mut *caller, size)?;
     if ptr == 0 {
         bail!("the guest failed to allocate {size} bytes");
     }

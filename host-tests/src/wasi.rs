@@ -22,7 +22,10 @@ type C<'a> = Caller<'a, HostState>;
 
 pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> Result<()> {
     // No arguments and no environment: both lists are empty.
-    for (list, sizes) in [("args_get", "args_sizes_get"), ("environ_get", "environ_sizes_get")] {
+    for (list, sizes) in [
+        ("args_get", "args_sizes_get"),
+        ("environ_get", "environ_sizes_get"),
+    ] {
         linker.func_wrap(MODULE, list, |_: C<'_>, _: u32, _: u32| ERRNO_SUCCESS)?;
         linker.func_wrap(
             MODULE,
@@ -70,9 +73,13 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> Result<()> {
         "fd_seek",
         |_: C<'_>, _: u32, _: i64, _: u32, _: u32| ERRNO_BADF,
     )?;
-    linker.func_wrap(MODULE, "fd_fdstat_get", |_: C<'_>, _: u32, _: u32| ERRNO_BADF)?;
+    linker.func_wrap(MODULE, "fd_fdstat_get", |_: C<'_>, _: u32, _: u32| {
+        ERRNO_BADF
+    })?;
     // EBADF from fd_prestat_get ends the guest's scan for preopened directories.
-    linker.func_wrap(MODULE, "fd_prestat_get", |_: C<'_>, _: u32, _: u32| ERRNO_BADF)?;
+    linker.func_wrap(MODULE, "fd_prestat_get", |_: C<'_>, _: u32, _: u32| {
+        ERRNO_BADF
+    })?;
     linker.func_wrap(
         MODULE,
         "fd_prestat_dir_name",

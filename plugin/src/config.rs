@@ -24,8 +24,7 @@ pub fn load(configuration_size: usize) -> Result<CompiledPolicy, Vec<String>> {
 /// Compiles configuration bytes: the part of [`load`] that needs no host.
 pub fn compile(bytes: &[u8]) -> Result<CompiledPolicy, Vec<String>> {
     let text = policy_text(bytes).map_err(|message| vec![format!("policy: {message}")])?;
-    switchyard_policy::load(text)
-        .map_err(|errors| errors.iter().map(ToString::to_string).collect())
+    switchyard_policy::load(text).map_err(|errors| errors.iter().map(ToString::to_string).collect())
 }
 
 fn policy_text(bytes: &[u8]) -> Result<&str, String> {
@@ -35,9 +34,11 @@ fn policy_text(bytes: &[u8]) -> Result<&str, String> {
     // Editors on some systems prefix a byte-order mark; JSON parsers refuse it.
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     if text.trim().is_empty() {
-        return Err("the plugin configuration is empty; it must be the policy JSON, given as \
+        return Err(
+            "the plugin configuration is empty; it must be the policy JSON, given as \
                     a google.protobuf.StringValue"
-            .to_string());
+                .to_string(),
+        );
     }
     Ok(text)
 }

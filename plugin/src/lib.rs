@@ -137,7 +137,9 @@ impl HttpContext for Filter {
         let source = match hostcalls::get_property(vec!["source", "address"]) {
             Ok(address) => address,
             Err(status) => {
-                warn(&format!("switchyard: cannot read source.address ({status:?})"));
+                warn(&format!(
+                    "switchyard: cannot read source.address ({status:?})"
+                ));
                 None
             }
         };
@@ -145,7 +147,9 @@ impl HttpContext for Filter {
         let outcome = policy.evaluate(&request);
         loaded.metrics.count(&outcome);
         // Written for rejects too, so the access log shows why a request never went upstream.
-        if let Err(status) = abi::set_property(FILTER_STATE_NAME, policy.outcome_json(&outcome).as_bytes()) {
+        if let Err(status) =
+            abi::set_property(FILTER_STATE_NAME, policy.outcome_json(&outcome).as_bytes())
+        {
             warn(&format!(
                 "switchyard: cannot set filter state {FILTER_STATE_NAME} (status {})",
                 status.0

@@ -228,7 +228,10 @@ mod tests {
 
     #[test]
     fn names_are_sanitized() {
-        assert_eq!(sanitize("support.answer model/route"), "support_answer_model_route");
+        assert_eq!(
+            sanitize("support.answer model/route"),
+            "support_answer_model_route"
+        );
         assert_eq!(sanitize("a-b_C9"), "a-b_C9");
         assert_eq!(sanitize("é"), "_");
     }

@@ -20,8 +20,7 @@ pub fn build(headers: &[RawHeader], source_address: Option<&[u8]>) -> Request {
     };
     let mut host_header = None;
     for (name, value) in headers {
-        let (Ok(name), Ok(value)) = (std::str::from_utf8(name), std::str::from_utf8(value))
-        else {
+        let (Ok(name), Ok(value)) = (std::str::from_utf8(name), std::str::from_utf8(value)) else {
             continue;
         };
         match name {
