@@ -79,7 +79,7 @@ if command -v rustup >/dev/null; then
 fi
 cd "$REPO"
 say "building the filter (wasm32-wasip1, release)"
-cargo build --release --target wasm32-wasip1 -p switchyard-plugin >&2
+bash plugin/build.sh
 say "building the switchyard CLI (release)"
 cargo build --release -p switchyard-policy >&2
 for f in target/wasm32-wasip1/release/switchyard_plugin.wasm target/release/switchyard; do

@@ -32,7 +32,7 @@ pub use state::{
 };
 
 /// The command that builds the module these tests load.
-pub const BUILD_COMMAND: &str = "cargo build --release --target wasm32-wasip1 -p switchyard-plugin";
+pub const BUILD_COMMAND: &str = "bash plugin/build.sh";
 
 /// Where the filter's `.wasm` is: `$SWITCHYARD_WASM` if set, else
 /// `target/wasm32-wasip1/release/switchyard_plugin.wasm` under `$CARGO_TARGET_DIR` or the
