@@ -17,6 +17,8 @@ use std::ptr::null_mut;
 
 /// `proxy_wasm::types::MapType` values.
 pub const REQUEST_HEADERS: u32 = 0;
+/// `MapType::HttpResponseHeaders`.
+pub const RESPONSE_HEADERS: u32 = 2;
 
 const STATUS_OK: u32 = 0;
 

@@ -40,6 +40,21 @@ pub fn request_headers() -> Vec<RawHeader> {
     }
 }
 
+/// Every response header (`:status` included), in order; none on a host failure.
+pub fn response_headers() -> Vec<RawHeader> {
+    abi::get_header_map_bytes(abi::RESPONSE_HEADERS)
+        .map(|bytes| parse_map(&bytes))
+        .unwrap_or_default()
+}
+
+/// The first header with this (lower-case) name whose value is UTF-8.
+pub fn find<'h>(headers: &'h [RawHeader], name: &str) -> Option<&'h str> {
+    headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
+        .and_then(|(_, v)| std::str::from_utf8(v).ok())
+}
+
 /// Parses the proxy-wasm map format: a u32 count, a (name length, value length) u32 pair per
 /// entry, then each name and value followed by a NUL, integers little-endian. Stops at the
 /// first entry that does not fit in the buffer instead of panicking.

@@ -28,7 +28,7 @@ use std::rc::Rc;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel};
-use switchyard_policy::CompiledPolicy;
+use switchyard_policy::{CompiledPolicy, EventInfo, UpstreamResult};
 
 use crate::metrics::Metrics;
 
@@ -36,8 +36,13 @@ use crate::metrics::Metrics;
 /// `%FILTER_STATE(wasm.switchyard_exposure:PLAIN)%`.
 pub const FILTER_STATE_NAME: &str = "switchyard_exposure";
 
+/// Filter state key of the exposure event (one JSON line per decided request, completed with
+/// the upstream's status, time and fallback when the response arrives):
+/// `%FILTER_STATE(wasm.switchyard_event:PLAIN)%`.
+pub const EVENT_STATE_NAME: &str = "switchyard_event";
+
 /// Headers switchyard owns even before any policy loaded (the engine's own prefix).
-const OWNED_PREFIX: &str = "x-switchyard-";
+use switchyard_policy::OWNED_PREFIX;
 
 proxy_wasm::main! {{
     // Installs the SDK's logger (and its panic hook, which we replace right after: the SDK's
@@ -56,6 +61,29 @@ pub(crate) fn log(level: LogLevel, message: &str) {
 
 pub(crate) fn warn(message: &str) {
     log(LogLevel::Warn, message);
+}
+
+fn set_filter_state(name: &str, value: &str) {
+    if let Err(status) = abi::set_property(name, value.as_bytes()) {
+        warn(&format!(
+            "switchyard: cannot set filter state {name} (status {})",
+            status.0
+        ));
+    }
+}
+
+/// The host's clock in milliseconds since the Unix epoch.
+fn now_ms() -> Option<u64> {
+    let now = hostcalls::get_current_time().ok()?;
+    let since = now.duration_since(std::time::UNIX_EPOCH).ok()?;
+    u64::try_from(since.as_millis()).ok()
+}
+
+/// A fallback header's value that means yes: `1`, `true`, `yes` (any case).
+fn is_truthy(value: &str) -> bool {
+    ["1", "true", "yes"]
+        .iter()
+        .any(|t| value.trim().eq_ignore_ascii_case(t))
 }
 
 /// A compiled policy and its counters; shared by every stream of the root context.
@@ -106,6 +134,7 @@ impl RootContext for Root {
         Some(Box::new(Filter {
             loaded: self.loaded.clone(),
             response_headers: Vec::new(),
+            pending: None,
         }))
     }
 
@@ -119,6 +148,17 @@ struct Filter {
     loaded: Option<Rc<Loaded>>,
     /// Exposure headers to copy onto the response (`settings.response_headers`).
     response_headers: Vec<(String, String)>,
+    /// A decided request that went upstream: what to complete when the response arrives.
+    pending: Option<Pending>,
+}
+
+/// The request-time half of an exposure event, finished with what actually ran.
+struct Pending {
+    /// The event rendered with `"upstream": null`.
+    event: String,
+    started_ms: Option<u64>,
+    /// (flag index, variation index) of every decision that served a variation.
+    exposed: Vec<(usize, usize)>,
 }
 
 impl Context for Filter {}
@@ -147,13 +187,30 @@ impl HttpContext for Filter {
         let outcome = policy.evaluate(&request);
         loaded.metrics.count(&outcome);
         // Written for rejects too, so the access log shows why a request never went upstream.
-        if let Err(status) =
-            abi::set_property(FILTER_STATE_NAME, policy.outcome_json(&outcome).as_bytes())
-        {
-            warn(&format!(
-                "switchyard: cannot set filter state {FILTER_STATE_NAME} (status {})",
-                status.0
-            ));
+        set_filter_state(FILTER_STATE_NAME, &policy.outcome_json(&outcome));
+        if !outcome.decisions.is_empty() {
+            let started_ms = now_ms();
+            let event = policy.exposure_event(
+                &outcome,
+                &EventInfo {
+                    timestamp_ms: started_ms.unwrap_or(0),
+                    request_id: request.header("x-request-id"),
+                    traceparent: request.header("traceparent"),
+                    upstream: None,
+                },
+            );
+            set_filter_state(EVENT_STATE_NAME, &event);
+            if outcome.reject.is_none() {
+                self.pending = Some(Pending {
+                    event,
+                    started_ms,
+                    exposed: outcome
+                        .decisions
+                        .iter()
+                        .filter_map(|d| Some((d.flag_index, d.variation_index?)))
+                        .collect(),
+                });
+            }
         }
 
         if let Some(reject) = &outcome.reject {
@@ -194,6 +251,32 @@ impl HttpContext for Filter {
     fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
         for (name, value) in &self.response_headers {
             headers::set_response_header(name, value);
+        }
+        if let (Some(pending), Some(loaded)) = (self.pending.take(), self.loaded.as_ref()) {
+            let response = headers::response_headers();
+            let status = headers::find(&response, ":status").and_then(|s| s.parse::<u16>().ok());
+            let duration_ms = pending
+                .started_ms
+                .zip(now_ms())
+                .map(|(start, end)| end.saturating_sub(start));
+            let fallback_used = loaded
+                .policy
+                .settings()
+                .fallback_header
+                .as_deref()
+                .map(|name| headers::find(&response, name).is_some_and(is_truthy));
+            let upstream = UpstreamResult {
+                status,
+                duration_ms,
+                fallback_used,
+            };
+            set_filter_state(
+                EVENT_STATE_NAME,
+                &switchyard_policy::with_upstream(&pending.event, &upstream),
+            );
+            loaded
+                .metrics
+                .count_response(&pending.exposed, status, duration_ms);
         }
         Action::Continue
     }

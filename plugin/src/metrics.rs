@@ -7,6 +7,8 @@
 //! | `switchyard.consent_denied.flag.<F>` | decisions with reason `CONSENT_DENIED` (served fallback or reject) |
 //! | `switchyard.rejects.flag.<F>` | local replies sent for a consent reject |
 //! | `switchyard.policy.load_failures` | policies refused by `on_configure` |
+//! | `switchyard.upstream.flag.<F>.variation.<V>.class.<C>` | responses to requests this variation was exposed on, by status class `2xx` `3xx` `4xx` `5xx` `other` |
+//! | `switchyard.upstream_latency.flag.<F>.variation.<V>` (histogram) | milliseconds from the request reaching the filter to the response headers |
 //!
 //! Flag and variation names are sanitized for stat names: any character outside
 //! `[A-Za-z0-9_-]` becomes `_` (a `.` would split the name into more stat segments). Two names
@@ -22,11 +24,13 @@
 //! stats_config:
 //!   stats_tags:
 //!   - tag_name: flag
-//!     regex: '^wasmcustom\.switchyard\.(?:decisions|consent_denied|rejects)(\.flag\.([A-Za-z0-9_-]+))'
+//!     regex: '^wasmcustom\.switchyard\.(?:decisions|consent_denied|rejects|upstream|upstream_latency)(\.flag\.([A-Za-z0-9_-]+))'
 //!   - tag_name: variation
-//!     regex: '^wasmcustom\.switchyard\.decisions\.flag\.[A-Za-z0-9_-]+(\.variation\.([A-Za-z0-9_-]+))'
+//!     regex: '^wasmcustom\.switchyard\.(?:decisions|upstream|upstream_latency)\.flag\.[A-Za-z0-9_-]+(\.variation\.([A-Za-z0-9_-]+))'
 //!   - tag_name: reason
 //!     regex: '^wasmcustom\.switchyard\.decisions\.flag\.[A-Za-z0-9_-]+\.variation\.[A-Za-z0-9_-]+(\.reason\.([A-Z_]+))$'
+//!   - tag_name: status_class
+//!     regex: '^wasmcustom\.switchyard\.upstream\.flag\.[A-Za-z0-9_-]+\.variation\.[A-Za-z0-9_-]+(\.class\.([0-9a-z]+))$'
 //! ```
 //!
 //! A policy with very many flags × variations would define very many stats (each costs Envoy
@@ -51,6 +55,24 @@ pub struct Metrics {
     rejected_decisions: Vec<Option<u32>>,
     consent_denied: Vec<Option<u32>>,
     rejects: Vec<Option<u32>>,
+    /// `[flag][variation][status class]`.
+    upstream: Vec<Vec<[Option<u32>; CLASSES]>>,
+    /// `[flag][variation]`: latency histograms.
+    latency: Vec<Vec<Option<u32>>>,
+}
+
+/// Response status classes, in counter order.
+const CLASS_NAMES: [&str; 5] = ["2xx", "3xx", "4xx", "5xx", "other"];
+const CLASSES: usize = CLASS_NAMES.len();
+
+fn class_index(status: Option<u16>) -> usize {
+    match status {
+        Some(200..=299) => 0,
+        Some(300..=399) => 1,
+        Some(400..=499) => 2,
+        Some(500..=599) => 3,
+        _ => 4,
+    }
 }
 
 const REASONS: usize = Reason::ALL.len();
@@ -83,12 +105,17 @@ pub fn sanitize(name: &str) -> String {
 /// scheme, used by [`Metrics::define`].
 fn names(policy: &CompiledPolicy) -> Vec<(Slot, String)> {
     let flags = policy.flags();
-    let decision_count: usize = flags.iter().map(|f| f.variations.len() * REASONS).sum();
+    // Per variation: a counter per reason and per status class, and a latency histogram.
+    let decision_count: usize = flags
+        .iter()
+        .map(|f| f.variations.len() * (REASONS + CLASSES + 1))
+        .sum();
     let per_variation = decision_count <= MAX_DECISION_COUNTERS;
     if !per_variation {
         crate::warn(&format!(
-            "switchyard: policy has {decision_count} flag x variation x reason combinations; \
-             over {MAX_DECISION_COUNTERS}, so switchyard.decisions.* counters are not defined"
+            "switchyard: policy needs {decision_count} per-variation stats; over \
+             {MAX_DECISION_COUNTERS}, so switchyard.decisions.* and switchyard.upstream*.* \
+             are not defined"
         ));
     }
     let mut out = Vec::new();
@@ -106,6 +133,21 @@ fn names(policy: &CompiledPolicy) -> Vec<(Slot, String)> {
                         ),
                     ));
                 }
+            }
+            for (v, variation) in flag.variations.iter().enumerate() {
+                let variation = sanitize(variation);
+                for (c, class) in CLASS_NAMES.iter().enumerate() {
+                    out.push((
+                        Slot::Upstream(f, v, c),
+                        format!(
+                            "switchyard.upstream.flag.{key}.variation.{variation}.class.{class}"
+                        ),
+                    ));
+                }
+                out.push((
+                    Slot::Latency(f, v),
+                    format!("switchyard.upstream_latency.flag.{key}.variation.{variation}"),
+                ));
             }
             out.push((
                 Slot::RejectedDecision(f),
@@ -130,6 +172,8 @@ enum Slot {
     RejectedDecision(usize),
     ConsentDenied(usize),
     Reject(usize),
+    Upstream(usize, usize, usize),
+    Latency(usize, usize),
 }
 
 impl Metrics {
@@ -145,9 +189,20 @@ impl Metrics {
             rejected_decisions: vec![None; flags.len()],
             consent_denied: vec![None; flags.len()],
             rejects: vec![None; flags.len()],
+            upstream: flags
+                .iter()
+                .map(|f| vec![[None; CLASSES]; f.variations.len()])
+                .collect(),
+            latency: flags
+                .iter()
+                .map(|f| vec![None; f.variations.len()])
+                .collect(),
         };
         for (slot, name) in names(policy) {
-            let id = counter(&name);
+            let id = match slot {
+                Slot::Latency(..) => define(MetricType::Histogram, &name),
+                _ => counter(&name),
+            };
             let target = match slot {
                 Slot::Decision(f, v, r) => metrics
                     .decisions
@@ -157,6 +212,12 @@ impl Metrics {
                 Slot::RejectedDecision(f) => metrics.rejected_decisions.get_mut(f),
                 Slot::ConsentDenied(f) => metrics.consent_denied.get_mut(f),
                 Slot::Reject(f) => metrics.rejects.get_mut(f),
+                Slot::Upstream(f, v, c) => metrics
+                    .upstream
+                    .get_mut(f)
+                    .and_then(|vs| vs.get_mut(v))
+                    .and_then(|cs| cs.get_mut(c)),
+                Slot::Latency(f, v) => metrics.latency.get_mut(f).and_then(|vs| vs.get_mut(v)),
             };
             if let Some(target) = target {
                 *target = id;
@@ -186,14 +247,31 @@ impl Metrics {
             }
         }
         if let Some(reject) = &outcome.reject {
-            // `Reject` names its flag by key; the decision for that flag has the index.
-            let index = outcome
-                .decisions
-                .iter()
-                .find(|d| d.flag == reject.flag && d.variation_index.is_none())
-                .or_else(|| outcome.decisions.iter().find(|d| d.flag == reject.flag))
-                .map(|d| d.flag_index);
-            increment(index.and_then(|f| self.rejects.get(f).copied().flatten()));
+            increment(self.rejects.get(reject.flag_index).copied().flatten());
+        }
+    }
+
+    /// Counts the response to a request on which these (flag, variation) pairs were exposed:
+    /// its status class and its latency, for guardrails per variation.
+    pub fn count_response(&self, exposed: &[(usize, usize)], status: Option<u16>, ms: Option<u64>) {
+        let class = class_index(status);
+        for &(f, v) in exposed {
+            increment(
+                self.upstream
+                    .get(f)
+                    .and_then(|vs| vs.get(v))
+                    .and_then(|cs| cs.get(class).copied().flatten()),
+            );
+            if let (Some(ms), Some(id)) = (
+                ms,
+                self.latency
+                    .get(f)
+                    .and_then(|vs| vs.get(v))
+                    .copied()
+                    .flatten(),
+            ) {
+                let _ = hostcalls::record_metric(id, ms);
+            }
         }
     }
 }
@@ -204,7 +282,11 @@ pub fn count_load_failure() {
 }
 
 fn counter(name: &str) -> Option<u32> {
-    match hostcalls::define_metric(MetricType::Counter, name) {
+    define(MetricType::Counter, name)
+}
+
+fn define(kind: MetricType, name: &str) -> Option<u32> {
+    match hostcalls::define_metric(kind, name) {
         Ok(id) => Some(id),
         Err(status) => {
             crate::warn(&format!(
@@ -234,6 +316,16 @@ mod tests {
         );
         assert_eq!(sanitize("a-b_C9"), "a-b_C9");
         assert_eq!(sanitize("é"), "_");
+    }
+
+    #[test]
+    fn status_classes() {
+        assert_eq!(class_index(Some(200)), 0);
+        assert_eq!(class_index(Some(304)), 1);
+        assert_eq!(class_index(Some(429)), 2);
+        assert_eq!(class_index(Some(503)), 3);
+        assert_eq!(class_index(Some(101)), 4);
+        assert_eq!(class_index(None), 4);
     }
 
     #[test]

@@ -171,6 +171,8 @@ pub struct CompiledPolicy {
     pub(crate) owned_headers: HashSet<String>,
     pub(crate) segment_count: usize,
     pub(crate) consent_tenant_count: usize,
+    pub(crate) source: Option<RemoteSource>,
+    pub(crate) consent_source: Option<RemoteSource>,
 }
 
 impl CompiledPolicy {
@@ -202,6 +204,21 @@ impl CompiledPolicy {
 
     pub fn consent_tenant_count(&self) -> usize {
         self.consent_tenant_count
+    }
+
+    /// Where the Envoy filter fetches newer versions of the policy (`source`), if anywhere.
+    pub fn source(&self) -> Option<&RemoteSource> {
+        self.source.as_ref()
+    }
+
+    /// Where the Envoy filter fetches consent records (`consent_source`), if anywhere.
+    pub fn consent_source(&self) -> Option<&RemoteSource> {
+        self.consent_source.as_ref()
+    }
+
+    /// Both remote sources: (`source`, `consent_source`).
+    pub fn sources(&self) -> (Option<&RemoteSource>, Option<&RemoteSource>) {
+        (self.source(), self.consent_source())
     }
 
     /// Whether a request header (name in lower case) is one switchyard owns, so a client's
@@ -375,6 +392,12 @@ pub fn compile(
         .collect();
 
     let consent_tenant_count = consent.as_ref().map_or(0, |c| c.tenants.len());
+    if doc.consent_source.is_some() && doc.consent.is_none() {
+        c.errors.push(
+            "consent_source",
+            "needs a consent section: the fetched records replace consent.tenants",
+        );
+    }
     let clauses = std::mem::take(&mut c.clauses);
     let policy = CompiledPolicy {
         clauses,
@@ -398,6 +421,8 @@ pub fn compile(
         header_names,
         owned_headers,
         consent_tenant_count,
+        source: doc.source,
+        consent_source: doc.consent_source,
     };
     c.errors.into_result(policy)
 }

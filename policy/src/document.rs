@@ -201,6 +201,8 @@ impl Reader {
                 "segments",
                 "flags",
                 "settings",
+                "source",
+                "consent_source",
             ],
         ) else {
             return doc;
@@ -232,7 +234,112 @@ impl Reader {
         if let Some(v) = map.get("settings") {
             doc.settings = self.settings(v);
         }
+        if let Some(v) = map.get("source") {
+            doc.source = self.remote_source(v, "source");
+        }
+        if let Some(v) = map.get("consent_source") {
+            doc.consent_source = self.remote_source(v, "consent_source");
+        }
         doc
+    }
+
+    /// `{"cluster", "path", "authority"?, "interval_ms"?, "timeout_ms"?}`.
+    fn remote_source(&mut self, v: &Value, place: &str) -> Option<RemoteSource> {
+        let map = self.object(
+            v,
+            place,
+            &["cluster", "path", "authority", "interval_ms", "timeout_ms"],
+        )?;
+        let before = self.errors.len();
+        let cluster = self
+            .required(map, "cluster", place)
+            .and_then(|c| self.name(c, &field(place, "cluster")));
+        let path = self
+            .required(map, "path", place)
+            .and_then(|p| self.string(p, &field(place, "path")));
+        if let Some(p) = &path {
+            if !p.starts_with('/') || !is_visible_ascii(p) || p.len() > 2048 {
+                self.err(
+                    &field(place, "path"),
+                    "must be an absolute request path starting with \"/\" (visible ASCII, no spaces, at most 2048 bytes)",
+                );
+            }
+        }
+        let authority = match map.get("authority") {
+            Some(a) => {
+                let a = self.name(a, &field(place, "authority"));
+                if let Some(text) = &a {
+                    if !is_visible_ascii(text) {
+                        self.err(
+                            &field(place, "authority"),
+                            "must be a host name (visible ASCII, no spaces)",
+                        );
+                    }
+                }
+                a
+            }
+            None => cluster.clone(),
+        };
+        let interval_ms = match map.get("interval_ms") {
+            Some(n) => self.millis(
+                n,
+                &field(place, "interval_ms"),
+                RemoteSource::MIN_INTERVAL_MS,
+                RemoteSource::MAX_INTERVAL_MS,
+            ),
+            None => Some(RemoteSource::DEFAULT_INTERVAL_MS),
+        };
+        let timeout_ms = match map.get("timeout_ms") {
+            Some(n) => self.millis(
+                n,
+                &field(place, "timeout_ms"),
+                1,
+                RemoteSource::MAX_TIMEOUT_MS,
+            ),
+            None => interval_ms.map(|i| i.min(RemoteSource::DEFAULT_TIMEOUT_MS)),
+        };
+        if let (Some(interval), Some(timeout)) = (interval_ms, timeout_ms) {
+            if timeout > interval {
+                self.err(
+                    &field(place, "timeout_ms"),
+                    format!("is {timeout}, more than interval_ms ({interval}); a fetch must end before the next one starts"),
+                );
+            }
+        }
+        if self.errors.len() != before {
+            return None;
+        }
+        Some(RemoteSource {
+            cluster: cluster?,
+            path: path?,
+            authority: authority?,
+            interval_ms: interval_ms?,
+            timeout_ms: timeout_ms?,
+        })
+    }
+
+    /// A whole number of milliseconds in `min..=max`.
+    fn millis(&mut self, v: &Value, place: &str, min: u32, max: u32) -> Option<u32> {
+        let n = match v {
+            Value::Number(n) => n.as_u64(),
+            other => {
+                self.err(
+                    place,
+                    format!("expected a number of milliseconds, found {}", kind(other)),
+                );
+                return None;
+            }
+        };
+        match n.and_then(|n| u32::try_from(n).ok()) {
+            Some(n) if (min..=max).contains(&n) => Some(n),
+            _ => {
+                self.err(
+                    place,
+                    format!("must be a whole number of milliseconds from {min} to {max}"),
+                );
+                None
+            }
+        }
     }
 
     fn context(&mut self, v: &Value) -> Vec<(String, Source)> {
@@ -939,6 +1046,11 @@ impl Reader {
         }
         Some(h)
     }
+}
+
+/// Printable ASCII without spaces (an HTTP path or authority).
+fn is_visible_ascii(text: &str) -> bool {
+    !text.is_empty() && text.bytes().all(|b| b.is_ascii_graphic())
 }
 
 /// A 128-bit key written as 32 hexadecimal digits.

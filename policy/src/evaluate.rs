@@ -35,6 +35,7 @@ impl CompiledPolicy {
                 if outcome.reject.is_none() {
                     if let Some((_, CompiledDenied::Reject(status))) = flag.consent {
                         outcome.reject = Some(Reject {
+                            flag_index,
                             status,
                             flag: &flag.key,
                             reason: Reason::ConsentDenied,

@@ -125,6 +125,23 @@ impl CompiledPolicy {
     }
 }
 
+/// The event of [`CompiledPolicy::exposure_event`] rendered without an upstream result, with
+/// `upstream` filled in: what actually ran, once the response is known. The filter renders the
+/// event at request time and completes it here, without keeping the outcome alive.
+pub fn with_upstream(event: &str, upstream: &UpstreamResult) -> String {
+    const OPEN: &str = ",\"upstream\":null}";
+    let Some(head) = event.strip_suffix(OPEN) else {
+        return event.to_string();
+    };
+    let rendered = serde_json::to_string(&UpstreamJson {
+        status: upstream.status,
+        duration_ms: upstream.duration_ms,
+        fallback_used: upstream.fallback_used,
+    })
+    .unwrap_or_else(|_| "null".to_string());
+    format!("{head},\"upstream\":{rendered}}}")
+}
+
 /// The trace id of a W3C `traceparent` (`00-<32 hex>-<16 hex>-<2 hex>`), if well-formed and
 /// not all zeros.
 pub fn trace_id(traceparent: &str) -> Option<&str> {
@@ -180,6 +197,30 @@ mod tests {
             rfc3339_millis(1_795_305_600_000),
             "2026-11-22T00:00:00.000Z"
         );
+    }
+
+    #[test]
+    fn upstream_is_filled_in_later() {
+        let policy = crate::load(
+            r#"{"version": "v", "flags": [{"key": "f", "variations": {"a": {}}, "off_variation": "a", "default": {"serve": "a"}}]}"#,
+        )
+        .unwrap();
+        let outcome = policy.evaluate(&crate::Request::default());
+        let event = policy.exposure_event(&outcome, &EventInfo::default());
+        assert!(event.ends_with(",\"upstream\":null}"), "{event}");
+        let done = with_upstream(
+            &event,
+            &UpstreamResult {
+                status: Some(503),
+                duration_ms: Some(7),
+                fallback_used: Some(true),
+            },
+        );
+        let v: serde_json::Value = serde_json::from_str(&done).unwrap();
+        assert_eq!(v["upstream"]["status"], 503);
+        assert_eq!(v["upstream"]["duration_ms"], 7);
+        assert_eq!(v["upstream"]["fallback_used"], true);
+        assert_eq!(v["decisions"][0]["feature_flag.key"], "f");
     }
 
     #[test]

@@ -21,12 +21,15 @@ mod model;
 mod outcome;
 mod render;
 mod request;
+pub mod simulate;
 
 pub use bucket::bucket_point;
+pub use compile::OWNED_PREFIX;
 pub use compile::{CompiledPolicy, FlagInfo, Settings};
 pub use diff::{content_hash, summarize_change};
 pub use error::{PolicyError, PolicyErrors};
-pub use event::{EventInfo, UpstreamResult};
+pub use event::{with_upstream, EventInfo, UpstreamResult};
+pub use model::RemoteSource;
 pub use outcome::{Decision, ErrorCode, Outcome, Reason, Reject, RuleRef};
 pub use request::Request;
 

@@ -229,4 +229,31 @@ pub struct PolicyDoc {
     pub segments: Vec<(String, Vec<Clause>)>,
     pub flags: Vec<Flag>,
     pub settings: SettingsDoc,
+    /// Where the filter fetches newer versions of this policy (`source`).
+    pub source: Option<RemoteSource>,
+    /// Where the filter fetches the consent records (`consent_source`).
+    pub consent_source: Option<RemoteSource>,
+}
+
+/// An HTTP location the Envoy filter polls for a document (`source`, `consent_source`): a
+/// `GET` of `path` with `:authority` `authority` on the Envoy cluster `cluster`, every
+/// `interval_ms`, each attempt given up after `timeout_ms`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteSource {
+    pub cluster: String,
+    pub path: String,
+    /// Defaults to the cluster name.
+    pub authority: String,
+    pub interval_ms: u32,
+    pub timeout_ms: u32,
+}
+
+impl RemoteSource {
+    /// `interval_ms` when the document does not say.
+    pub const DEFAULT_INTERVAL_MS: u32 = 1_000;
+    /// `timeout_ms` when the document does not say (at most the interval).
+    pub const DEFAULT_TIMEOUT_MS: u32 = 500;
+    pub const MIN_INTERVAL_MS: u32 = 100;
+    pub const MAX_INTERVAL_MS: u32 = 86_400_000;
+    pub const MAX_TIMEOUT_MS: u32 = 60_000;
 }

@@ -92,6 +92,8 @@ pub struct Decision<'p> {
 /// A consent reject: a local reply that never goes upstream.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reject<'p> {
+    /// Index of the rejecting flag in the policy's `flags`.
+    pub flag_index: usize,
     pub status: u16,
     pub flag: &'p str,
     pub reason: Reason,

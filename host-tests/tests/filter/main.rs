@@ -9,6 +9,7 @@
 
 mod bad_policy;
 mod common;
+mod evidence;
 mod golden;
 mod metrics_exposure;
 mod owned_headers;

@@ -38,6 +38,17 @@ fn documented_metrics(policy: &str) -> BTreeSet<String> {
         names.insert(format!(
             "switchyard.decisions.flag.{key}.variation.none.reason.CONSENT_DENIED"
         ));
+        for variation in &flag.variations {
+            let variation = sanitize(variation);
+            for class in ["2xx", "3xx", "4xx", "5xx", "other"] {
+                names.insert(format!(
+                    "switchyard.upstream.flag.{key}.variation.{variation}.class.{class}"
+                ));
+            }
+            names.insert(format!(
+                "switchyard.upstream_latency.flag.{key}.variation.{variation}"
+            ));
+        }
         names.insert(format!("switchyard.consent_denied.flag.{key}"));
         names.insert(format!("switchyard.rejects.flag.{key}"));
     }
@@ -73,8 +84,19 @@ fn counters_are_defined_from_the_policy_and_count_decisions() {
     for (name, value) in &expected {
         assert_eq!(metrics.get(name), Some(value), "{name}");
     }
-    let counted: i64 = metrics.values().sum();
+    // Decision counters only; the upstream status and latency stats move with every response.
+    let counted: i64 = metrics
+        .iter()
+        .filter(|(name, _)| !name.starts_with("switchyard.upstream"))
+        .map(|(_, v)| v)
+        .sum();
     assert_eq!(counted, 5, "only the expected counters moved: {metrics:#?}");
+    let upstream_2xx: i64 = metrics
+        .iter()
+        .filter(|(name, _)| name.starts_with("switchyard.upstream.") && name.ends_with(".2xx"))
+        .map(|(_, v)| v)
+        .sum();
+    assert_eq!(upstream_2xx, 4, "four decided requests got a 200");
 
     // Request values never create counters.
     for i in 0..20 {

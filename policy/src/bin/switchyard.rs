@@ -1,4 +1,5 @@
-//! The `switchyard` command: `check` a policy, `eval` requests against it.
+//! The `switchyard` command: `check` a policy, `eval` requests against it, `simulate` a
+//! population of requests through it.
 //!
 //! Exit codes: 0 success; 1 an invalid policy (`check`, `eval`) or at least one bad request
 //! line (`eval`, after all lines are done); 2 a usage error or a file that cannot be read.
@@ -10,7 +11,11 @@ use switchyard_policy::{load, CompiledPolicy, Request};
 
 const USAGE: &str = "usage:
   switchyard check POLICY             validate a policy; print a summary or every error
-  switchyard eval POLICY [REQUESTS]   evaluate JSON-lines requests (file or standard input)";
+  switchyard eval POLICY [REQUESTS]   evaluate JSON-lines requests (file or standard input)
+  switchyard simulate POLICY [--units N] [--seed S] [--requests FILE] [--json]
+                                      count decisions per flag, rule, variation and reason over
+                                      N synthetic requests (default 10000, seed 1) or a
+                                      JSON-lines requests file; --json prints the report as JSON";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -23,6 +28,7 @@ fn main() -> ExitCode {
         ["check", policy] => check(policy),
         ["eval", policy] => eval(policy, None),
         ["eval", policy, requests] => eval(policy, Some(requests)),
+        ["simulate", policy, options @ ..] => simulate(policy, options),
         ["-h" | "--help" | "help"] => {
             println!("{USAGE}");
             ExitCode::SUCCESS
@@ -121,6 +127,109 @@ fn eval(policy_path: &str, requests: Option<&str>) -> ExitCode {
         }
     }
     if out.flush().is_err() {
+        return ExitCode::SUCCESS;
+    }
+    if bad_lines > 0 {
+        eprintln!("switchyard: {bad_lines} bad request line(s)");
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// `simulate`: a table (or JSON) of what the policy decides for synthetic or given requests.
+fn simulate(policy_path: &str, options: &[&str]) -> ExitCode {
+    use switchyard_policy::simulate::{Report, DEFAULT_SEED, DEFAULT_UNITS};
+
+    let mut units: Option<usize> = None;
+    let mut seed: Option<u64> = None;
+    let mut requests: Option<&str> = None;
+    let mut as_json = false;
+    let mut rest = options.iter();
+    while let Some(&opt) = rest.next() {
+        let ok = match opt {
+            "--units" => rest
+                .next()
+                .and_then(|n| n.parse().ok())
+                .map(|n| units = Some(n))
+                .is_some(),
+            "--seed" => rest
+                .next()
+                .and_then(|n| n.parse().ok())
+                .map(|n| seed = Some(n))
+                .is_some(),
+            "--requests" => rest.next().map(|f| requests = Some(*f)).is_some(),
+            "--json" => {
+                as_json = true;
+                true
+            }
+            _ => false,
+        };
+        if !ok || (requests.is_some() && (units.is_some() || seed.is_some())) {
+            eprintln!("{USAGE}");
+            return ExitCode::from(2);
+        }
+    }
+    let text = match std::fs::read_to_string(policy_path) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("switchyard: cannot read {policy_path}: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let policy = match load_policy(policy_path) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    let mut bad_lines = 0usize;
+    let report = match requests {
+        None => {
+            let seed = seed.unwrap_or(DEFAULT_SEED);
+            match switchyard_policy::simulate::simulate(&text, units.unwrap_or(DEFAULT_UNITS), seed)
+            {
+                Ok(r) => r,
+                Err(errors) => {
+                    for e in errors.iter() {
+                        eprintln!("{e}");
+                    }
+                    return ExitCode::from(1);
+                }
+            }
+        }
+        Some(path) => {
+            let file = match std::fs::File::open(path) {
+                Ok(f) => f,
+                Err(e) => {
+                    eprintln!("switchyard: cannot read {path}: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let mut report = Report::new(&policy);
+            for (n, line) in io::BufReader::new(file).lines().enumerate() {
+                match line.map_err(|e| e.to_string()).and_then(|l| {
+                    if l.trim().is_empty() {
+                        Ok(None)
+                    } else {
+                        Request::from_json(&l).map(Some)
+                    }
+                }) {
+                    Ok(Some(req)) => report.add(&policy.evaluate(&req)),
+                    Ok(None) => {}
+                    Err(e) => {
+                        bad_lines += 1;
+                        eprintln!("switchyard: line {}: {e}", n + 1);
+                    }
+                }
+            }
+            report
+        }
+    };
+    let printed = if as_json {
+        writeln!(io::stdout().lock(), "{}", report.to_json())
+    } else {
+        write!(io::stdout().lock(), "{}", report.table())
+    };
+    if printed.is_err() {
         return ExitCode::SUCCESS;
     }
     if bad_lines > 0 {

@@ -1,0 +1,105 @@
+//! Exposure evidence: the event in filter state `switchyard_event`, completed with what the
+//! upstream did, and the per-variation guardrail counters.
+
+use serde_json::{json, Value};
+use switchyard_host_tests::HttpRequest;
+
+use crate::common;
+
+const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+fn policy_with_settings(settings: Value) -> String {
+    let mut p: Value = serde_json::from_str(&common::example_policy()).unwrap();
+    p["settings"] = settings;
+    p.to_string()
+}
+
+fn event(result: &switchyard_host_tests::RequestResult) -> Value {
+    serde_json::from_str(
+        &result
+            .filter_state_str("wasm.switchyard_event")
+            .expect("no event"),
+    )
+    .unwrap()
+}
+
+#[test]
+fn the_event_records_what_actually_ran() {
+    let policy = policy_with_settings(json!({
+        "fallback_header": "x-model-fallback",
+        "pseudonym_key": "00112233445566778899aabbccddeeff"
+    }));
+    let mut host = common::host_with(&policy);
+    let request = common::chat("acme", "conv-secret-1")
+        .header("x-request-id", "req-42")
+        .header("traceparent", TRACEPARENT)
+        .response_header(":status", "503")
+        .response_header("x-model-fallback", "true");
+    let result = host.request(&request).unwrap();
+    let e = event(&result);
+    assert_eq!(e["request_id"], "req-42");
+    assert_eq!(e["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736");
+    assert_eq!(e["feature_flag.version"], "2026-11-21.3");
+    assert_eq!(e["upstream"]["status"], 503);
+    assert_eq!(e["upstream"]["fallback_used"], true);
+    assert!(e["upstream"]["duration_ms"].is_u64());
+    let d = &e["decisions"][0];
+    assert_eq!(d["feature_flag.key"], "support_answer_model_route");
+    assert_eq!(d["feature_flag.result.variant"], "candidate");
+    assert_eq!(d["feature_flag.result.reason"], "targeting_match");
+    assert_eq!(d["feature_flag.context.id"].as_str().unwrap().len(), 32);
+    assert_eq!(d["attributes"]["model_route"], "support_model_b");
+    let text = e.to_string();
+    assert!(
+        !text.contains("conv-secret-1") && !text.contains("acme"),
+        "raw id in {text}"
+    );
+
+    let ok = host
+        .request(&common::chat("acme", "conv-2").response_header(":status", "200"))
+        .unwrap();
+    assert_eq!(event(&ok)["upstream"]["fallback_used"], false);
+    let m = "switchyard.upstream.flag.support_answer_model_route.variation.candidate.class";
+    assert_eq!(host.metric(&format!("{m}.5xx")), Some(1));
+    assert_eq!(host.metric(&format!("{m}.2xx")), Some(1));
+    assert_eq!(host.metric(&format!("{m}.4xx")), Some(0));
+}
+
+#[test]
+fn rejects_and_untouched_requests() {
+    let mut host = common::host_with(&common::example_policy());
+    let reject = HttpRequest::new("POST", "/v1/agent/run", "api.example")
+        .header("x-tenant-id", "acme")
+        .header("x-user-id", "u-1");
+    let result = host.request(&reject).unwrap();
+    let e = event(&result);
+    assert_eq!(e["reject"], 403);
+    assert!(
+        e["upstream"].is_null(),
+        "a reject never reached an upstream"
+    );
+    assert_eq!(
+        e["decisions"][0]["feature_flag.result.reason"],
+        "consent_denied"
+    );
+
+    let untouched = host
+        .request(&HttpRequest::new("GET", "/healthz", "api.example"))
+        .unwrap();
+    assert!(untouched
+        .filter_state_str("wasm.switchyard_event")
+        .is_none());
+}
+
+#[test]
+fn raw_unit_ids_only_when_the_policy_opts_in() {
+    let mut host = common::host_with(&policy_with_settings(json!({"expose_unit_ids": true})));
+    let result = host
+        .request(&common::chat("hooli", "conv-visible").header("x-plan", "pro"))
+        .unwrap();
+    let e = event(&result);
+    assert_eq!(e["decisions"][0]["unit_id"], "conv-visible");
+    let upstream = result.upstream().unwrap();
+    let exposure = String::from_utf8_lossy(upstream.get("x-switchyard-exposure").unwrap());
+    assert!(exposure.contains("unit_id=\"conv-visible\""), "{exposure}");
+}

@@ -1,0 +1,168 @@
+//! `switchyard simulate` as a user runs it: the table, determinism, a requests file, JSON
+//! output, and the exit codes.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn repo_file(rel: &str) -> String {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join(rel)
+        .to_string_lossy()
+        .into_owned()
+}
+
+fn switchyard(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8(o.stdout.clone()).unwrap()
+}
+
+#[test]
+fn simulate_prints_a_table_per_flag_rule_variation_and_reason() {
+    let policy = repo_file("examples/support-copilot/policy.json");
+    let out = switchyard(&["simulate", &policy, "--units", "3000"]);
+    assert!(out.status.success(), "{out:?}");
+    let table = stdout(&out);
+    assert!(
+        table.starts_with("policy 2026-11-21.3 (prod): 3000 synthetic requests, seed 1\n"),
+        "{table}"
+    );
+    for needle in [
+        "FLAG",
+        "support_answer_model_route  (in scope)",
+        "paid canary",
+        "SPLIT",
+        "CONSENT_DENIED",
+        "reject 403",
+        "agent_tools 403:",
+        "routed:",
+        "untouched (no flag in scope): 0",
+    ] {
+        assert!(table.contains(needle), "missing {needle:?} in\n{table}");
+    }
+    // Same input, same table; another seed, another sample.
+    let again = switchyard(&["simulate", &policy, "--units", "3000"]);
+    assert_eq!(stdout(&again), table);
+    let other = switchyard(&["simulate", &policy, "--units", "3000", "--seed", "2"]);
+    assert!(other.status.success());
+    assert_ne!(stdout(&other), table);
+}
+
+#[test]
+fn simulate_defaults_to_ten_thousand_units_and_prints_json_on_request() {
+    let policy = repo_file("examples/support-copilot/policy.json");
+    let out = switchyard(&["simulate", &policy, "--json"]);
+    assert!(out.status.success(), "{out:?}");
+    let report: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(report["requests"], 10_000);
+    assert_eq!(report["seed"], 1);
+    let flags = report["flags"].as_array().unwrap();
+    assert_eq!(flags.len(), 2);
+    for f in flags {
+        let sum: u64 = f["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["count"].as_u64().unwrap())
+            .sum();
+        assert_eq!(sum, f["in_scope"].as_u64().unwrap());
+    }
+}
+
+#[test]
+fn simulate_reads_a_requests_file_in_the_eval_format() {
+    let dir = std::env::temp_dir().join(format!("switchyard-sim-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("requests.jsonl");
+    std::fs::write(
+        &file,
+        concat!(
+            r#"{"method": "POST", "path": "/v1/chat/completions", "headers": {"x-tenant-id": "acme"}}"#,
+            "\n",
+            r#"{"method": "POST", "path": "/v1/chat/completions", "headers": {"x-tenant-id": "globex"}}"#,
+            "\n\n",
+            r#"{"path": "/v1/agent/x", "headers": {"x-tenant-id": "acme", "x-user-id": "u1"}}"#,
+            "\n",
+            r#"{"path": "/healthz"}"#,
+            "\n"
+        ),
+    )
+    .unwrap();
+    let policy = repo_file("examples/support-copilot/policy.json");
+    let out = switchyard(&["simulate", &policy, "--requests", file.to_str().unwrap()]);
+    assert!(out.status.success(), "{out:?}");
+    let table = stdout(&out);
+    assert!(
+        table.starts_with("policy 2026-11-21.3 (prod): 4 requests\n"),
+        "{table}"
+    );
+    let line = |needle: &str| {
+        table
+            .lines()
+            .find(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("no line with {needle:?} in\n{table}"))
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    assert_eq!(
+        line("(override)"),
+        "(override) candidate TARGETING_MATCH 1 50.00"
+    );
+    assert_eq!(
+        line("fallback"),
+        "(consent) fallback CONSENT_DENIED 1 50.00"
+    );
+    assert_eq!(
+        line("reject 403"),
+        "(consent) reject 403 CONSENT_DENIED 1 100.00"
+    );
+    assert!(
+        table.contains("untouched (no flag in scope): 1 (25.00%)"),
+        "{table}"
+    );
+
+    // A bad line is reported, the rest still counted, and the exit code says so.
+    std::fs::write(&file, "{\"path\": \"/v1/agent\"}\nnot json\n").unwrap();
+    let out = switchyard(&["simulate", &policy, "--requests", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stdout(&out).contains(": 1 requests"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("line 2"));
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn simulate_refuses_bad_policies_and_bad_usage() {
+    let dir = std::env::temp_dir().join(format!("switchyard-sim-bad-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bad = dir.join("bad.json");
+    std::fs::write(&bad, r#"{"version": "1", "flags": [{"key": "f"}]}"#).unwrap();
+    let out = switchyard(&["simulate", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("flags[0].variations: is required"));
+    let policy = repo_file("examples/support-copilot/policy.json");
+    for args in [
+        vec!["simulate", policy.as_str(), "--units"],
+        vec!["simulate", policy.as_str(), "--units", "many"],
+        vec!["simulate", policy.as_str(), "--frobnicate"],
+        vec![
+            "simulate",
+            policy.as_str(),
+            "--units",
+            "5",
+            "--requests",
+            "x.jsonl",
+        ],
+    ] {
+        assert_eq!(switchyard(&args).status.code(), Some(2), "{args:?}");
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
