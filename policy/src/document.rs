@@ -1056,7 +1056,8 @@ fn is_visible_ascii(text: &str) -> bool {
 /// A 128-bit key written as 32 hexadecimal digits.
 pub fn parse_key(text: &str) -> Option<[u8; 16]> {
     let bytes = text.trim().as_bytes();
-    if bytes.len() != 32 {
+    // `from_str_radix` alone would also take a sign ("+f"), so check the digits first.
+    if bytes.len() != 32 || !bytes.iter().all(u8::is_ascii_hexdigit) {
         return None;
     }
     let mut key = [0u8; 16];
