@@ -11,6 +11,10 @@ The template is envoy/bootstrap.yaml.tmpl. The policy text is embedded verbatim 
 google.protobuf.StringValue configuration (also when it is not valid JSON: Envoy, i.e. the filter,
 is the one to reject it). One static cluster is emitted for every cluster named by a policy
 variation, plus `default_upstream` (traffic that no flag routes). Standard library only.
+
+With --ecds-path FILE the filter is declared with `config_discovery` (ECDS from FILE, a watched
+path_config_source) instead of inline, so the policy can be changed at runtime; FILE itself is
+rendered by render_ecds_resource() (or envoy/push_policy.py). See examples/dynamic-ecds/.
 """
 import argparse
 import json
@@ -119,15 +123,112 @@ def render_clusters(upstreams):
     return "\n".join(parts)
 
 
+# ---- ECDS (dynamic policy) ------------------------------------------------------------------
+# With ECDS the listener declares the filter by name only; its whole configuration (the Wasm
+# filter config with the policy) is a TypedExtensionConfig resource in a file that Envoy watches.
+ECDS_NAME = "switchyard"
+WASM_TYPE_URL = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm"
+_STATIC_FILTER_START = "          - name: envoy.filters.http.wasm\n"
+_STATIC_FILTER_END = "          - name: envoy.filters.http.router\n"
+_ECDS_FILTER = """\
+          # The switchyard filter, configured by ECDS from a file: Envoy re-reads $ecds_path
+          # whenever a file is moved into $ecds_dir (write a temp file there, then rename it
+          # over the old one). A rejected update (bad policy: the filter's on_configure says no)
+          # leaves the previous policy serving. See examples/dynamic-ecds/README.md.
+          - name: $ecds_name
+            config_discovery:
+              config_source:
+                resource_api_version: V3
+                path_config_source:
+                  path: $ecds_path
+                  watched_directory:
+                    path: $ecds_dir
+              type_urls:
+              - %s
+""" % WASM_TYPE_URL
+# The resource file: the Wasm filter's typed_config is taken from the static filter in the
+# template (one source of truth for vm_config, failure_policy, ...), re-indented under
+# `typed_config:` of a TypedExtensionConfig.
+_RESOURCE_HEAD = """\
+# ECDS resource: the switchyard filter's configuration, policy inline.
+# Read by Envoy through path_config_source (see the bootstrap's config_discovery). Replace it
+# atomically (temp file in the same directory, then rename), e.g. with envoy/push_policy.py.
+version_info: $version_info
+resources:
+- "@type": type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig
+  name: $ecds_name
+  typed_config:
+"""
+_RESOURCE_BODY_INDENT = 4        # typed_config's content in the resource
+_TEMPLATE_BODY_INDENT = 14       # typed_config's content in the template's static filter
+
+
+def _template_text():
+    with open(TEMPLATE) as f:
+        return "".join(line for line in f.readlines() if not line.startswith("#!"))
+
+
+def ecds_resource_template():
+    """string.Template text of the ECDS resource file ($version_info, $ecds_name, $wasm_path,
+    $policy_value), its Wasm config cut from the static filter in bootstrap.yaml.tmpl."""
+    text = _template_text()
+    a = text.index(_STATIC_FILTER_START)
+    b = text.index(_STATIC_FILTER_END, a)
+    lines = text[a:b].rstrip("\n").split("\n")
+    i = next(k for k, line in enumerate(lines) if line.strip() == "typed_config:")
+    shift = _TEMPLATE_BODY_INDENT - _RESOURCE_BODY_INDENT
+    body = []
+    for line in lines[i + 1:]:
+        if line.strip():
+            if line[:_TEMPLATE_BODY_INDENT].strip():
+                raise ValueError("unexpected indentation in the template's wasm filter: %r"
+                                 % line)
+            line = line[shift:]
+        body.append(line)
+    return _RESOURCE_HEAD + "\n".join(body) + "\n"
+
+
+def policy_version(policy_text):
+    """The policy's `version` (best effort: "unknown" when there is none)."""
+    try:
+        v = json.loads(policy_text).get("version")
+    except (ValueError, AttributeError):
+        v = None
+    return v if isinstance(v, str) and v else "unknown"
+
+
+def render_ecds_resource(policy_text, wasm_path, name=ECDS_NAME, version_info=None):
+    """The ECDS resource file (a DiscoveryResponse in YAML) holding the switchyard filter's
+    Wasm configuration with `policy_text` verbatim as its StringValue. `version_info` (default:
+    the policy's version) shows in the stat extension_config_discovery.http_filter.NAME.version_text."""
+    return string.Template(ecds_resource_template()).substitute(
+        version_info=json.dumps(version_info or policy_version(policy_text)),
+        ecds_name=json.dumps(name),
+        wasm_path=json.dumps(wasm_path),
+        policy_value=yaml_string(policy_text,
+                                 _VALUE_INDENT - (_TEMPLATE_BODY_INDENT - _RESOURCE_BODY_INDENT)),
+    )
+
+
 def render(policy_text, wasm_path, upstreams, default_upstream=None, listener_port=10000,
            admin_port=9901, access_log_path="/dev/stdout", route_header=None,
            listen_address="127.0.0.1", admin_address="127.0.0.1", node_id="local",
-           extra_clusters=()):
+           extra_clusters=(), ecds_path=None, ecds_watch_dir=None, ecds_name=ECDS_NAME,
+           event_log_path=None):
     """Return the bootstrap YAML text.
 
     upstreams: {cluster: (host, port)} for the policy's clusters (missing ones raise);
     default_upstream: (host, port) for `default_upstream` (defaults to the first upstream);
-    extra_clusters: more cluster names to emit (must be in upstreams)."""
+    extra_clusters: more cluster names to emit (must be in upstreams);
+    ecds_path: if given, the filter is declared with config_discovery from this file (ECDS,
+    see render_ecds_resource) instead of inline, watching ecds_watch_dir (default: the file's
+    directory); policy_text then only decides the clusters, route header (and wasm_path is
+    unused);
+    event_log_path: where the exposure events go, one JSON line per decided request (default:
+    access_log_path + ".events", or /dev/null when the access log is a /dev path)."""
+    if event_log_path is None:
+        event_log_path = ("/dev/null" if access_log_path.startswith("/dev/")
+                          else access_log_path + ".events")
     names = policy_clusters(policy_text)
     for extra in extra_clusters:
         if extra not in names:
@@ -142,15 +243,23 @@ def render(policy_text, wasm_path, upstreams, default_upstream=None, listener_po
     all_up = {n: upstreams[n] for n in names}
     all_up[DEFAULT_CLUSTER] = default_upstream
     with open(TEMPLATE) as f:
-        tmpl = string.Template("".join(
-            line for line in f.readlines() if not line.startswith("#!")))
+        text = "".join(line for line in f.readlines() if not line.startswith("#!"))
+    if ecds_path is not None:
+        a = text.index(_STATIC_FILTER_START)
+        b = text.index(_STATIC_FILTER_END, a)
+        text = text[:a] + _ECDS_FILTER + text[b:]
+    tmpl = string.Template(text)
     return tmpl.substitute(
+        ecds_name=json.dumps(ecds_name),
+        ecds_path=json.dumps(ecds_path or ""),
+        ecds_dir=json.dumps(ecds_watch_dir or os.path.dirname(ecds_path or "") or "."),
         node_id=node_id,
         admin_address=admin_address,
         admin_port=int(admin_port),
         listen_address=listen_address,
         listener_port=int(listener_port),
         access_log_path=json.dumps(access_log_path),
+        event_log_path=json.dumps(event_log_path),
         route_header=route_header or policy_route_header(policy_text),
         wasm_path=json.dumps(wasm_path),
         policy_value=yaml_string(policy_text),
@@ -169,8 +278,16 @@ def main(argv=None):
     ap.add_argument("--listener-port", type=int, default=10000)
     ap.add_argument("--admin-port", type=int, default=9901)
     ap.add_argument("--access-log", default="/dev/stdout")
+    ap.add_argument("--event-log", metavar="FILE",
+                    help="exposure events, one JSON line per decided request (default: "
+                         "ACCESS_LOG.events, or /dev/null for a /dev access log)")
     ap.add_argument("--route-header")
     ap.add_argument("--header-comment", help="text put as a comment at the top of the output")
+    ap.add_argument("--ecds-path", metavar="FILE",
+                    help="declare the filter with ECDS from FILE (path_config_source) instead of "
+                         "inline; write FILE with envoy/push_policy.py")
+    ap.add_argument("--ecds-watch-dir", metavar="DIR",
+                    help="watched_directory for --ecds-path (default: FILE's directory)")
     ap.add_argument("-o", "--output", help="output file (default: standard output)")
     args = ap.parse_args(argv)
 
@@ -189,7 +306,9 @@ def main(argv=None):
         upstreams[DEFAULT_CLUSTER] = default
     try:
         text = render(policy_text, args.wasm, upstreams, default, args.listener_port,
-                      args.admin_port, args.access_log, args.route_header)
+                      args.admin_port, args.access_log, args.route_header,
+                      ecds_path=args.ecds_path, ecds_watch_dir=args.ecds_watch_dir,
+                      event_log_path=args.event_log)
     except ValueError as e:
         ap.error(str(e))
     if args.header_comment:

@@ -13,7 +13,7 @@ exec python3 envoy/genconfig.py --policy examples/support-copilot/policy.json \
   --upstream support_model_a=127.0.0.1:18001 --upstream support_model_b=127.0.0.1:18002 \
   --upstream support_rules=127.0.0.1:18003 --upstream agent_model=127.0.0.1:18004 \
   --default-upstream 127.0.0.1:18000 --listener-port 10000 --admin-port 9901 \
-  --access-log /dev/stdout --header-comment 'switchyard example: Envoy with the switchyard filter and the support-copilot policy inline.
+  --access-log /dev/stdout --event-log /tmp/switchyard-exposure-events.jsonl --header-comment 'switchyard example: Envoy with the switchyard filter and the support-copilot policy inline.
 
 A complete, copyable Envoy config. Run from the repository root: the filter is named by a path
 relative to the working directory, and Envoy reads it at start and in `--mode validate` (which

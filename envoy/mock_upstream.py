@@ -12,6 +12,8 @@ Every cluster port answers any request like an OpenAI chat-completions endpoint:
                   "header_list": [[name, value], ...], "seq": N}}
 
 with response headers `x-mock-cluster: CLUSTER` and `x-mock-seq: N`. Every request is logged.
+Test controls on a request: `x-mock-status: N` answers with status N; `x-mock-fallback: 1`
+adds `x-model-fallback: true` (a model gateway saying it fell back).
 
 Control port (GET unless noted):
     /__mock/log            all logged requests, JSON list (optional ?cluster=NAME, ?since=SEQ)
@@ -140,7 +142,13 @@ def make_cluster_handler(cluster, log):
                           "total_tokens": len(prompt.split()) + 6},
                 "mock": dict(entry, seq=seq),
             }
-            _send_json(self, 200, resp, [("x-mock-cluster", cluster), ("x-mock-seq", str(seq))])
+            # Test controls, acting like a model gateway: `x-mock-status: N` answers with N,
+            # `x-mock-fallback: 1` says (in x-model-fallback) that the gateway fell back.
+            status = int(headers.get("x-mock-status") or 200)
+            extra = [("x-mock-cluster", cluster), ("x-mock-seq", str(seq))]
+            if headers.get("x-mock-fallback"):
+                extra.append(("x-model-fallback", "true"))
+            _send_json(self, status, resp, extra)
 
         do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _handle
 

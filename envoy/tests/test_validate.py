@@ -76,7 +76,12 @@ def test_example_has_routes_clusters_access_log_and_stats_tags():
     assert routes[-1]["route"]["cluster"] == "default_upstream"
     fmt = hcm["access_log"][0]["typed_config"]["log_format"]["json_format"]
     assert "%FILTER_STATE(wasm.switchyard_exposure:PLAIN)%" in fmt.values()
-    assert {t["tag_name"] for t in doc["stats_config"]["stats_tags"]} == {"flag", "variation", "reason"}
+    assert {t["tag_name"] for t in doc["stats_config"]["stats_tags"]} == \
+        {"flag", "variation", "reason", "status_class"}
+    events = [a for a in hcm["access_log"] if "filter" in a]
+    assert len(events) == 1, hcm["access_log"]
+    assert events[0]["typed_config"]["path"] == "/tmp/switchyard-exposure-events.jsonl"
+    assert "wasm.switchyard_event" in events[0]["filter"]["extension_filter"]["typed_config"]["expression"]
 
 
 def test_generator_embeds_policy_text_verbatim():
