@@ -10,7 +10,8 @@ use serde::Serialize;
 use std::fmt::Write;
 
 use crate::compile::CompiledPolicy;
-use crate::outcome::{Outcome, RuleRef};
+use crate::outcome::{Outcome, Reason};
+use crate::render::{Attributes, RuleJson};
 
 /// What the host adds to an event.
 #[derive(Debug, Clone, Default)]
@@ -42,17 +43,29 @@ struct DecisionEvent<'a> {
     #[serde(rename = "feature_flag.result.variant")]
     variant: Option<&'a str>,
     #[serde(rename = "feature_flag.result.reason")]
-    reason: String,
+    reason: &'static str,
     #[serde(rename = "feature_flag.context.id")]
     context_id: Option<String>,
     unit: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     unit_id: Option<&'a str>,
     cluster: Option<&'a str>,
-    rule: Option<serde_json::Value>,
+    rule: Option<RuleJson<'a>>,
     bucket: Option<u64>,
     error: Option<&'static str>,
-    attributes: serde_json::Map<String, serde_json::Value>,
+    attributes: Attributes<'a>,
+}
+
+/// OpenTelemetry spells reasons in lower case.
+fn otel_reason(reason: Reason) -> &'static str {
+    match reason {
+        Reason::TargetingMatch => "targeting_match",
+        Reason::Split => "split",
+        Reason::Default => "default",
+        Reason::Disabled => "disabled",
+        Reason::ConsentDenied => "consent_denied",
+        Reason::Error => "error",
+    }
 }
 
 #[derive(Serialize)]
@@ -97,22 +110,15 @@ impl CompiledPolicy {
                 .map(|d| DecisionEvent {
                     key: d.flag,
                     variant: d.variation,
-                    reason: d.reason.as_str().to_ascii_lowercase(),
+                    reason: otel_reason(d.reason),
                     context_id: d.unit_pseudonym.map(|p| format!("{p:032x}")),
                     unit: d.unit,
                     unit_id: d.unit_id.as_deref(),
                     cluster: d.cluster,
-                    rule: d.rule.map(|r| match r {
-                        RuleRef::Name(n) => serde_json::Value::from(n),
-                        RuleRef::Index(i) => serde_json::Value::from(i),
-                    }),
+                    rule: d.rule.as_ref().map(RuleJson),
                     bucket: d.bucket,
                     error: d.error.map(|e| e.as_str()),
-                    attributes: d
-                        .attributes
-                        .iter()
-                        .map(|(k, v)| (k.clone(), serde_json::Value::from(v.as_str())))
-                        .collect(),
+                    attributes: Attributes(d.attributes),
                 })
                 .collect(),
             upstream: info.upstream.map(|u| UpstreamJson {

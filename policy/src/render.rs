@@ -69,7 +69,7 @@ pub fn default_attribute_header(attribute: &str) -> String {
 }
 
 #[derive(Serialize)]
-struct RuleJson<'a>(#[serde(with = "rule_ref")] &'a RuleRef<'a>);
+pub(crate) struct RuleJson<'a>(#[serde(with = "rule_ref")] pub(crate) &'a RuleRef<'a>);
 
 mod rule_ref {
     use super::RuleRef;
@@ -83,7 +83,7 @@ mod rule_ref {
     }
 }
 
-struct Attributes<'a>(&'a [(String, String)]);
+pub(crate) struct Attributes<'a>(pub(crate) &'a [(String, String)]);
 
 impl Serialize for Attributes<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
@@ -161,13 +161,23 @@ impl CompiledPolicy {
 
     /// The local reply body for a consent reject.
     pub fn reject_body(&self, reject: &Reject<'_>) -> String {
-        serde_json::json!({
-            "error": "consent_denied",
-            "flag": reject.flag,
-            "reason": reject.reason.as_str(),
-            "message": format!("this tenant has not consented to the AI feature behind flag \"{}\"", reject.flag),
+        #[derive(Serialize)]
+        struct Body<'a> {
+            error: &'static str,
+            flag: &'a str,
+            reason: &'static str,
+            message: String,
+        }
+        serde_json::to_string(&Body {
+            error: "consent_denied",
+            flag: reject.flag,
+            reason: reject.reason.as_str(),
+            message: format!(
+                "this tenant has not consented to the AI feature behind flag \"{}\"",
+                reject.flag
+            ),
         })
-        .to_string()
+        .unwrap_or_default()
     }
 
     /// The exposure header's value: one Item per decision, or `None` when no flag decided.
