@@ -214,7 +214,7 @@ def render(policy_text, wasm_path, upstreams, default_upstream=None, listener_po
            admin_port=9901, access_log_path="/dev/stdout", route_header=None,
            listen_address="127.0.0.1", admin_address="127.0.0.1", node_id="local",
            extra_clusters=(), ecds_path=None, ecds_watch_dir=None, ecds_name=ECDS_NAME,
-           event_log_path=None):
+           event_log_path=None, node_metadata=None):
     """Return the bootstrap YAML text.
 
     upstreams: {cluster: (host, port)} for the policy's clusters (missing ones raise);
@@ -225,12 +225,16 @@ def render(policy_text, wasm_path, upstreams, default_upstream=None, listener_po
     directory); policy_text then only decides the clusters, route header (and wasm_path is
     unused);
     event_log_path: where the exposure events go, one JSON line per decided request (default:
-    access_log_path + ".events", or /dev/null when the access log is a /dev path)."""
+    access_log_path + ".events", or /dev/null when the access log is a /dev path);
+    node_metadata: {key: string} for the bootstrap's node.metadata (switchyard reads
+    switchyard_environment and switchyard_pseudonym_key there).
+    The clusters a policy's `source`/`consent_source` name are emitted too (their addresses
+    must be in upstreams)."""
     if event_log_path is None:
         event_log_path = ("/dev/null" if access_log_path.startswith("/dev/")
                           else access_log_path + ".events")
     names = policy_clusters(policy_text)
-    for extra in extra_clusters:
+    for extra in list(extra_clusters) + policy_source_clusters(policy_text):
         if extra not in names:
             names.append(extra)
     if DEFAULT_CLUSTER in names:
@@ -249,7 +253,7 @@ def render(policy_text, wasm_path, upstreams, default_upstream=None, listener_po
         b = text.index(_STATIC_FILTER_END, a)
         text = text[:a] + _ECDS_FILTER + text[b:]
     tmpl = string.Template(text)
-    return tmpl.substitute(
+    text = tmpl.substitute(
         ecds_name=json.dumps(ecds_name),
         ecds_path=json.dumps(ecds_path or ""),
         ecds_dir=json.dumps(ecds_watch_dir or os.path.dirname(ecds_path or "") or "."),
@@ -265,6 +269,34 @@ def render(policy_text, wasm_path, upstreams, default_upstream=None, listener_po
         policy_value=yaml_string(policy_text),
         clusters=render_clusters(all_up),
     )
+    return with_node_metadata(text, node_id, node_metadata)
+
+
+def policy_source_clusters(policy_text):
+    """Clusters named by the policy's `source` and `consent_source` (best effort)."""
+    try:
+        doc = json.loads(policy_text)
+    except ValueError:
+        return []
+    out = []
+    for key in ("source", "consent_source"):
+        src = doc.get(key) if isinstance(doc, dict) else None
+        c = src.get("cluster") if isinstance(src, dict) else None
+        if isinstance(c, str) and c and c not in out:
+            out.append(c)
+    return out
+
+
+def with_node_metadata(text, node_id, metadata):
+    """Bootstrap text with `metadata:` (string values) added to its `node:`."""
+    if not metadata:
+        return text
+    anchor = "node:\n  id: switchyard-%s\n  cluster: switchyard\n" % node_id
+    if anchor not in text:
+        raise ValueError("no node section to add metadata to")
+    lines = "".join("    %s: %s\n" % (json.dumps(str(k)), json.dumps(str(v)))
+                    for k, v in metadata.items())
+    return text.replace(anchor, anchor + "  metadata:\n" + lines, 1)
 
 
 def main(argv=None):
@@ -288,6 +320,9 @@ def main(argv=None):
                          "inline; write FILE with envoy/push_policy.py")
     ap.add_argument("--ecds-watch-dir", metavar="DIR",
                     help="watched_directory for --ecds-path (default: FILE's directory)")
+    ap.add_argument("--node-metadata", action="append", default=[], metavar="KEY=VALUE",
+                    help="a string in the bootstrap's node.metadata (switchyard_environment, "
+                         "switchyard_pseudonym_key); repeatable")
     ap.add_argument("-o", "--output", help="output file (default: standard output)")
     args = ap.parse_args(argv)
 
@@ -308,7 +343,8 @@ def main(argv=None):
         text = render(policy_text, args.wasm, upstreams, default, args.listener_port,
                       args.admin_port, args.access_log, args.route_header,
                       ecds_path=args.ecds_path, ecds_watch_dir=args.ecds_watch_dir,
-                      event_log_path=args.event_log)
+                      event_log_path=args.event_log,
+                      node_metadata=dict(m.partition("=")[::2] for m in args.node_metadata))
     except ValueError as e:
         ap.error(str(e))
     if args.header_comment:

@@ -304,7 +304,9 @@ class Envoy:
 
     def __init__(self, policy, mocks, workdir=None, concurrency=2, wasm=None, name="envoy",
                  log_level="info", route_header=None, listener_port=0, admin_port=0,
-                 extra_args=()):
+                 extra_args=(), extra_upstreams=None, node_metadata=None):
+        """extra_upstreams: {cluster: (host, port)} besides the mocks' (e.g. the policy server
+        of a remote `source`); node_metadata: {key: string} for the bootstrap's node.metadata."""
         if not policy.lstrip().startswith("{") and os.path.isfile(policy):
             with open(policy, encoding="utf-8") as f:
                 policy = f.read()
@@ -320,6 +322,8 @@ class Envoy:
         self.want_listener_port = listener_port
         self.want_admin_port = admin_port
         self.extra_args = list(extra_args)
+        self.extra_upstreams = dict(extra_upstreams or {})
+        self.node_metadata = dict(node_metadata or {})
         self.config_path = os.path.join(self.workdir, name + ".yaml")
         self.access_log_path = os.path.join(self.workdir, name + "-access.log")
         self.log_path = os.path.join(self.workdir, name + ".log")
@@ -333,11 +337,12 @@ class Envoy:
     # config ---------------------------------------------------------
     def render(self):
         return genconfig.render(
-            self.policy_text, self.wasm, self.mocks.addresses(),
+            self.policy_text, self.wasm, dict(self.mocks.addresses(), **self.extra_upstreams),
             default_upstream=self.mocks.addresses()[genconfig.DEFAULT_CLUSTER],
             listener_port=self.want_listener_port, admin_port=self.want_admin_port,
             access_log_path=self.access_log_path, route_header=self.route_header,
-            node_id=self.name)
+            node_id=self.name, extra_clusters=list(self.extra_upstreams),
+            node_metadata=self.node_metadata)
 
     def write_config(self):
         with open(self.config_path, "w", encoding="utf-8") as f:
@@ -531,3 +536,80 @@ def cli_check(policy_path, cli=None):
     p = subprocess.run([cli or CLI, "check", policy_path], stdout=subprocess.PIPE,
                        stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, timeout=60)
     return p.returncode, p.stdout.decode(), p.stderr.decode()
+
+
+# ---------------------------------------------------------------- policy server
+
+class PolicyServer:
+    """The mock policy server (envoy/policy_server.py) in its own process: serves /policy.json
+    and /consent.json with ETags; `set_policy()` / `set_consent()` change what it serves."""
+
+    def __init__(self, policy=None, consent=None, workdir=None, host="127.0.0.1", port=0):
+        self.workdir = workdir or tempfile.mkdtemp(prefix="switchyard-policy-server-")
+        self.host = host
+        self.want_port = port
+        self.initial = {"policy": policy, "consent": consent}
+        self.proc = None
+        self.port = None
+
+    def start(self, timeout=15):
+        ports_file = os.path.join(self.workdir, "policy-server-port.json")
+        if os.path.exists(ports_file):
+            os.remove(ports_file)
+        argv = [sys.executable, os.path.join(HERE, "policy_server.py"), "--host", self.host,
+                "--port", str(self.port or self.want_port), "--ports-file", ports_file]
+        for name, text in self.initial.items():
+            if text is not None:
+                path = os.path.join(self.workdir, "initial-%s.json" % name)
+                with open(path, "w", encoding="utf-8") as f:
+                    f.write(text)
+                argv += ["--" + name, path]
+        self._out = open(os.path.join(self.workdir, "policy-server.log"), "ab")
+        self.proc = spawn(argv, stdout=self._out, stderr=self._out)
+        deadline = time.time() + timeout
+        while not os.path.exists(ports_file):
+            if self.proc.poll() is not None:
+                raise RuntimeError("policy server exited with %s" % self.proc.returncode)
+            if time.time() > deadline:
+                raise RuntimeError("policy server did not start")
+            time.sleep(0.05)
+        with open(ports_file) as f:
+            self.port = json.load(f)["port"]
+        return self
+
+    def stop(self):
+        terminate(self.proc)
+        self.proc = None
+
+    def __enter__(self):
+        return self.start() if self.proc is None else self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    @property
+    def address(self):
+        return (self.host, self.port)
+
+    def _put(self, path, data):
+        req = urllib.request.Request("http://%s:%d%s" % (self.host, self.port, path),
+                                     data=data.encode() if isinstance(data, str) else data,
+                                     method="PUT")
+        with urllib.request.urlopen(req, timeout=5) as r:
+            return json.loads(r.read() or b"{}")
+
+    def set_policy(self, text):
+        """Serve this policy text from now on; returns its ETag."""
+        self.initial["policy"] = text
+        return self._put("/__control/policy", text)["etag"]
+
+    def set_consent(self, text):
+        self.initial["consent"] = text
+        return self._put("/__control/consent", text)["etag"]
+
+    def set_status(self, path, status):
+        """Answer `path` with this status (0: serve normally)."""
+        self._put("/__control/status", json.dumps({"path": path, "status": status}))
+
+    def log(self):
+        return json.loads(http_get("http://%s:%d/__control/log" % (self.host, self.port))[1])

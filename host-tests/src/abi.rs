@@ -9,7 +9,7 @@ use wasmtime::{Caller, Linker, Result};
 use crate::headers::HeaderMap;
 use crate::memory::{give, read, read_string, write_u32, write_u64};
 use crate::state::{
-    status, ForeignCall, HostState, LocalReply, LogEntry, LogLevel, Metric, MetricKind,
+    status, ForeignCall, HostState, HttpCall, LocalReply, LogEntry, LogLevel, Metric, MetricKind,
     BUFFER_TYPES, MAP_TYPES,
 };
 
@@ -298,7 +298,7 @@ fn properties_and_shared(linker: &mut Linker<HostState>) -> Result<()> {
          return_cas: u32|
          -> Result<u32> {
             let key = read_string(&caller, key, key_size)?;
-            let Some((value, cas)) = caller.data().shared_data.get(&key).cloned() else {
+            let Some((value, cas)) = caller.data().shared_data.get(&key) else {
                 return Ok(status::NOT_FOUND);
             };
             give(&mut caller, &value, return_data, return_size)?;
@@ -309,7 +309,7 @@ fn properties_and_shared(linker: &mut Linker<HostState>) -> Result<()> {
     linker.func_wrap(
         "env",
         "proxy_set_shared_data",
-        |mut caller: C<'_>,
+        |caller: C<'_>,
          key: u32,
          key_size: u32,
          value: u32,
@@ -318,13 +318,7 @@ fn properties_and_shared(linker: &mut Linker<HostState>) -> Result<()> {
          -> Result<u32> {
             let key = read_string(&caller, key, key_size)?;
             let value = read(&caller, value, value_size)?;
-            let shared = &mut caller.data_mut().shared_data;
-            let current = shared.get(&key).map_or(0, |(_, cas)| *cas);
-            if cas != 0 && cas != current {
-                return Ok(status::CAS_MISMATCH);
-            }
-            shared.insert(key, (value, current.wrapping_add(1).max(1)));
-            Ok(status::OK)
+            Ok(caller.data().shared_data.set(&key, value, cas))
         },
     )?;
     linker.func_wrap(
@@ -455,23 +449,53 @@ fn streams_and_calls(linker: &mut Linker<HostState>) -> Result<()> {
             Ok(status::OK)
         },
     )?;
-    // Outgoing calls are not part of what the filter does; answer as a host without the
-    // upstream would, so the SDK returns an error rather than panicking.
+    // Outgoing calls (remote policy sources): recorded, answered later by the test through
+    // `FakeHost::respond_http_call`. A cluster the host does not know gets `BadArgument`, as in
+    // Envoy; so does a call without `:method`, `:path` or `:authority`.
     linker.func_wrap(
         "env",
         "proxy_http_call",
-        |_: C<'_>,
-         _: u32,
-         _: u32,
-         _: u32,
-         _: u32,
-         _: u32,
-         _: u32,
-         _: u32,
-         _: u32,
-         _: u32,
-         _: u32|
-         -> u32 { status::BAD_ARGUMENT },
+        |mut caller: C<'_>,
+         cluster: u32,
+         cluster_size: u32,
+         headers: u32,
+         headers_size: u32,
+         body: u32,
+         body_size: u32,
+         _trailers: u32,
+         _trailers_size: u32,
+         timeout_ms: u32,
+         return_token: u32|
+         -> Result<u32> {
+            let cluster = read_string(&caller, cluster, cluster_size)?;
+            let Some(headers) = HeaderMap::deserialize(&read(&caller, headers, headers_size)?)
+            else {
+                return Ok(status::BAD_ARGUMENT);
+            };
+            let body = read(&caller, body, body_size)?;
+            let state = caller.data();
+            if !state.http_call_clusters.contains(&cluster)
+                || [":method", ":path", ":authority"]
+                    .iter()
+                    .any(|name| headers.get(name.as_bytes()).is_none())
+            {
+                return Ok(status::BAD_ARGUMENT);
+            }
+            let state = caller.data_mut();
+            let token = state.next_http_token;
+            state.next_http_token += 1;
+            let call = HttpCall {
+                token,
+                cluster,
+                headers,
+                body,
+                timeout_ms,
+            };
+            state.http_call_log.push(call.clone());
+            state.http_calls.push(call);
+            write_u32(&mut caller, return_token, token)?;
+            Ok(status::OK)
+        },
     )?;
     linker.func_wrap(
         "env",

@@ -27,8 +27,10 @@ use wasmtime::{
 
 use crate::headers::HeaderMap;
 use crate::state::{
-    Action, ForeignCall, HostState, LocalReply, LogEntry, LogLevel, PLUGIN_CONFIGURATION,
-    REQUEST_HEADERS, REQUEST_TRAILERS, RESPONSE_HEADERS, RESPONSE_TRAILERS, VM_CONFIGURATION,
+    Action, ForeignCall, HostState, HttpCall, LocalReply, LogEntry, LogLevel,
+    HTTP_CALL_RESPONSE_BODY, HTTP_CALL_RESPONSE_HEADERS, HTTP_CALL_RESPONSE_TRAILERS,
+    PLUGIN_CONFIGURATION, REQUEST_HEADERS, REQUEST_TRAILERS, RESPONSE_HEADERS, RESPONSE_TRAILERS,
+    VM_CONFIGURATION,
 };
 
 /// One engine for the process, and each module compiled once: compiling is the slow part,
@@ -321,6 +323,114 @@ impl FakeHost {
             logs: state.logs.get(logs_before..).unwrap_or_default().to_vec(),
             foreign_calls: state.foreign_calls.clone(),
         })
+    }
+
+    /// Delivers one timer tick to the root context (`proxy_on_tick`), as Envoy does every
+    /// [`HostState::tick_period_ms`] once the module set one.
+    pub fn tick(&mut self) -> Result<()> {
+        let Some(root) = self.root_id else {
+            bail!("configure the filter before ticking");
+        };
+        self.call::<u32, ()>("proxy_on_tick", root)
+    }
+
+    /// Moves the host's clock forward.
+    pub fn advance_ms(&mut self, ms: u64) {
+        self.store.data_mut().time_nanos += ms * 1_000_000;
+    }
+
+    /// Advances the clock by the tick period the module set and ticks.
+    pub fn advance_and_tick(&mut self) -> Result<()> {
+        let period = self.store.data().tick_period_ms;
+        if period == 0 {
+            bail!("the module set no tick period");
+        }
+        self.advance_ms(u64::from(period));
+        self.tick()
+    }
+
+    /// Shares `other`'s shared-data store from now on (two hosts = two Envoy workers of one
+    /// `vm_id`). Call before configuring.
+    pub fn share_data_with(&mut self, other: &FakeHost) {
+        self.store.data_mut().shared_data = other.store.data().shared_data.clone();
+    }
+
+    /// Sets a string in the node metadata as Envoy 1.40 answers it: the string's bytes under
+    /// `["xds", "node", "metadata", key]` (the older `["node", ...]` path is `NotFound` there).
+    pub fn set_node_metadata(&mut self, key: &str, value: &str) {
+        self.store.data_mut().properties.insert(
+            ["xds", "node", "metadata", key].map(String::from).to_vec(),
+            value.as_bytes().to_vec(),
+        );
+    }
+
+    /// Lets `proxy_http_call` reach this cluster.
+    pub fn add_cluster(&mut self, name: &str) {
+        self.store
+            .data_mut()
+            .http_call_clusters
+            .push(name.to_string());
+    }
+
+    /// Calls made and not answered yet.
+    pub fn pending_http_calls(&self) -> &[HttpCall] {
+        &self.store.data().http_calls
+    }
+
+    /// Answers a pending call: `proxy_on_http_call_response` with these response headers
+    /// (`:status` first) and body, as Envoy does for a response (timeouts and connection
+    /// failures included: Envoy answers those with a 504 or 503 of its own).
+    pub fn respond_http_call(
+        &mut self,
+        token: u32,
+        status: u32,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Result<()> {
+        let mut map = HeaderMap::from_pairs(&[(":status", status.to_string())]);
+        for (name, value) in headers {
+            map.add(name.as_bytes(), value.as_bytes());
+        }
+        self.deliver_http_call(token, Some((map, body.to_vec())))
+    }
+
+    /// Fails a pending call as Envoy does on a reset: no headers, no body.
+    pub fn fail_http_call(&mut self, token: u32) -> Result<()> {
+        self.deliver_http_call(token, None)
+    }
+
+    fn deliver_http_call(
+        &mut self,
+        token: u32,
+        response: Option<(HeaderMap, Vec<u8>)>,
+    ) -> Result<()> {
+        let Some(root) = self.root_id else {
+            bail!("no root context");
+        };
+        let state = self.store.data_mut();
+        let Some(index) = state.http_calls.iter().position(|c| c.token == token) else {
+            bail!("no pending http call with token {token}");
+        };
+        state.http_calls.remove(index);
+        let (headers, body) = response.unwrap_or_default();
+        let counts = (
+            u32::try_from(headers.len()).unwrap_or(u32::MAX),
+            u32::try_from(body.len()).unwrap_or(u32::MAX),
+        );
+        state.maps[HTTP_CALL_RESPONSE_HEADERS] = headers;
+        state.map_available[HTTP_CALL_RESPONSE_HEADERS] = true;
+        state.map_available[HTTP_CALL_RESPONSE_TRAILERS] = true;
+        state.buffers[HTTP_CALL_RESPONSE_BODY] = body;
+        let result = self.call::<(u32, u32, u32, u32, u32), ()>(
+            "proxy_on_http_call_response",
+            (root, token, counts.0, counts.1, 0),
+        );
+        let state = self.store.data_mut();
+        state.maps[HTTP_CALL_RESPONSE_HEADERS] = HeaderMap::new();
+        state.map_available[HTTP_CALL_RESPONSE_HEADERS] = false;
+        state.map_available[HTTP_CALL_RESPONSE_TRAILERS] = false;
+        state.buffers[HTTP_CALL_RESPONSE_BODY].clear();
+        result
     }
 
     /// Every metric the module defined, by name.

@@ -28,7 +28,8 @@ use std::path::{Path, PathBuf};
 pub use headers::HeaderMap;
 pub use host::{FakeHost, HttpRequest, RequestResult};
 pub use state::{
-    Action, ForeignCall, HostState, LocalReply, LogEntry, LogLevel, Metric, MetricKind,
+    Action, ForeignCall, HostState, HttpCall, LocalReply, LogEntry, LogLevel, Metric, MetricKind,
+    SharedData,
 };
 
 /// The command that builds the module these tests load.

@@ -2,6 +2,7 @@
 //! recorded here, and tests assert on it (never on the order of host calls).
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use wasmtime::{Func, Memory};
 
@@ -112,6 +113,72 @@ impl Action {
     }
 }
 
+/// A `proxy_http_call` the module made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpCall {
+    pub token: u32,
+    pub cluster: String,
+    pub headers: HeaderMap,
+    pub body: Vec<u8>,
+    pub timeout_ms: u32,
+}
+
+impl HttpCall {
+    /// A request header's value as text (`":path"`, `"if-none-match"`).
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers
+            .get(name.as_bytes())
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+    }
+}
+
+/// Envoy's shared data: key → (value, CAS value), CAS values from one counter for the store.
+#[derive(Debug, Default, Clone)]
+pub struct SharedData(Arc<Mutex<SharedStore>>);
+
+#[derive(Debug, Default)]
+struct SharedStore {
+    entries: BTreeMap<String, (Vec<u8>, u32)>,
+    last_cas: u32,
+}
+
+impl SharedData {
+    fn store(&self) -> std::sync::MutexGuard<'_, SharedStore> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The value and its CAS value.
+    pub fn get(&self, key: &str) -> Option<(Vec<u8>, u32)> {
+        self.store().entries.get(key).cloned()
+    }
+
+    /// Envoy's semantics: CAS 0 writes unconditionally; any other must match the key's current
+    /// CAS value (a key that does not exist yet is written whatever the CAS). Each write gets a
+    /// new CAS value. Returns a proxy-wasm status.
+    pub fn set(&self, key: &str, value: Vec<u8>, cas: u32) -> u32 {
+        let mut store = self.store();
+        if let Some((_, current)) = store.entries.get(key) {
+            if cas != 0 && cas != *current {
+                return status::CAS_MISMATCH;
+            }
+        }
+        store.last_cas = store.last_cas.wrapping_add(1).max(1);
+        let next = store.last_cas;
+        store.entries.insert(key.to_string(), (value, next));
+        status::OK
+    }
+
+    /// Every key, in order.
+    pub fn keys(&self) -> Vec<String> {
+        self.store().entries.keys().cloned().collect()
+    }
+
+    /// Whether two handles are the same store.
+    pub fn same_as(&self, other: &SharedData) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
 /// proxy-wasm status codes the host returns.
 pub(crate) mod status {
     pub const OK: u32 = 0;
@@ -127,9 +194,12 @@ pub const REQUEST_HEADERS: usize = 0;
 pub const REQUEST_TRAILERS: usize = 1;
 pub const RESPONSE_HEADERS: usize = 2;
 pub const RESPONSE_TRAILERS: usize = 3;
+pub const HTTP_CALL_RESPONSE_HEADERS: usize = 6;
+pub const HTTP_CALL_RESPONSE_TRAILERS: usize = 7;
 
 /// Buffers (`BufferType`): request/response bodies, VM and plugin configuration, ...
 pub const BUFFER_TYPES: usize = 9;
+pub const HTTP_CALL_RESPONSE_BODY: usize = 4;
 pub const VM_CONFIGURATION: usize = 6;
 pub const PLUGIN_CONFIGURATION: usize = 7;
 
@@ -163,7 +233,17 @@ pub struct HostState {
     pub foreign_calls: Vec<ForeignCall>,
     /// `proxy_get_current_time_nanoseconds` and WASI clocks.
     pub time_nanos: u64,
-    pub shared_data: BTreeMap<String, (Vec<u8>, u32)>,
+    /// Envoy's shared data (per `vm_id`, shared by every worker's VM): hosts made with
+    /// [`crate::FakeHost::share_data_with`] share one store, like two Envoy workers.
+    pub shared_data: SharedData,
+    /// Clusters `proxy_http_call` knows; a call to any other gets `BadArgument`, as in Envoy.
+    pub http_call_clusters: Vec<String>,
+    /// Calls made with `proxy_http_call` and not answered yet (see
+    /// [`crate::FakeHost::respond_http_call`]).
+    pub http_calls: Vec<HttpCall>,
+    /// Every call ever made, answered or not.
+    pub http_call_log: Vec<HttpCall>,
+    pub(crate) next_http_token: u32,
     pub shared_queues: Vec<(String, std::collections::VecDeque<Vec<u8>>)>,
     pub tick_period_ms: u32,
     pub effective_context: u32,
@@ -189,6 +269,7 @@ impl HostState {
             // 2026-11-22T00:00:00Z: a fixed clock keeps runs reproducible.
             time_nanos: 1_795_305_600_000_000_000,
             random_state: 0x5eed_5eed_5eed_5eed,
+            next_http_token: 1,
             ..HostState::default()
         }
     }

@@ -4,11 +4,12 @@
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::BufferType;
-use switchyard_policy::CompiledPolicy;
+use switchyard_policy::{CompiledPolicy, LoadOptions};
 
-/// Reads and compiles the policy. On failure, every problem as one `place: message` line (the
-/// engine's own format; problems with the configuration as a whole use the place `policy`).
-pub fn load(configuration_size: usize) -> Result<CompiledPolicy, Vec<String>> {
+/// The configuration's text (the policy JSON), checked to be UTF-8 and not empty. On failure,
+/// the problem as one `place: message` line (the engine's own format; problems with the
+/// configuration as a whole use the place `policy`).
+pub fn read(configuration_size: usize) -> Result<String, Vec<String>> {
     let bytes = match hostcalls::get_buffer(BufferType::PluginConfiguration, 0, configuration_size)
     {
         Ok(bytes) => bytes.unwrap_or_default(),
@@ -18,13 +19,23 @@ pub fn load(configuration_size: usize) -> Result<CompiledPolicy, Vec<String>> {
             )])
         }
     };
-    compile(&bytes)
+    policy_text(&bytes)
+        .map(str::to_string)
+        .map_err(|message| vec![format!("policy: {message}")])
 }
 
-/// Compiles configuration bytes: the part of [`load`] that needs no host.
+/// Compiles configuration bytes without node options: [`read`] and [`compile_with`] without
+/// a host.
+#[cfg(test)]
 pub fn compile(bytes: &[u8]) -> Result<CompiledPolicy, Vec<String>> {
     let text = policy_text(bytes).map_err(|message| vec![format!("policy: {message}")])?;
-    switchyard_policy::load(text).map_err(|errors| errors.iter().map(ToString::to_string).collect())
+    compile_with(text, &LoadOptions::default())
+}
+
+/// Compiles policy text with what the proxy declares (see [`crate::node`]).
+pub fn compile_with(text: &str, options: &LoadOptions) -> Result<CompiledPolicy, Vec<String>> {
+    switchyard_policy::load_with(text, options)
+        .map_err(|errors| errors.iter().map(ToString::to_string).collect())
 }
 
 fn policy_text(bytes: &[u8]) -> Result<&str, String> {

@@ -21,6 +21,8 @@ mod abi;
 mod config;
 mod headers;
 mod metrics;
+mod node;
+mod remote;
 mod request;
 
 use std::rc::Rc;
@@ -95,15 +97,55 @@ struct Loaded {
 #[derive(Default)]
 struct Root {
     loaded: Option<Rc<Loaded>>,
+    /// The remote sources the bootstrap policy names ([`remote`]), if any.
+    remote: Option<remote::Remote>,
 }
 
-impl Context for Root {}
+impl Root {
+    /// Swaps the live policy: new streams get it, running ones keep theirs.
+    fn install(&mut self, policy: CompiledPolicy) {
+        let metrics = Metrics::define(&policy);
+        self.loaded = Some(Rc::new(Loaded { policy, metrics }));
+    }
+}
+
+impl Context for Root {
+    fn on_http_call_response(
+        &mut self,
+        token_id: u32,
+        num_headers: usize,
+        body_size: usize,
+        _num_trailers: usize,
+    ) {
+        let Some(remote) = self.remote.as_mut() else {
+            return;
+        };
+        let live = self.loaded.as_ref().map(|loaded| &loaded.policy);
+        if let Some(policy) = remote.on_response(token_id, num_headers, body_size, live) {
+            self.install(policy);
+        }
+    }
+}
 
 impl RootContext for Root {
     fn on_configure(&mut self, configuration_size: usize) -> bool {
-        match config::load(configuration_size) {
-            Ok(policy) => {
+        // The node metadata's environment and pseudonym key apply to this policy and to every
+        // policy fetched later ([`node`]).
+        let loaded = node::load_options().and_then(|options| {
+            let text = config::read(configuration_size)?;
+            let policy = config::compile_with(&text, &options)?;
+            Ok((text, options, policy))
+        });
+        match loaded {
+            Ok((text, options, policy)) => {
                 let metrics = Metrics::define(&policy);
+                if let Some(environment) = &options.environment {
+                    log(
+                        LogLevel::Info,
+                        &format!("switchyard: node declares environment {environment:?}"),
+                    );
+                }
+                self.remote = remote::Remote::start(&text, &policy, options);
                 log(
                     LogLevel::Info,
                     &format!(
@@ -127,6 +169,16 @@ impl RootContext for Root {
                 metrics::count_load_failure();
                 false
             }
+        }
+    }
+
+    fn on_tick(&mut self) {
+        let Some(remote) = self.remote.as_mut() else {
+            return;
+        };
+        let live = self.loaded.as_ref().map(|loaded| &loaded.policy);
+        if let Some(policy) = remote.on_tick(live) {
+            self.install(policy);
         }
     }
 

@@ -14,4 +14,5 @@ mod golden;
 mod metrics_exposure;
 mod owned_headers;
 mod reject;
+mod remote_source;
 mod robustness;

@@ -1,0 +1,529 @@
+//! Remote policy sources (`source`, `consent_source`): fetched on the tick with
+//! `proxy_http_call`, checked whole, swapped in; one fetch per interval for all workers through
+//! a lease in shared data; the fetched document reaches the other workers through shared data.
+
+use serde_json::{json, Value};
+use switchyard_host_tests::{FakeHost, LogLevel};
+
+use crate::common;
+
+const CLUSTER: &str = "policy_server";
+const ROUTE: &str = "x-switchyard-cluster";
+
+fn example() -> Value {
+    serde_json::from_str(&common::example_policy()).unwrap()
+}
+
+/// The example policy fetching itself from `policy_server` every second.
+fn bootstrap() -> Value {
+    let mut doc = example();
+    doc["source"] =
+        json!({"cluster": CLUSTER, "path": "/policy.json", "interval_ms": 1000, "timeout_ms": 500});
+    doc
+}
+
+/// `doc` with a new version and the support flag's kill switch off.
+fn killed(doc: &Value, version: &str) -> String {
+    let mut doc = doc.clone();
+    doc["version"] = json!(version);
+    doc["flags"][0]["enabled"] = json!(false);
+    serde_json::to_string_pretty(&doc).unwrap()
+}
+
+fn worker(policy: &Value) -> FakeHost {
+    let mut host = common::host();
+    host.add_cluster(CLUSTER);
+    let text = serde_json::to_string_pretty(policy).unwrap();
+    assert!(
+        host.configure(text.as_bytes()).unwrap(),
+        "{:#?}",
+        host.logs()
+    );
+    host
+}
+
+/// The cluster the example's support route picks for tenant acme (override → candidate,
+/// support_model_b; the kill switch makes it control, support_model_a).
+fn acme_cluster(host: &mut FakeHost) -> String {
+    route(host, "acme")
+}
+
+fn route(host: &mut FakeHost, tenant: &str) -> String {
+    let result = host.request(&common::chat(tenant, "conv-1")).unwrap();
+    let upstream = result.upstream().expect("forwarded");
+    String::from_utf8_lossy(upstream.get(ROUTE).expect("route header")).into_owned()
+}
+
+/// Ticks until the host has made a call (at most `ticks` ticks); returns its token.
+fn tick_until_call(host: &mut FakeHost, ticks: usize) -> Option<u32> {
+    for _ in 0..ticks {
+        host.advance_and_tick().unwrap();
+        if let Some(call) = host.pending_http_calls().first() {
+            return Some(call.token);
+        }
+    }
+    None
+}
+
+fn info_lines(host: &FakeHost, prefix: &str) -> Vec<String> {
+    host.logs()
+        .iter()
+        .filter(|l| l.level == LogLevel::Info && l.message.starts_with(prefix))
+        .map(|l| l.message.clone())
+        .collect()
+}
+
+fn warnings(host: &FakeHost) -> Vec<String> {
+    host.logs()
+        .iter()
+        .filter(|l| l.level == LogLevel::Warn)
+        .map(|l| l.message.clone())
+        .collect()
+}
+
+#[test]
+fn fetch_swaps_the_policy_and_logs_the_audit_line() {
+    let mut host = worker(&bootstrap());
+    assert_eq!(
+        host.state().tick_period_ms,
+        250,
+        "a quarter of the interval"
+    );
+    assert_eq!(acme_cluster(&mut host), "support_model_b");
+
+    let token = tick_until_call(&mut host, 1).expect("first tick fetches");
+    let call = host.pending_http_calls()[0].clone();
+    assert_eq!(call.cluster, CLUSTER);
+    assert_eq!(call.header(":method").as_deref(), Some("GET"));
+    assert_eq!(call.header(":path").as_deref(), Some("/policy.json"));
+    assert_eq!(call.header(":authority").as_deref(), Some(CLUSTER));
+    assert_eq!(call.header("if-none-match"), None);
+    assert_eq!(call.timeout_ms, 500);
+
+    let served = killed(&bootstrap(), "v2");
+    host.respond_http_call(token, 200, &[("etag", "\"v2\"")], served.as_bytes())
+        .unwrap();
+    assert_eq!(
+        acme_cluster(&mut host),
+        "support_model_a",
+        "kill switch applies"
+    );
+
+    let old =
+        switchyard_policy::load(&serde_json::to_string_pretty(&bootstrap()).unwrap()).unwrap();
+    let new = switchyard_policy::load(&served).unwrap();
+    let expected = format!(
+        "switchyard: policy swap: 2026-11-21.3 -> v2, hash {}, {}",
+        switchyard_policy::content_hash(&served),
+        switchyard_policy::summarize_change(Some(&old), &new)
+    );
+    assert_eq!(
+        info_lines(&host, "switchyard: policy swap:"),
+        vec![expected]
+    );
+    assert_eq!(host.metric("switchyard.policy.swaps"), Some(1));
+    assert_eq!(host.metric("switchyard.policy.fetch_failures"), Some(0));
+    assert_eq!(host.metric("switchyard.policy.age_seconds"), Some(0));
+
+    // The age gauge counts from the swap.
+    host.advance_ms(4_750);
+    host.advance_and_tick().unwrap();
+    assert_eq!(host.metric("switchyard.policy.age_seconds"), Some(5));
+}
+
+#[test]
+fn not_modified_keeps_the_policy_and_etag_is_sent() {
+    let mut host = worker(&bootstrap());
+    let token = tick_until_call(&mut host, 1).unwrap();
+    let served = killed(&bootstrap(), "v2");
+    host.respond_http_call(token, 200, &[("etag", "\"v2\"")], served.as_bytes())
+        .unwrap();
+
+    // Nothing until the interval has passed; then one call with If-None-Match.
+    assert!(
+        tick_until_call(&mut host, 3).is_none(),
+        "no fetch within the interval"
+    );
+    let token = tick_until_call(&mut host, 2).expect("a fetch after the interval");
+    assert_eq!(
+        host.pending_http_calls()[0]
+            .header("if-none-match")
+            .as_deref(),
+        Some("\"v2\"")
+    );
+    host.respond_http_call(token, 304, &[], b"").unwrap();
+    assert_eq!(acme_cluster(&mut host), "support_model_a");
+    assert_eq!(host.metric("switchyard.policy.swaps"), Some(1));
+    assert_eq!(host.metric("switchyard.policy.fetch_failures"), Some(0));
+    assert_eq!(info_lines(&host, "switchyard: policy swap:").len(), 1);
+}
+
+#[test]
+fn bad_fetches_keep_the_last_good_policy_and_are_counted() {
+    let mut host = worker(&bootstrap());
+    let token = tick_until_call(&mut host, 1).unwrap();
+    let good = killed(&bootstrap(), "v2");
+    host.respond_http_call(token, 200, &[("etag", "\"v2\"")], good.as_bytes())
+        .unwrap();
+    assert_eq!(acme_cluster(&mut host), "support_model_a");
+
+    // An invalid document (typo'd split variation): refused, logged with its place, counted.
+    let mut bad = serde_json::from_str::<Value>(&good).unwrap();
+    bad["version"] = json!("v3-bad");
+    bad["flags"][0]["enabled"] = json!(true);
+    bad["flags"][0]["rules"][2]["split"][0]["variation"] = json!("canddate");
+    let token = tick_until_call(&mut host, 8).unwrap();
+    host.respond_http_call(
+        token,
+        200,
+        &[("etag", "\"v3\"")],
+        bad.to_string().as_bytes(),
+    )
+    .unwrap();
+    assert_eq!(
+        acme_cluster(&mut host),
+        "support_model_a",
+        "v2 still serves"
+    );
+    assert_eq!(host.metric("switchyard.policy.fetch_failures"), Some(1));
+    let warned = warnings(&host);
+    assert!(
+        warned.iter().any(|w| w.contains("refused")
+            && w.contains("flags[0].rules[2].split")
+            && w.contains("canddate")
+            && w.contains("keeping policy v2")),
+        "{warned:#?}"
+    );
+    // The next fetch still asks with the last good ETag (the bad one was never published).
+    let token = tick_until_call(&mut host, 8).unwrap();
+    assert_eq!(
+        host.pending_http_calls()[0]
+            .header("if-none-match")
+            .as_deref(),
+        Some("\"v2\"")
+    );
+
+    // A server error, a reset, not JSON, an empty body: all kept.
+    host.respond_http_call(token, 503, &[], b"unavailable")
+        .unwrap();
+    let token = tick_until_call(&mut host, 8).unwrap();
+    host.fail_http_call(token).unwrap();
+    let token = tick_until_call(&mut host, 8).unwrap();
+    host.respond_http_call(token, 200, &[], b"{not json")
+        .unwrap();
+    let token = tick_until_call(&mut host, 8).unwrap();
+    host.respond_http_call(token, 200, &[], b"").unwrap();
+    assert_eq!(acme_cluster(&mut host), "support_model_a");
+    assert_eq!(host.metric("switchyard.policy.fetch_failures"), Some(5));
+    assert_eq!(host.metric("switchyard.policy.swaps"), Some(1));
+    let warned = warnings(&host);
+    assert!(
+        warned.iter().any(|w| w.contains("status 503")),
+        "{warned:#?}"
+    );
+    assert!(
+        warned.iter().any(|w| w.contains("no response")),
+        "{warned:#?}"
+    );
+    assert!(
+        warned.iter().any(|w| w.contains("not valid JSON")),
+        "{warned:#?}"
+    );
+    assert!(host.broken().is_none());
+}
+
+#[test]
+fn a_fetched_policy_for_another_environment_is_refused() {
+    let mut host = common::host();
+    host.add_cluster(CLUSTER);
+    host.set_node_metadata("switchyard_environment", "prod");
+    let text = serde_json::to_string_pretty(&bootstrap()).unwrap();
+    assert!(host.configure(text.as_bytes()).unwrap());
+    let token = tick_until_call(&mut host, 1).unwrap();
+    let mut staging = serde_json::from_str::<Value>(&killed(&bootstrap(), "v2")).unwrap();
+    staging["environment"] = json!("staging");
+    host.respond_http_call(token, 200, &[], staging.to_string().as_bytes())
+        .unwrap();
+    assert_eq!(acme_cluster(&mut host), "support_model_b");
+    assert_eq!(host.metric("switchyard.policy.fetch_failures"), Some(1));
+    let warned = warnings(&host);
+    assert!(
+        warned.iter().any(|w| w.contains(
+            "environment: this policy is for environment \"staging\", but this proxy declares environment \"prod\""
+        )),
+        "{warned:#?}"
+    );
+}
+
+#[test]
+fn node_metadata_guards_the_bootstrap_policy() {
+    let text = common::example_policy();
+    // The example is for prod: a staging proxy refuses it at configure time.
+    let mut host = common::host();
+    host.set_node_metadata("switchyard_environment", "staging");
+    assert!(!host.configure(text.as_bytes()).unwrap());
+    assert!(
+        host.logs().iter().any(|l| l.level == LogLevel::Error
+            && l.message.starts_with(
+                "switchyard: policy rejected: environment: this policy is for environment \"prod\""
+            )),
+        "{:#?}",
+        host.logs()
+    );
+    assert_eq!(host.metric("switchyard.policy.load_failures"), Some(1));
+
+    let mut host = common::host();
+    host.set_node_metadata("switchyard_environment", "prod");
+    host.set_node_metadata(
+        "switchyard_pseudonym_key",
+        "000102030405060708090a0b0c0d0e0f",
+    );
+    assert!(
+        host.configure(text.as_bytes()).unwrap(),
+        "{:#?}",
+        host.logs()
+    );
+
+    // Older Envoys answered the node under `node` rather than `xds.node`: read there too.
+    let mut host = common::host();
+    host.state_mut().properties.insert(
+        ["node", "metadata", "switchyard_environment"]
+            .map(String::from)
+            .to_vec(),
+        b"staging".to_vec(),
+    );
+    assert!(!host.configure(text.as_bytes()).unwrap());
+
+    let mut host = common::host();
+    host.set_node_metadata("switchyard_pseudonym_key", "not-hex");
+    assert!(!host.configure(text.as_bytes()).unwrap());
+    assert!(host.logs().iter().any(|l| l.message
+        == "switchyard: policy rejected: node.metadata.switchyard_pseudonym_key: must be 32 hexadecimal digits (a 128-bit key)"),
+        "{:#?}", host.logs());
+}
+
+#[test]
+fn one_worker_fetches_per_interval_and_the_other_reads_shared_data() {
+    let mut a = common::host();
+    let mut b = common::host();
+    b.share_data_with(&a);
+    for host in [&mut a, &mut b] {
+        host.add_cluster(CLUSTER);
+        let text = serde_json::to_string_pretty(&bootstrap()).unwrap();
+        assert!(host.configure(text.as_bytes()).unwrap());
+    }
+    assert!(a.state().shared_data.same_as(&b.state().shared_data));
+
+    // Tick both workers (same clock) through four intervals: one fetch per interval in all.
+    let mut calls = Vec::new();
+    let mut swapped_at = None;
+    let served = killed(&bootstrap(), "v2");
+    for step in 0..16 {
+        // Both hosts start at the same fixed time and advance together.
+        for (name, host) in [("a", &mut a), ("b", &mut b)] {
+            host.advance_ms(250);
+            host.tick().unwrap();
+            if let Some(call) = host.pending_http_calls().first().cloned() {
+                calls.push((step, name));
+                if swapped_at.is_none() {
+                    host.respond_http_call(
+                        call.token,
+                        200,
+                        &[("etag", "\"v2\"")],
+                        served.as_bytes(),
+                    )
+                    .unwrap();
+                    swapped_at = Some(name);
+                } else {
+                    host.respond_http_call(call.token, 304, &[], b"").unwrap();
+                }
+            }
+        }
+    }
+    // One call per second of fake time: 16 steps of 250 ms = 4 s.
+    assert_eq!(calls.len(), 4, "{calls:?}");
+    let (fetcher, other) = if swapped_at == Some("a") {
+        (&mut a, &mut b)
+    } else {
+        (&mut b, &mut a)
+    };
+    assert_eq!(acme_cluster(fetcher), "support_model_a");
+    assert_eq!(
+        acme_cluster(other),
+        "support_model_a",
+        "picked up from shared data"
+    );
+    // One audit line (by the fetcher) and one swap counted; the other adopted quietly.
+    assert_eq!(info_lines(fetcher, "switchyard: policy swap:").len(), 1);
+    assert_eq!(info_lines(other, "switchyard: policy swap:").len(), 0);
+    assert!(other.logs().iter().any(|l| l.level == LogLevel::Debug
+        && l.message
+            .starts_with("switchyard: policy swap: 2026-11-21.3 -> v2")
+        && l.message.ends_with("(fetched by another worker)")));
+    assert_eq!(fetcher.metric("switchyard.policy.swaps"), Some(1));
+    assert_eq!(other.metric("switchyard.policy.swaps"), Some(0));
+    // The shared document and the lease are where the README says.
+    let keys = fetcher.state().shared_data.keys();
+    assert!(
+        keys.contains(&"switchyard.policy.policy_server:policy_server/policy.json".to_string()),
+        "{keys:?}"
+    );
+    assert!(
+        keys.contains(
+            &"switchyard.lease.policy.policy_server:policy_server/policy.json".to_string()
+        ),
+        "{keys:?}"
+    );
+}
+
+#[test]
+fn a_new_worker_adopts_the_shared_document_on_its_first_tick() {
+    let mut a = worker(&bootstrap());
+    let token = tick_until_call(&mut a, 1).unwrap();
+    let served = killed(&bootstrap(), "v2");
+    a.respond_http_call(token, 200, &[("etag", "\"v2\"")], served.as_bytes())
+        .unwrap();
+
+    let mut b = common::host();
+    b.share_data_with(&a);
+    b.add_cluster(CLUSTER);
+    let now = a.state().time_nanos;
+    b.state_mut().time_nanos = now;
+    let text = serde_json::to_string_pretty(&bootstrap()).unwrap();
+    assert!(b.configure(text.as_bytes()).unwrap());
+    assert_eq!(
+        acme_cluster(&mut b),
+        "support_model_b",
+        "bootstrap until the first tick"
+    );
+    b.advance_and_tick().unwrap();
+    assert_eq!(acme_cluster(&mut b), "support_model_a");
+    assert!(b.pending_http_calls().is_empty(), "a holds the lease");
+}
+
+#[test]
+fn consent_source_replaces_the_tenant_records() {
+    let mut doc = bootstrap();
+    doc["consent_source"] =
+        json!({"cluster": CLUSTER, "path": "/consent.json", "interval_ms": 500});
+    let mut host = worker(&doc);
+    assert_eq!(
+        host.state().tick_period_ms,
+        125,
+        "a quarter of the shortest interval"
+    );
+    // Bootstrap: globex opted out of support_copilot (fallback), acme allowed (candidate).
+    assert_eq!(route(&mut host, "globex"), "support_rules");
+    assert_eq!(route(&mut host, "acme"), "support_model_b");
+
+    // Both sources are fetched; answer the policy with 304-equivalent "nothing yet" (a 404
+    // counts as a failure, the bootstrap stays) and the consent with new records.
+    host.advance_and_tick().unwrap();
+    let calls = host.pending_http_calls().to_vec();
+    assert_eq!(calls.len(), 2, "{calls:?}");
+    let consent_call = calls
+        .iter()
+        .find(|c| c.header(":path").as_deref() == Some("/consent.json"))
+        .unwrap();
+    let policy_call = calls
+        .iter()
+        .find(|c| c.header(":path").as_deref() == Some("/policy.json"))
+        .unwrap();
+    host.respond_http_call(policy_call.token, 404, &[], b"")
+        .unwrap();
+    let consent = json!({"tenants": {
+        "acme": {"support_copilot": {"state": "opt_out", "actor": "admin@acme.example", "at": "2026-11-22T10:00:00Z"}}
+    }});
+    host.respond_http_call(
+        consent_call.token,
+        200,
+        &[("etag", "\"c1\"")],
+        consent.to_string().as_bytes(),
+    )
+    .unwrap();
+    // acme's new opt-out applies; globex's record was replaced (no record: opt_out mode allows).
+    assert_eq!(route(&mut host, "acme"), "support_rules");
+    assert_eq!(route(&mut host, "globex"), "support_model_a");
+    let swaps = info_lines(&host, "switchyard: policy swap:");
+    assert_eq!(swaps.len(), 1, "{swaps:#?}");
+    assert!(
+        swaps[0].starts_with("switchyard: policy swap: 2026-11-21.3 -> 2026-11-21.3, hash "),
+        "{}",
+        swaps[0]
+    );
+    assert!(
+        swaps[0].contains("consent records: 1 added, 2 removed"),
+        "the summary counts the consent changes: {}",
+        swaps[0]
+    );
+
+    // The consent interval is its own: 500 ms later only the consent is fetched again.
+    for _ in 0..4 {
+        host.advance_and_tick().unwrap();
+    }
+    let paths: Vec<String> = host
+        .pending_http_calls()
+        .iter()
+        .filter_map(|c| c.header(":path"))
+        .collect();
+    assert_eq!(paths, vec!["/consent.json".to_string()]);
+    let token = host.pending_http_calls()[0].token;
+    assert_eq!(
+        host.pending_http_calls()[0]
+            .header("if-none-match")
+            .as_deref(),
+        Some("\"c1\"")
+    );
+    // A consent document with a bad record is refused whole.
+    let bad = json!({"tenants": {"acme": {"support_copilot": {"state": "maybe"}}}});
+    host.respond_http_call(token, 200, &[], bad.to_string().as_bytes())
+        .unwrap();
+    assert_eq!(route(&mut host, "acme"), "support_rules");
+    assert!(
+        warnings(&host)
+            .iter()
+            .any(|w| w.contains("consent.tenants.acme.support_copilot")),
+        "{:#?}",
+        warnings(&host)
+    );
+
+    // A fetched policy keeps the fetched consent records.
+    for _ in 0..4 {
+        host.advance_and_tick().unwrap();
+    }
+    let policy_call = host
+        .pending_http_calls()
+        .iter()
+        .find(|c| c.header(":path").as_deref() == Some("/policy.json"))
+        .cloned()
+        .expect("policy fetched again after its interval");
+    let served = killed(&bootstrap(), "v2");
+    host.respond_http_call(policy_call.token, 200, &[], served.as_bytes())
+        .unwrap();
+    assert_eq!(
+        route(&mut host, "acme"),
+        "support_rules",
+        "consent first, even with the kill switch"
+    );
+    assert_eq!(
+        route(&mut host, "initech"),
+        "support_model_a",
+        "kill switch"
+    );
+}
+
+#[test]
+fn an_unknown_cluster_is_a_counted_failure_not_a_crash() {
+    let mut host = common::host();
+    let text = serde_json::to_string_pretty(&bootstrap()).unwrap();
+    assert!(host.configure(text.as_bytes()).unwrap());
+    for _ in 0..4 {
+        host.advance_and_tick().unwrap();
+    }
+    assert_eq!(host.metric("switchyard.policy.fetch_failures"), Some(1));
+    assert!(warnings(&host)
+        .iter()
+        .any(|w| w.contains("is there a cluster named \"policy_server\"")));
+    assert!(host.broken().is_none());
+    assert_eq!(acme_cluster(&mut host), "support_model_b");
+}
