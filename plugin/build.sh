@@ -19,15 +19,16 @@ fi
 WASM=target/wasm32-wasip1/release/switchyard_plugin.wasm
 STAMP=target/wasm32-wasip1/release/.switchyard_plugin.optimized
 cargo build --release --target wasm32-wasip1 -p switchyard-plugin >&2
-# Optimize only a freshly linked module (cargo rewrites it when sources change).
-if command -v wasm-opt >/dev/null && { [ ! -f "$STAMP" ] || [ "$WASM" -nt "$STAMP" ]; }; then
+# The stamp records the size and mtime of the module wasm-opt wrote; any other file there (cargo
+# relinked it, whoever ran cargo) gets optimized. Re-optimizing an optimized module is harmless.
+identity() { stat -c '%s %.9Y' "$WASM"; }
+if command -v wasm-opt >/dev/null && [ "$(cat "$STAMP" 2>/dev/null)" != "$(identity)" ]; then
   before=$(stat -c %s "$WASM")
   wasm-opt -Oz --enable-bulk-memory --enable-sign-ext --enable-mutable-globals \
     --enable-nontrapping-float-to-int --enable-multivalue --enable-reference-types \
     "$WASM" -o "$WASM.opt"
-  # Keep cargo's mtime ordering: the optimized file replaces the linked one, then the stamp.
   mv "$WASM.opt" "$WASM"
-  touch "$STAMP"
+  identity > "$STAMP"
   say "wasm-opt -Oz: $before -> $(stat -c %s "$WASM") bytes"
 fi
 say "$WASM: $(stat -c %s "$WASM") bytes"

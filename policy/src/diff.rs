@@ -1,8 +1,5 @@
 //! The audit line for a policy swap: old and new version, a content hash, and what changed.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::fmt::Write;
-
 use crate::compile::{CompiledPolicy, CompiledServe};
 use crate::model::ConsentState;
 
@@ -13,39 +10,28 @@ pub fn content_hash(text: &str) -> String {
 
 /// One line saying what changed from `old` (none at first load) to `new`: flags added and
 /// removed, kill switches toggled, split weights changed, consent records added, removed and
-/// changed.
+/// changed. Flags are named in document order. (Plain vectors and the consent tables the
+/// policies already have: no sorted collections, which would add to the filter's size.)
 pub fn summarize_change(old: Option<&CompiledPolicy>, new: &CompiledPolicy) -> String {
-    let mut s = String::new();
     let Some(old) = old else {
-        let _ = write!(
-            s,
+        return format!(
             "first policy: {} flag(s), {} consent record(s)",
             new.flags.len(),
-            consent_records(new).len()
+            consent_record_count(new)
         );
-        return s;
     };
-    let old_flags: BTreeMap<&str, usize> = old
+    let find = |p: &'_ CompiledPolicy, key: &str| p.flags.iter().position(|f| f.key == key);
+    let added: Vec<&str> = new
         .flags
         .iter()
-        .enumerate()
-        .map(|(i, f)| (f.key.as_str(), i))
+        .filter(|f| find(old, &f.key).is_none())
+        .map(|f| f.key.as_str())
         .collect();
-    let new_flags: BTreeMap<&str, usize> = new
+    let removed: Vec<&str> = old
         .flags
         .iter()
-        .enumerate()
-        .map(|(i, f)| (f.key.as_str(), i))
-        .collect();
-    let added: Vec<&str> = new_flags
-        .keys()
-        .filter(|k| !old_flags.contains_key(*k))
-        .copied()
-        .collect();
-    let removed: Vec<&str> = old_flags
-        .keys()
-        .filter(|k| !new_flags.contains_key(*k))
-        .copied()
+        .filter(|f| find(new, &f.key).is_none())
+        .map(|f| f.key.as_str())
         .collect();
     let mut parts: Vec<String> = Vec::new();
     if !added.is_empty() {
@@ -54,11 +40,11 @@ pub fn summarize_change(old: Option<&CompiledPolicy>, new: &CompiledPolicy) -> S
     if !removed.is_empty() {
         parts.push(format!("flags removed [{}]", removed.join(", ")));
     }
-    for (key, &ni) in &new_flags {
-        let Some(&oi) = old_flags.get(key) else {
+    for n in &new.flags {
+        let Some(o) = find(old, &n.key).and_then(|i| old.flags.get(i)) else {
             continue;
         };
-        let (o, n) = (&old.flags[oi], &new.flags[ni]);
+        let key = &n.key;
         if o.enabled != n.enabled {
             parts.push(format!(
                 "kill switch {key}: {}",
@@ -71,29 +57,19 @@ pub fn summarize_change(old: Option<&CompiledPolicy>, new: &CompiledPolicy) -> S
         }
         let (os, ns) = (splits(o), splits(n));
         for (place, weights) in &ns {
-            match os.get(place) {
-                Some(before) if before != weights => {
+            match os.iter().find(|(p, _)| p == place) {
+                Some((_, before)) if before != weights => {
                     parts.push(format!("split {key} {place}: {before} -> {weights}"))
                 }
                 None => parts.push(format!("split {key} {place}: new {weights}")),
                 _ => {}
             }
         }
-        for place in os.keys().filter(|p| !ns.contains_key(*p)) {
+        for (place, _) in os.iter().filter(|(p, _)| !ns.iter().any(|(q, _)| q == p)) {
             parts.push(format!("split {key} {place}: removed"));
         }
     }
-    let (oc, nc) = (consent_records(old), consent_records(new));
-    let old_keys: BTreeSet<(&str, &str)> =
-        oc.keys().map(|(t, c)| (t.as_str(), c.as_str())).collect();
-    let new_keys: BTreeSet<(&str, &str)> =
-        nc.keys().map(|(t, c)| (t.as_str(), c.as_str())).collect();
-    let c_added = new_keys.difference(&old_keys).count();
-    let c_removed = old_keys.difference(&new_keys).count();
-    let c_changed = nc
-        .iter()
-        .filter(|(k, v)| oc.get(*k).is_some_and(|o| o != *v))
-        .count();
+    let (c_added, c_removed, c_changed) = consent_changes(old, new);
     if c_added + c_removed + c_changed > 0 {
         parts.push(format!(
             "consent records: {c_added} added, {c_removed} removed, {c_changed} changed"
@@ -106,9 +82,8 @@ pub fn summarize_change(old: Option<&CompiledPolicy>, new: &CompiledPolicy) -> S
     }
 }
 
-/// Every split of a flag as `place → "candidate=5 control=95"`.
-fn splits(flag: &crate::compile::CompiledFlag) -> BTreeMap<String, String> {
-    let mut out = BTreeMap::new();
+/// Every split of a flag as (place, `candidate=5 control=95`), in rule order.
+fn splits(flag: &crate::compile::CompiledFlag) -> Vec<(String, String)> {
     let render = |serve: &CompiledServe| -> Option<String> {
         let CompiledServe::Split(split) = serve else {
             return None;
@@ -128,32 +103,70 @@ fn splits(flag: &crate::compile::CompiledFlag) -> BTreeMap<String, String> {
             .collect();
         Some(parts.join(" "))
     };
+    let mut out = Vec::new();
     for (i, rule) in flag.rules.iter().enumerate() {
         if let Some(r) = render(&rule.serve) {
             let name = rule.name.clone().unwrap_or_else(|| format!("rules[{i}]"));
-            out.insert(format!("rule \"{name}\""), r);
+            out.push((format!("rule \"{name}\""), r));
         }
     }
     if let Some(r) = render(&flag.default) {
-        out.insert("default".to_string(), r);
+        out.push(("default".to_string(), r));
     }
     out
 }
 
-/// (tenant, class) → state, for every record that is not `unset`.
-fn consent_records(p: &CompiledPolicy) -> BTreeMap<(String, String), &'static str> {
-    let mut out = BTreeMap::new();
-    let Some(c) = &p.consent else { return out };
-    for (tenant, states) in &c.tenants {
-        for (ci, state) in states.iter().enumerate() {
-            let name = match state {
-                ConsentState::OptIn => "opt_in",
-                ConsentState::OptOut => "opt_out",
-                ConsentState::Unset => continue,
-            };
-            let class = c.class_names.get(ci).cloned().unwrap_or_default();
-            out.insert((tenant.to_string(), class), name);
+/// A tenant's recorded state for a class (by name); `Unset` without a record.
+fn state_of(p: &CompiledPolicy, tenant: &str, class: &str) -> ConsentState {
+    let Some(c) = &p.consent else {
+        return ConsentState::Unset;
+    };
+    let Some(ci) = c.class_names.iter().position(|n| n == class) else {
+        return ConsentState::Unset;
+    };
+    c.tenants
+        .get(tenant)
+        .and_then(|row| row.get(ci).copied())
+        .unwrap_or(ConsentState::Unset)
+}
+
+/// Records (tenant, class) that are not `unset`, visited with their state.
+fn for_each_record(p: &CompiledPolicy, mut f: impl FnMut(&str, &str, ConsentState)) {
+    if let Some(c) = &p.consent {
+        for (tenant, states) in &c.tenants {
+            for (ci, state) in states.iter().enumerate() {
+                if *state != ConsentState::Unset {
+                    f(
+                        tenant,
+                        c.class_names.get(ci).map_or("", String::as_str),
+                        *state,
+                    );
+                }
+            }
         }
     }
-    out
+}
+
+fn consent_record_count(p: &CompiledPolicy) -> usize {
+    let mut n = 0;
+    for_each_record(p, |_, _, _| n += 1);
+    n
+}
+
+/// (added, removed, changed) consent records from `old` to `new`.
+fn consent_changes(old: &CompiledPolicy, new: &CompiledPolicy) -> (usize, usize, usize) {
+    let (mut added, mut removed, mut changed) = (0, 0, 0);
+    for_each_record(new, |tenant, class, state| {
+        match state_of(old, tenant, class) {
+            ConsentState::Unset => added += 1,
+            before if before != state => changed += 1,
+            _ => {}
+        }
+    });
+    for_each_record(old, |tenant, class, _| {
+        if state_of(new, tenant, class) == ConsentState::Unset {
+            removed += 1;
+        }
+    });
+    (added, removed, changed)
 }
