@@ -79,6 +79,8 @@ pub(crate) struct CompiledVariation {
     pub exposure_attributes: String,
     /// Plain attribute headers (name, value) stamped when this variation decides the route.
     pub attribute_headers: Vec<(String, String)>,
+    /// The fixed parts of this variation's JSON decision objects.
+    pub json: crate::json_out::VariationJson,
 }
 
 #[derive(Debug, Clone)]
@@ -117,6 +119,8 @@ pub(crate) enum CompiledCondition {
 #[derive(Debug, Clone)]
 pub(crate) struct CompiledRule {
     pub name: Option<String>,
+    /// The name as a JSON string (empty without a name).
+    pub name_json: String,
     pub conditions: Vec<CompiledCondition>,
     pub serve: CompiledServe,
 }
@@ -137,6 +141,11 @@ pub(crate) enum CompiledDenied {
 #[derive(Debug, Clone)]
 pub(crate) struct CompiledFlag {
     pub key: String,
+    /// The key as a JSON string; the unit name as one (or `null`).
+    pub key_json: String,
+    pub unit_json: String,
+    /// Decision JSON parts for a consent reject (no variation).
+    pub no_variation_json: crate::json_out::VariationJson,
     pub enabled: bool,
     pub scope: CompiledScope,
     /// (consent class index, what to do when denied)
@@ -155,6 +164,7 @@ pub(crate) struct CompiledFlag {
 #[derive(Debug, Clone)]
 pub struct CompiledPolicy {
     pub(crate) version: String,
+    pub(crate) version_json: String,
     pub(crate) environment: Option<String>,
     pub(crate) attributes: Vec<AttrSource>,
     pub(crate) consent: Option<CompiledConsent>,
@@ -400,6 +410,7 @@ pub fn compile(
     }
     let clauses = std::mem::take(&mut c.clauses);
     let policy = CompiledPolicy {
+        version_json: crate::json_out::literal(&doc.version),
         clauses,
         version: doc.version,
         environment: doc.environment,
@@ -647,6 +658,11 @@ impl Compiler {
             let serve = self.serve(&rule.serve, rplace, flag, &variation_index);
             if let Some(serve) = serve {
                 rules.push(CompiledRule {
+                    name_json: rule
+                        .name
+                        .as_deref()
+                        .map(crate::json_out::literal)
+                        .unwrap_or_default(),
                     name: rule.name.clone(),
                     conditions,
                     serve,
@@ -669,6 +685,12 @@ impl Compiler {
             return None;
         }
         Some(CompiledFlag {
+            key_json: crate::json_out::literal(&flag.key),
+            unit_json: flag
+                .unit
+                .as_deref()
+                .map_or_else(|| "null".to_string(), crate::json_out::literal),
+            no_variation_json: crate::json_out::VariationJson::new(&flag.key, None, None, &[]),
             key: flag.key.clone(),
             enabled: flag.enabled,
             scope: CompiledScope {
@@ -784,6 +806,12 @@ fn compile_variation(
         name: v.name.clone(),
         cluster: v.cluster.clone(),
         attributes: v.attributes.clone(),
+        json: crate::json_out::VariationJson::new(
+            flag_key,
+            Some(&v.name),
+            v.cluster.as_deref(),
+            &v.attributes,
+        ),
         exposure_item: render::exposure_item_start(flag_key, &v.name, version),
         exposure_attributes: render::exposure_attribute_params(&v.attributes),
         attribute_headers,

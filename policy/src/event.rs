@@ -6,12 +6,10 @@
 //! as OpenTelemetry spells reasons), `feature_flag.context.id` (the pseudonymous unit id),
 //! `feature_flag.version` (the policy version), `feature_flag.provider.name` (`switchyard`).
 
-use serde::Serialize;
 use std::fmt::Write;
 
 use crate::compile::CompiledPolicy;
 use crate::outcome::{Outcome, Reason};
-use crate::render::{Attributes, RuleJson};
 
 /// What the host adds to an event.
 #[derive(Debug, Clone, Default)]
@@ -36,28 +34,8 @@ pub struct UpstreamResult {
     pub fallback_used: Option<bool>,
 }
 
-#[derive(Serialize)]
-struct DecisionEvent<'a> {
-    #[serde(rename = "feature_flag.key")]
-    key: &'a str,
-    #[serde(rename = "feature_flag.result.variant")]
-    variant: Option<&'a str>,
-    #[serde(rename = "feature_flag.result.reason")]
-    reason: &'static str,
-    #[serde(rename = "feature_flag.context.id")]
-    context_id: Option<String>,
-    unit: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    unit_id: Option<&'a str>,
-    cluster: Option<&'a str>,
-    rule: Option<RuleJson<'a>>,
-    bucket: Option<u64>,
-    error: Option<&'static str>,
-    attributes: Attributes<'a>,
-}
-
 /// OpenTelemetry spells reasons in lower case.
-fn otel_reason(reason: Reason) -> &'static str {
+pub(crate) fn otel_reason(reason: Reason) -> &'static str {
     match reason {
         Reason::TargetingMatch => "targeting_match",
         Reason::Split => "split",
@@ -68,66 +46,15 @@ fn otel_reason(reason: Reason) -> &'static str {
     }
 }
 
-#[derive(Serialize)]
-struct Event<'a> {
-    timestamp: String,
-    #[serde(rename = "event.name")]
-    name: &'static str,
-    #[serde(rename = "feature_flag.provider.name")]
-    provider: &'static str,
-    #[serde(rename = "feature_flag.version")]
-    version: &'a str,
-    request_id: Option<&'a str>,
-    trace_id: Option<&'a str>,
-    cluster: Option<&'a str>,
-    reject: Option<u16>,
-    decisions: Vec<DecisionEvent<'a>>,
-    upstream: Option<UpstreamJson>,
-}
-
-#[derive(Serialize)]
-struct UpstreamJson {
-    status: Option<u16>,
-    duration_ms: Option<u64>,
-    fallback_used: Option<bool>,
-}
-
 impl CompiledPolicy {
-    /// The exposure event as one JSON line (no trailing newline).
+    /// The exposure event as one JSON line (no trailing newline), `upstream` null until
+    /// [`with_upstream`] completes it.
     pub fn exposure_event(&self, outcome: &Outcome<'_>, info: &EventInfo<'_>) -> String {
-        let event = Event {
-            timestamp: rfc3339_millis(info.timestamp_ms),
-            name: "switchyard.exposure",
-            provider: "switchyard",
-            version: &self.version,
-            request_id: info.request_id,
-            trace_id: info.traceparent.and_then(trace_id),
-            cluster: outcome.cluster,
-            reject: outcome.reject.as_ref().map(|r| r.status),
-            decisions: outcome
-                .decisions
-                .iter()
-                .map(|d| DecisionEvent {
-                    key: d.flag,
-                    variant: d.variation,
-                    reason: otel_reason(d.reason),
-                    context_id: d.unit_pseudonym.map(|p| format!("{p:032x}")),
-                    unit: d.unit,
-                    unit_id: d.unit_id.as_deref(),
-                    cluster: d.cluster,
-                    rule: d.rule.as_ref().map(RuleJson),
-                    bucket: d.bucket,
-                    error: d.error.map(|e| e.as_str()),
-                    attributes: Attributes(d.attributes),
-                })
-                .collect(),
-            upstream: info.upstream.map(|u| UpstreamJson {
-                status: u.status,
-                duration_ms: u.duration_ms,
-                fallback_used: u.fallback_used,
-            }),
-        };
-        serde_json::to_string(&event).unwrap_or_default()
+        let event = self.write_event(outcome, info);
+        match &info.upstream {
+            Some(upstream) => with_upstream(&event, upstream),
+            None => event,
+        }
     }
 }
 
@@ -139,13 +66,30 @@ pub fn with_upstream(event: &str, upstream: &UpstreamResult) -> String {
     let Some(head) = event.strip_suffix(OPEN) else {
         return event.to_string();
     };
-    let rendered = serde_json::to_string(&UpstreamJson {
-        status: upstream.status,
-        duration_ms: upstream.duration_ms,
-        fallback_used: upstream.fallback_used,
-    })
-    .unwrap_or_else(|_| "null".to_string());
-    format!("{head},\"upstream\":{rendered}}}")
+    let mut out = String::with_capacity(event.len() + 64);
+    out.push_str(head);
+    out.push_str(",\"upstream\":{\"status\":");
+    match upstream.status {
+        Some(s) => {
+            let _ = write!(out, "{s}");
+        }
+        None => out.push_str("null"),
+    }
+    out.push_str(",\"duration_ms\":");
+    match upstream.duration_ms {
+        Some(d) => {
+            let _ = write!(out, "{d}");
+        }
+        None => out.push_str("null"),
+    }
+    out.push_str(",\"fallback_used\":");
+    out.push_str(match upstream.fallback_used {
+        Some(true) => "true",
+        Some(false) => "false",
+        None => "null",
+    });
+    out.push_str("}}");
+    out
 }
 
 /// The trace id of a W3C `traceparent` (`00-<32 hex>-<16 hex>-<2 hex>`), if well-formed and
@@ -189,6 +133,98 @@ pub fn rfc3339_millis(ms: u64) -> String {
         ms % 1000
     );
     s
+}
+
+/// The serde rendering the fast writer (`json_out`) must reproduce byte for byte.
+#[cfg(test)]
+pub(crate) mod reference {
+    use super::*;
+    use crate::render::reference::{Attributes, RuleJson};
+    use serde::Serialize;
+
+    #[derive(Serialize)]
+    struct DecisionEvent<'a> {
+        #[serde(rename = "feature_flag.key")]
+        key: &'a str,
+        #[serde(rename = "feature_flag.result.variant")]
+        variant: Option<&'a str>,
+        #[serde(rename = "feature_flag.result.reason")]
+        reason: &'static str,
+        #[serde(rename = "feature_flag.context.id")]
+        context_id: Option<String>,
+        unit: Option<&'a str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        unit_id: Option<&'a str>,
+        cluster: Option<&'a str>,
+        rule: Option<RuleJson<'a>>,
+        bucket: Option<u64>,
+        error: Option<&'static str>,
+        attributes: Attributes<'a>,
+    }
+
+    #[derive(Serialize)]
+    struct Event<'a> {
+        timestamp: String,
+        #[serde(rename = "event.name")]
+        name: &'static str,
+        #[serde(rename = "feature_flag.provider.name")]
+        provider: &'static str,
+        #[serde(rename = "feature_flag.version")]
+        version: &'a str,
+        request_id: Option<&'a str>,
+        trace_id: Option<&'a str>,
+        cluster: Option<&'a str>,
+        reject: Option<u16>,
+        decisions: Vec<DecisionEvent<'a>>,
+        upstream: Option<UpstreamJson>,
+    }
+
+    #[derive(Serialize)]
+    struct UpstreamJson {
+        status: Option<u16>,
+        duration_ms: Option<u64>,
+        fallback_used: Option<bool>,
+    }
+
+    pub(crate) fn exposure_event(
+        policy: &CompiledPolicy,
+        outcome: &Outcome<'_>,
+        info: &EventInfo<'_>,
+    ) -> String {
+        let event = Event {
+            timestamp: rfc3339_millis(info.timestamp_ms),
+            name: "switchyard.exposure",
+            provider: "switchyard",
+            version: &policy.version,
+            request_id: info.request_id,
+            trace_id: info.traceparent.and_then(trace_id),
+            cluster: outcome.cluster,
+            reject: outcome.reject.as_ref().map(|r| r.status),
+            decisions: outcome
+                .decisions
+                .iter()
+                .map(|d| DecisionEvent {
+                    key: d.flag,
+                    variant: d.variation,
+                    reason: otel_reason(d.reason),
+                    context_id: d.unit_pseudonym.map(|p| format!("{p:032x}")),
+                    unit: d.unit,
+                    unit_id: d.unit_id.as_deref(),
+                    cluster: d.cluster,
+                    rule: d.rule.as_ref().map(RuleJson),
+                    bucket: d.bucket,
+                    error: d.error.map(|e| e.as_str()),
+                    attributes: Attributes(d.attributes),
+                })
+                .collect(),
+            upstream: info.upstream.map(|u| UpstreamJson {
+                status: u.status,
+                duration_ms: u.duration_ms,
+                fallback_used: u.fallback_used,
+            }),
+        };
+        serde_json::to_string(&event).unwrap()
+    }
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@ mod document;
 mod error;
 mod evaluate;
 mod event;
+mod json_out;
 pub mod limits;
 mod matching;
 mod model;

@@ -18,7 +18,7 @@ use std::fmt::Write;
 use serde::Serialize;
 
 use crate::compile::CompiledPolicy;
-use crate::outcome::{Decision, Outcome, Reject, RuleRef};
+use crate::outcome::{Outcome, Reject, RuleRef};
 
 /// `"value"` as an RFC 8941 String. Policy names are checked to be printable ASCII at load;
 /// anything else (a raw unit id) is percent-encoded so the header stays valid.
@@ -68,95 +68,15 @@ pub fn default_attribute_header(attribute: &str) -> String {
     )
 }
 
-#[derive(Serialize)]
-pub(crate) struct RuleJson<'a>(#[serde(with = "rule_ref")] pub(crate) &'a RuleRef<'a>);
-
-mod rule_ref {
-    use super::RuleRef;
-    use serde::Serializer;
-
-    pub fn serialize<S: Serializer>(r: &&RuleRef<'_>, s: S) -> Result<S::Ok, S::Error> {
-        match r {
-            RuleRef::Name(n) => s.serialize_str(n),
-            RuleRef::Index(i) => s.serialize_u64(*i as u64),
-        }
-    }
-}
-
-pub(crate) struct Attributes<'a>(pub(crate) &'a [(String, String)]);
-
-impl Serialize for Attributes<'_> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_map(self.0.iter().map(|(k, v)| (k, v)))
-    }
-}
-
-#[derive(Serialize)]
-struct DecisionJson<'a> {
-    flag: &'a str,
-    variation: Option<&'a str>,
-    cluster: Option<&'a str>,
-    reason: &'static str,
-    error: Option<&'static str>,
-    rule: Option<RuleJson<'a>>,
-    bucket: Option<u64>,
-    attributes: Attributes<'a>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    unit_id: Option<&'a str>,
-}
-
-#[derive(Serialize)]
-struct RejectJson<'a> {
-    status: u16,
-    flag: &'a str,
-    reason: &'static str,
-}
-
-#[derive(Serialize)]
-struct OutcomeJson<'a> {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    version: Option<&'a str>,
-    cluster: Option<&'a str>,
-    reject: Option<RejectJson<'a>>,
-    decisions: Vec<DecisionJson<'a>>,
-}
-
-fn outcome_json<'a>(outcome: &'a Outcome<'a>, version: Option<&'a str>) -> OutcomeJson<'a> {
-    OutcomeJson {
-        version,
-        cluster: outcome.cluster,
-        reject: outcome.reject.as_ref().map(|r| RejectJson {
-            status: r.status,
-            flag: r.flag,
-            reason: r.reason.as_str(),
-        }),
-        decisions: outcome
-            .decisions
-            .iter()
-            .map(|d: &Decision<'_>| DecisionJson {
-                flag: d.flag,
-                variation: d.variation,
-                cluster: d.cluster,
-                reason: d.reason.as_str(),
-                error: d.error.map(|e| e.as_str()),
-                rule: d.rule.as_ref().map(RuleJson),
-                bucket: d.bucket,
-                attributes: Attributes(d.attributes),
-                unit_id: d.unit_id.as_deref(),
-            })
-            .collect(),
-    }
-}
-
 impl CompiledPolicy {
     /// The outcome as `switchyard eval` prints it: `{"cluster", "reject", "decisions"}`.
     pub fn eval_json(&self, outcome: &Outcome<'_>) -> String {
-        serde_json::to_string(&outcome_json(outcome, None)).unwrap_or_default()
+        self.write_outcome(outcome, false)
     }
 
     /// The outcome with the policy version, for the filter state and access logs.
     pub fn outcome_json(&self, outcome: &Outcome<'_>) -> String {
-        serde_json::to_string(&outcome_json(outcome, Some(&self.version))).unwrap_or_default()
+        self.write_outcome(outcome, true)
     }
 
     /// The local reply body for a consent reject.
@@ -255,6 +175,96 @@ impl CompiledPolicy {
             headers.extend(v.attribute_headers.iter().cloned());
         }
         headers
+    }
+}
+
+/// The serde rendering the fast writer (`json_out`) must reproduce byte for byte.
+#[cfg(test)]
+pub(crate) mod reference {
+    use super::*;
+    use crate::outcome::Decision;
+
+    #[derive(Serialize)]
+    pub(crate) struct RuleJson<'a>(#[serde(with = "rule_ref")] pub(crate) &'a RuleRef<'a>);
+
+    mod rule_ref {
+        use super::RuleRef;
+        use serde::Serializer;
+
+        pub fn serialize<S: Serializer>(r: &&RuleRef<'_>, s: S) -> Result<S::Ok, S::Error> {
+            match r {
+                RuleRef::Name(n) => s.serialize_str(n),
+                RuleRef::Index(i) => s.serialize_u64(*i as u64),
+            }
+        }
+    }
+
+    pub(crate) struct Attributes<'a>(pub(crate) &'a [(String, String)]);
+
+    impl Serialize for Attributes<'_> {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            s.collect_map(self.0.iter().map(|(k, v)| (k, v)))
+        }
+    }
+
+    #[derive(Serialize)]
+    struct DecisionJson<'a> {
+        flag: &'a str,
+        variation: Option<&'a str>,
+        cluster: Option<&'a str>,
+        reason: &'static str,
+        error: Option<&'static str>,
+        rule: Option<RuleJson<'a>>,
+        bucket: Option<u64>,
+        attributes: Attributes<'a>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        unit_id: Option<&'a str>,
+    }
+
+    #[derive(Serialize)]
+    struct RejectJson<'a> {
+        status: u16,
+        flag: &'a str,
+        reason: &'static str,
+    }
+
+    #[derive(Serialize)]
+    struct OutcomeJson<'a> {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        version: Option<&'a str>,
+        cluster: Option<&'a str>,
+        reject: Option<RejectJson<'a>>,
+        decisions: Vec<DecisionJson<'a>>,
+    }
+
+    fn outcome_json<'a>(outcome: &'a Outcome<'a>, version: Option<&'a str>) -> OutcomeJson<'a> {
+        OutcomeJson {
+            version,
+            cluster: outcome.cluster,
+            reject: outcome.reject.as_ref().map(|r| RejectJson {
+                status: r.status,
+                flag: r.flag,
+                reason: r.reason.as_str(),
+            }),
+            decisions: outcome
+                .decisions
+                .iter()
+                .map(|d: &Decision<'_>| DecisionJson {
+                    flag: d.flag,
+                    variation: d.variation,
+                    cluster: d.cluster,
+                    reason: d.reason.as_str(),
+                    error: d.error.map(|e| e.as_str()),
+                    rule: d.rule.as_ref().map(RuleJson),
+                    bucket: d.bucket,
+                    attributes: Attributes(d.attributes),
+                    unit_id: d.unit_id.as_deref(),
+                })
+                .collect(),
+        }
+    }
+    pub(crate) fn eval_json(outcome: &Outcome<'_>, version: Option<&str>) -> String {
+        serde_json::to_string(&outcome_json(outcome, version)).unwrap()
     }
 }
 
