@@ -31,6 +31,14 @@ extern "C" {
         return_map_data: *mut *mut u8,
         return_map_size: *mut usize,
     ) -> u32;
+    #[link_name = "proxy_get_header_map_value"]
+    fn raw_get_header_map_value(
+        map_type: u32,
+        key_data: *const u8,
+        key_size: usize,
+        return_value_data: *mut *mut u8,
+        return_value_size: *mut usize,
+    ) -> u32;
     #[link_name = "proxy_remove_header_map_value"]
     fn raw_remove_header_map_value(map_type: u32, key_data: *const u8, key_size: usize) -> u32;
     #[link_name = "proxy_set_property"]
@@ -45,6 +53,16 @@ extern "C" {
 // Off wasm (unit tests, `cargo clippy` on the host) there is no proxy: every call fails.
 #[cfg(not(target_arch = "wasm32"))]
 unsafe fn raw_get_header_map_pairs(_: u32, _: *mut *mut u8, _: *mut usize) -> u32 {
+    10
+}
+#[cfg(not(target_arch = "wasm32"))]
+unsafe fn raw_get_header_map_value(
+    _: u32,
+    _: *const u8,
+    _: usize,
+    _: *mut *mut u8,
+    _: *mut usize,
+) -> u32 {
     10
 }
 #[cfg(not(target_arch = "wasm32"))]
@@ -77,6 +95,23 @@ pub fn get_header_map_bytes(map_type: u32) -> Result<Vec<u8>, HostStatus> {
             return Ok(Vec::new());
         }
         Ok(Vec::from_raw_parts(data, size, size))
+    }
+}
+
+/// One header's value as raw bytes (`None` when absent): the SDK's version would panic on a
+/// value that is not UTF-8, and response headers come from upstreams.
+pub fn get_header_value(map_type: u32, name: &str) -> Option<Vec<u8>> {
+    let mut data: *mut u8 = null_mut();
+    let mut size: usize = 0;
+    // SAFETY: as in `get_header_map_bytes`: the host returns a buffer it allocated through our
+    // allocator, of exactly `size` bytes, which we take ownership of.
+    unsafe {
+        let status =
+            raw_get_header_map_value(map_type, name.as_ptr(), name.len(), &mut data, &mut size);
+        if status != STATUS_OK || data.is_null() {
+            return None;
+        }
+        Some(Vec::from_raw_parts(data, size, size))
     }
 }
 

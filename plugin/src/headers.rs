@@ -40,11 +40,9 @@ pub fn request_headers() -> Vec<RawHeader> {
     }
 }
 
-/// Every response header (`:status` included), in order; none on a host failure.
-pub fn response_headers() -> Vec<RawHeader> {
-    abi::get_header_map_bytes(abi::RESPONSE_HEADERS)
-        .map(|bytes| parse_map(&bytes))
-        .unwrap_or_default()
+/// One response header's value, if present and UTF-8 (a single host call, not the whole map).
+pub fn response_header(name: &str) -> Option<String> {
+    abi::get_header_value(abi::RESPONSE_HEADERS, name).and_then(|v| String::from_utf8(v).ok())
 }
 
 /// The first header with this (lower-case) name whose value is UTF-8.

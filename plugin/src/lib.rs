@@ -226,13 +226,18 @@ impl HttpContext for Filter {
         };
         let policy = &loaded.policy;
         let kept = headers::remove_owned(all, |name| policy.is_owned_header(name));
-        let source = match hostcalls::get_property(vec!["source", "address"]) {
-            Ok(address) => address,
-            Err(status) => {
-                warn(&format!(
-                    "switchyard: cannot read source.address ({status:?})"
-                ));
-                None
+        // A property lookup costs a host call; only policies that test `source_ip` need it.
+        let source = if !policy.uses_source_ip() {
+            None
+        } else {
+            match hostcalls::get_property(vec!["source", "address"]) {
+                Ok(address) => address,
+                Err(status) => {
+                    warn(&format!(
+                        "switchyard: cannot read source.address ({status:?})"
+                    ));
+                    None
+                }
             }
         };
         let request = request::build(&kept, source.as_deref());
@@ -305,8 +310,7 @@ impl HttpContext for Filter {
             headers::set_response_header(name, value);
         }
         if let (Some(pending), Some(loaded)) = (self.pending.take(), self.loaded.as_ref()) {
-            let response = headers::response_headers();
-            let status = headers::find(&response, ":status").and_then(|s| s.parse::<u16>().ok());
+            let status = headers::response_header(":status").and_then(|s| s.parse::<u16>().ok());
             let duration_ms = pending
                 .started_ms
                 .zip(now_ms())
@@ -316,7 +320,7 @@ impl HttpContext for Filter {
                 .settings()
                 .fallback_header
                 .as_deref()
-                .map(|name| headers::find(&response, name).is_some_and(is_truthy));
+                .map(|name| headers::response_header(name).is_some_and(|v| is_truthy(&v)));
             let upstream = UpstreamResult {
                 status,
                 duration_ms,

@@ -181,6 +181,7 @@ pub struct CompiledPolicy {
     pub(crate) owned_headers: HashSet<String>,
     pub(crate) segment_count: usize,
     pub(crate) consent_tenant_count: usize,
+    pub(crate) uses_source_ip: bool,
     pub(crate) source: Option<RemoteSource>,
     pub(crate) consent_source: Option<RemoteSource>,
 }
@@ -206,6 +207,11 @@ impl CompiledPolicy {
     /// `header_present` scopes), so a host can fetch only those.
     pub fn header_names(&self) -> &[String] {
         &self.header_names
+    }
+
+    /// Whether anything in the policy reads `source_ip`, so a host can skip looking it up.
+    pub fn uses_source_ip(&self) -> bool {
+        self.uses_source_ip
     }
 
     pub fn segment_count(&self) -> usize {
@@ -402,6 +408,17 @@ pub fn compile(
         .collect();
 
     let consent_tenant_count = consent.as_ref().map_or(0, |c| c.tenants.len());
+    let source_ip = c
+        .attributes
+        .iter()
+        .position(|a| matches!(a, AttrSource::Builtin(Builtin::SourceIp)));
+    let uses_source_ip = source_ip.is_some_and(|ip| {
+        c.clauses.iter().any(|cl| cl.attribute == ip)
+            || flags.iter().any(|f: &CompiledFlag| {
+                f.unit == Some(ip) || f.overrides.iter().any(|o| o.attribute == ip)
+            })
+            || consent.as_ref().is_some_and(|k| k.tenant_attribute == ip)
+    });
     if doc.consent_source.is_some() && doc.consent.is_none() {
         c.errors.push(
             "consent_source",
@@ -432,6 +449,7 @@ pub fn compile(
         header_names,
         owned_headers,
         consent_tenant_count,
+        uses_source_ip,
         source: doc.source,
         consent_source: doc.consent_source,
     };
