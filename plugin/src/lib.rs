@@ -240,7 +240,12 @@ impl HttpContext for Filter {
                 }
             }
         };
-        let request = request::build(&kept, source.as_deref());
+        // The engine reads only the policy's headers; the event also wants these two.
+        let request = request::build(&kept, source.as_deref(), |name| {
+            name == "x-request-id"
+                || name == "traceparent"
+                || policy.header_names().iter().any(|h| h == name)
+        });
         let outcome = policy.evaluate(&request);
         loaded.metrics.count(&outcome);
         // Written for rejects too, so the access log shows why a request never went upstream.

@@ -6,13 +6,19 @@ use switchyard_policy::Request;
 
 use crate::headers::RawHeader;
 
-/// Builds the engine's request from raw headers (owned headers already removed).
+/// Builds the engine's request from raw headers (owned headers already removed), copying only
+/// the headers `wanted` says the engine will read (every other header costs two allocations
+/// per request for nothing).
 ///
 /// Pseudo-headers fill `method`, `path` and `host` (the first of each wins; `host` falls back
 /// to a `host` header, which Envoy normally folds into `:authority`); the other
 /// pseudo-headers (`:scheme`, ...) are not request attributes. A header whose name or value is
 /// not UTF-8 is left out (see [`crate::headers`]).
-pub fn build(headers: &[RawHeader], source_address: Option<&[u8]>) -> Request {
+pub fn build(
+    headers: &[RawHeader],
+    source_address: Option<&[u8]>,
+    wanted: impl Fn(&str) -> bool,
+) -> Request {
     let mut request = Request {
         source_ip: source_address.map(source_ip).unwrap_or_default(),
         headers: Vec::with_capacity(headers.len()),
@@ -32,7 +38,9 @@ pub fn build(headers: &[RawHeader], source_address: Option<&[u8]>) -> Request {
                 if name == "host" && host_header.is_none() {
                     host_header = Some(value);
                 }
-                request.headers.push((name.to_string(), value.to_string()));
+                if wanted(name) {
+                    request.headers.push((name.to_string(), value.to_string()));
+                }
             }
         }
     }
@@ -108,7 +116,7 @@ mod tests {
             h("x-bad", b"\xff"),
             h(":path", b"/second"),
         ];
-        let request = build(&headers, Some(b"10.0.0.1:443"));
+        let request = build(&headers, Some(b"10.0.0.1:443"), |_| true);
         assert_eq!(request.method, "POST");
         assert_eq!(request.path, "/v1/chat?x=1");
         assert_eq!(request.host, "api.example");
