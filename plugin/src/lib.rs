@@ -1,6 +1,7 @@
 //! switchyard's Envoy filter: routes AI traffic by feature-flag policy.
 //!
-//! The root context compiles the policy (the plugin configuration) once; each HTTP stream then
+//! The root context compiles the policy (the plugin configuration) once, and again only when a
+//! remote source ([`remote`]) delivers a new policy or consent document; each HTTP stream then
 //! gets a filter that, on the request headers:
 //!
 //! 1. removes every client copy of a header switchyard owns (route header, exposure headers,
@@ -9,8 +10,11 @@
 //! 3. either sends the consent reject as a local reply and stops, or sets the route header
 //!    (clearing Envoy's route cache so `cluster_header` sees it), stamps the exposure headers,
 //!    and continues;
-//! 4. writes the outcome as filter state `wasm.switchyard_exposure` for the access log, and
-//!    counts it ([`metrics`]).
+//! 4. writes the outcome as filter state `wasm.switchyard_exposure` and the exposure event as
+//!    `wasm.switchyard_event` for the access log, and counts it ([`metrics`]);
+//!
+//! and on the response headers completes the event with the upstream's status, time and
+//! fallback header, and counts status class and latency per exposed variation.
 //!
 //! The filter must never trap: a trap fails the request and, in Envoy, the whole VM. So host
 //! calls go through `Result`-returning functions (`proxy_wasm::hostcalls`, or [`abi`] where

@@ -1,7 +1,7 @@
 //! The switchyard filter (`switchyard_plugin.wasm`, release build) driven through the fake
 //! proxy-wasm host. One test binary, so the module is compiled once for every test.
 //!
-//! Build the module first: `cargo build --release --target wasm32-wasip1 -p switchyard-plugin`
+//! Build the module first: `bash plugin/build.sh`
 //! (or point `SWITCHYARD_WASM` at a build).
 
 // Tests fail by panicking; the workspace's lints against that are for the product code.
