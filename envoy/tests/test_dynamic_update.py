@@ -135,6 +135,18 @@ def test_kill_switch_takes_effect_without_restart(dyn, mocks, workdir):
 
     off = policy("ks-off", kill)
     push_ok(dyn, off)
+    # The audit: exactly one line for this push (however many workers configured it), naming
+    # both versions and the kill switches.
+    deadline = time.time() + 5
+    while True:
+        with open(dyn.log_path, encoding="utf-8", errors="replace") as f:
+            swaps = [l for l in f if "switchyard: policy swap: ks-on -> ks-off" in l]
+        if swaps or time.time() > deadline:
+            break
+        time.sleep(0.1)
+    assert len(swaps) == 1, swaps
+    assert "kill switch support_answer_model_route: ON (flag disabled)" in swaps[0], swaps[0]
+    assert "kill switch agent_tools: ON (flag disabled)" in swaps[0], swaps[0]
     reqs2 = tagged(traffic.realistic(400, seed=21), "ks-off-")
     responses, _ = check_against_cli(dyn, mocks, workdir, off, reqs2, "ks-off")
     for req, resp in zip(reqs2, responses):

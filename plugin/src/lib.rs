@@ -22,6 +22,7 @@
 //! logs at critical level in case something was missed.
 
 mod abi;
+mod audit;
 mod config;
 mod headers;
 mod metrics;
@@ -149,6 +150,7 @@ impl RootContext for Root {
                         &format!("switchyard: node declares environment {environment:?}"),
                     );
                 }
+                audit::configured(&text, &policy, &options);
                 self.remote = remote::Remote::start(&text, &policy, options);
                 log(
                     LogLevel::Info,

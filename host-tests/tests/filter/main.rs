@@ -7,6 +7,7 @@
 // Tests fail by panicking; the workspace's lints against that are for the product code.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod audit;
 mod bad_policy;
 mod common;
 mod evidence;
