@@ -41,28 +41,7 @@ fn errors_text(errors: &PolicyErrors) -> String {
 /// What `switchyard check` prints for a valid policy, as data (and its text as `text`).
 pub fn summary_json(policy: &CompiledPolicy) -> Value {
     let flags = policy.flags();
-    let disabled = flags.iter().filter(|f| !f.enabled).count();
-    let mut text = format!(
-        "ok: policy {} ({}): {} flag(s) ({} disabled), {} segment(s), {} tenant consent record(s)",
-        policy.version(),
-        policy.environment().unwrap_or("no environment"),
-        flags.len(),
-        disabled,
-        policy.segment_count(),
-        policy.consent_tenant_count(),
-    );
-    for f in flags {
-        text.push_str(&format!(
-            "\n  {}: variations {}{}{}",
-            f.key,
-            f.variations.join(", "),
-            f.feature_class
-                .as_deref()
-                .map(|c| format!("; consent class {c}"))
-                .unwrap_or_default(),
-            if f.enabled { "" } else { "; DISABLED" }
-        ));
-    }
+    let text = policy.summary();
     json!({
         "version": policy.version(),
         "environment": policy.environment(),

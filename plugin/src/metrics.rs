@@ -285,7 +285,8 @@ fn counter(name: &str) -> Option<u32> {
     define(MetricType::Counter, name)
 }
 
-fn define(kind: MetricType, name: &str) -> Option<u32> {
+/// Defines a metric, logging (not failing) when the host refuses.
+pub(crate) fn define(kind: MetricType, name: &str) -> Option<u32> {
     match hostcalls::define_metric(kind, name) {
         Ok(id) => Some(id),
         Err(status) => {
@@ -297,7 +298,7 @@ fn define(kind: MetricType, name: &str) -> Option<u32> {
     }
 }
 
-fn increment(id: Option<u32>) {
+pub(crate) fn increment(id: Option<u32>) {
     if let Some(id) = id {
         // A failed increment loses one count; not worth a log line per request.
         let _ = hostcalls::increment_metric(id, 1);

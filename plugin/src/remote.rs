@@ -293,9 +293,9 @@ impl Remote {
             feeds,
             live_hash: content_hash(bootstrap),
             loaded_at_ms: now_ms(),
-            failures: metric(MetricType::Counter, FETCH_FAILURES),
-            swaps: metric(MetricType::Counter, SWAPS),
-            age: metric(MetricType::Gauge, AGE_SECONDS),
+            failures: crate::metrics::define(MetricType::Counter, FETCH_FAILURES),
+            swaps: crate::metrics::define(MetricType::Counter, SWAPS),
+            age: crate::metrics::define(MetricType::Gauge, AGE_SECONDS),
         })
     }
 
@@ -439,7 +439,7 @@ impl Remote {
         );
         if fetched_here {
             log(LogLevel::Info, &line);
-            increment(self.swaps);
+            crate::metrics::increment(self.swaps);
             let (source, consent_source) = policy.sources();
             if (source.cloned(), consent_source.cloned()) != self.bootstrap_sources {
                 warn(&format!(
@@ -465,7 +465,7 @@ impl Remote {
             self.feeds[index].describe(),
             live.map_or("none", CompiledPolicy::version)
         ));
-        increment(self.failures);
+        crate::metrics::increment(self.failures);
     }
 
     fn maybe_fetch(&mut self, index: usize, now: u64, live: Option<&CompiledPolicy>) {
@@ -614,24 +614,6 @@ fn now_ms() -> u64 {
         .ok()
         .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
-fn metric(kind: MetricType, name: &str) -> Option<u32> {
-    match hostcalls::define_metric(kind, name) {
-        Ok(id) => Some(id),
-        Err(status) => {
-            warn(&format!(
-                "switchyard: cannot define metric {name} ({status:?})"
-            ));
-            None
-        }
-    }
-}
-
-fn increment(id: Option<u32>) {
-    if let Some(id) = id {
-        let _ = hostcalls::increment_metric(id, 1);
-    }
 }
 
 #[cfg(test)]

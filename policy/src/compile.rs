@@ -209,6 +209,34 @@ impl CompiledPolicy {
         &self.header_names
     }
 
+    /// What `switchyard check` prints for a valid policy: one line, then a line per flag.
+    pub fn summary(&self) -> String {
+        let flags = self.flags();
+        let disabled = flags.iter().filter(|f| !f.enabled).count();
+        let mut text = format!(
+            "ok: policy {} ({}): {} flag(s) ({} disabled), {} segment(s), {} tenant consent record(s)",
+            self.version(),
+            self.environment().unwrap_or("no environment"),
+            flags.len(),
+            disabled,
+            self.segment_count(),
+            self.consent_tenant_count(),
+        );
+        for f in flags {
+            text.push_str(&format!(
+                "\n  {}: variations {}{}{}",
+                f.key,
+                f.variations.join(", "),
+                f.feature_class
+                    .as_deref()
+                    .map(|c| format!("; consent class {c}"))
+                    .unwrap_or_default(),
+                if f.enabled { "" } else { "; DISABLED" }
+            ));
+        }
+        text
+    }
+
     /// Whether anything in the policy reads `source_ip`, so a host can skip looking it up.
     pub fn uses_source_ip(&self) -> bool {
         self.uses_source_ip

@@ -139,6 +139,26 @@ impl CompiledPolicy {
         Some((flag, json))
     }
 
+    /// Writes each decision with `write` (comma-separated), given its flag and JSON parts.
+    fn each_decision(
+        &self,
+        out: &mut String,
+        outcome: &Outcome<'_>,
+        mut write: impl FnMut(&mut String, &CompiledFlag, &VariationJson, &Decision<'_>),
+    ) {
+        let mut first = true;
+        for d in &outcome.decisions {
+            let Some((flag, v)) = self.parts(d) else {
+                continue;
+            };
+            if !first {
+                out.push(',');
+            }
+            first = false;
+            write(out, flag, v, d);
+        }
+    }
+
     /// `{"version"?, "cluster", "reject", "decisions": [...]}` (the `eval` line format).
     pub(crate) fn write_outcome(&self, outcome: &Outcome<'_>, with_version: bool) -> String {
         let mut out = String::with_capacity(64 + 256 * outcome.decisions.len());
@@ -174,30 +194,24 @@ impl CompiledPolicy {
             None => out.push_str("null"),
         }
         out.push_str(",\"decisions\":[");
-        for (i, d) in outcome.decisions.iter().enumerate() {
-            if i > 0 {
-                out.push(',');
-            }
-            let Some((flag, v)) = self.parts(d) else {
-                continue;
-            };
+        self.each_decision(&mut out, outcome, |out, flag, v, d| {
             out.push_str(&v.eval_head);
             out.push_str(",\"reason\":\"");
             out.push_str(d.reason.as_str());
             out.push_str("\",\"error\":");
-            opt_static(&mut out, d.error.map(|e| e.as_str()));
+            opt_static(out, d.error.map(|e| e.as_str()));
             out.push_str(",\"rule\":");
-            rule(&mut out, flag, d.rule);
+            rule(out, flag, d.rule);
             out.push_str(",\"bucket\":");
-            opt_u64(&mut out, d.bucket);
+            opt_u64(out, d.bucket);
             out.push_str(",\"attributes\":");
             out.push_str(&v.attributes);
             if let Some(id) = &d.unit_id {
                 out.push_str(",\"unit_id\":");
-                json_str(&mut out, id);
+                json_str(out, id);
             }
             out.push('}');
-        }
+        });
         out.push_str("]}");
         out
     }
@@ -236,13 +250,7 @@ impl CompiledPolicy {
             outcome.reject.as_ref().map(|r| u64::from(r.status)),
         );
         out.push_str(",\"decisions\":[");
-        for (i, d) in outcome.decisions.iter().enumerate() {
-            if i > 0 {
-                out.push(',');
-            }
-            let Some((flag, v)) = self.parts(d) else {
-                continue;
-            };
+        self.each_decision(&mut out, outcome, |out, flag, v, d| {
             out.push_str(&v.event_head);
             out.push_str(",\"feature_flag.result.reason\":\"");
             out.push_str(otel_reason(d.reason));
@@ -257,20 +265,20 @@ impl CompiledPolicy {
             out.push_str(&flag.unit_json);
             if let Some(id) = &d.unit_id {
                 out.push_str(",\"unit_id\":");
-                json_str(&mut out, id);
+                json_str(out, id);
             }
             out.push_str(",\"cluster\":");
             out.push_str(&v.cluster);
             out.push_str(",\"rule\":");
-            rule(&mut out, flag, d.rule);
+            rule(out, flag, d.rule);
             out.push_str(",\"bucket\":");
-            opt_u64(&mut out, d.bucket);
+            opt_u64(out, d.bucket);
             out.push_str(",\"error\":");
-            opt_static(&mut out, d.error.map(|e| e.as_str()));
+            opt_static(out, d.error.map(|e| e.as_str()));
             out.push_str(",\"attributes\":");
             out.push_str(&v.attributes);
             out.push('}');
-        }
+        });
         out.push_str("],\"upstream\":null}");
         out
     }

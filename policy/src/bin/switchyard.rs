@@ -59,29 +59,7 @@ fn check(path: &str) -> ExitCode {
     match load_policy(path) {
         Err(code) => code,
         Ok(policy) => {
-            let flags = policy.flags();
-            let disabled = flags.iter().filter(|f| !f.enabled).count();
-            println!(
-                "ok: policy {} ({}): {} flag(s) ({} disabled), {} segment(s), {} tenant consent record(s)",
-                policy.version(),
-                policy.environment().unwrap_or("no environment"),
-                flags.len(),
-                disabled,
-                policy.segment_count(),
-                policy.consent_tenant_count(),
-            );
-            for f in flags {
-                println!(
-                    "  {}: variations {}{}{}",
-                    f.key,
-                    f.variations.join(", "),
-                    f.feature_class
-                        .as_deref()
-                        .map(|c| format!("; consent class {c}"))
-                        .unwrap_or_default(),
-                    if f.enabled { "" } else { "; DISABLED" }
-                );
-            }
+            println!("{}", policy.summary());
             ExitCode::SUCCESS
         }
     }
