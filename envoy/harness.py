@@ -135,7 +135,22 @@ def http_post(url, data=b"", timeout=5):
 
 # ---------------------------------------------------------------- mock upstreams
 
-class Mocks:
+class _Process:
+    """A helper process (`self.proc`) started by `start()`; stopped on `stop()` or leaving a
+    `with` block."""
+
+    def stop(self):
+        terminate(self.proc)
+        self.proc = None
+
+    def __enter__(self):
+        return self.start() if self.proc is None else self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+class Mocks(_Process):
     """The mock model upstreams (envoy/mock_upstream.py), one port per cluster."""
 
     def __init__(self, clusters, workdir=None, host="127.0.0.1"):
@@ -167,15 +182,6 @@ class Mocks:
         self.control = info["control"]
         return self
 
-    def stop(self):
-        terminate(self.proc)
-        self.proc = None
-
-    def __enter__(self):
-        return self.start() if self.proc is None else self
-
-    def __exit__(self, *exc):
-        self.stop()
 
     def addresses(self):
         return {name: (self.host, port) for name, port in self.ports.items()}
@@ -540,7 +546,7 @@ def cli_check(policy_path, cli=None):
 
 # ---------------------------------------------------------------- policy server
 
-class PolicyServer:
+class PolicyServer(_Process):
     """The mock policy server (envoy/policy_server.py) in its own process: serves /policy.json
     and /consent.json with ETags; `set_policy()` / `set_consent()` change what it serves."""
 
@@ -577,15 +583,6 @@ class PolicyServer:
             self.port = json.load(f)["port"]
         return self
 
-    def stop(self):
-        terminate(self.proc)
-        self.proc = None
-
-    def __enter__(self):
-        return self.start() if self.proc is None else self
-
-    def __exit__(self, *exc):
-        self.stop()
 
     @property
     def address(self):

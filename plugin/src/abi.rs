@@ -2,7 +2,7 @@
 //! wrappers in `proxy_wasm::hostcalls` 0.2.5 would panic (and so trap the VM) on input a
 //! client controls or on a status Envoy can return:
 //!
-//! - `get_map` decodes every header name and value with `String::from_utf8(..).unwrap()`;
+//! - `get_map` decodes every header name and value with `String::from_utf8` and unwraps it;
 //!   header values may be any bytes (obs-text), so a client could crash the filter with one
 //!   `\xff`. Here the map comes back as raw bytes and [`crate::headers`] decides.
 //! - `remove_map_value` only takes `&str` names, so a header whose name is not UTF-8 could not

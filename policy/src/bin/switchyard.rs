@@ -107,12 +107,7 @@ fn eval(policy_path: &str, requests: Option<&str>) -> ExitCode {
     if out.flush().is_err() {
         return ExitCode::SUCCESS;
     }
-    if bad_lines > 0 {
-        eprintln!("switchyard: {bad_lines} bad request line(s)");
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    }
+    bad_lines_exit(bad_lines)
 }
 
 /// `simulate`: a table (or JSON) of what the policy decides for synthetic or given requests.
@@ -210,12 +205,7 @@ fn simulate(policy_path: &str, options: &[&str]) -> ExitCode {
     if printed.is_err() {
         return ExitCode::SUCCESS;
     }
-    if bad_lines > 0 {
-        eprintln!("switchyard: {bad_lines} bad request line(s)");
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    }
+    bad_lines_exit(bad_lines)
 }
 
 fn error_line(out: &mut impl Write, line: usize, message: &str) -> io::Result<()> {
@@ -223,4 +213,14 @@ fn error_line(out: &mut impl Write, line: usize, message: &str) -> io::Result<()
     writeln!(out, "{obj}")?;
     eprintln!("switchyard: line {line}: {message}");
     Ok(())
+}
+
+/// Exit code 1 (with a count on standard error) if any request line was bad, else 0.
+fn bad_lines_exit(bad_lines: usize) -> ExitCode {
+    if bad_lines > 0 {
+        eprintln!("switchyard: {bad_lines} bad request line(s)");
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
 }
