@@ -363,14 +363,7 @@ pub fn compile(
         } else if !flag.key.is_empty() {
             seen_keys.insert(&flag.key, place);
         }
-        if let Some(f) = c.flag(
-            flag,
-            place,
-            &doc.settings,
-            &doc.version,
-            &class_index,
-            &segment_index,
-        ) {
+        if let Some(f) = c.flag(flag, place, &doc.settings, &class_index, &segment_index) {
             flags.push(f);
         }
     }
@@ -574,13 +567,11 @@ impl Compiler {
         Some(id)
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn flag(
         &mut self,
         flag: &Flag,
         place: &str,
         settings: &SettingsDoc,
-        version: &str,
         class_index: &HashMap<String, usize>,
         segment_index: &HashMap<String, usize>,
     ) -> Option<CompiledFlag> {
@@ -724,7 +715,7 @@ impl Compiler {
         let variations = flag
             .variations
             .iter()
-            .map(|v| compile_variation(&flag.key, v, version, settings))
+            .map(|v| compile_variation(&flag.key, v, settings))
             .collect();
 
         if self.errors.len() > start_errors {
@@ -829,12 +820,7 @@ fn variations_place(place: &str) -> String {
     format!("{flag}.variations")
 }
 
-fn compile_variation(
-    flag_key: &str,
-    v: &Variation,
-    version: &str,
-    settings: &SettingsDoc,
-) -> CompiledVariation {
+fn compile_variation(flag_key: &str, v: &Variation, settings: &SettingsDoc) -> CompiledVariation {
     let attribute_headers = v
         .attributes
         .iter()
@@ -858,7 +844,7 @@ fn compile_variation(
             v.cluster.as_deref(),
             &v.attributes,
         ),
-        exposure_item: render::exposure_item_start(flag_key, &v.name, version),
+        exposure_item: render::exposure_item_start(flag_key, &v.name),
         exposure_attributes: render::exposure_attribute_params(&v.attributes),
         attribute_headers,
     }

@@ -40,7 +40,7 @@ pub fn sf_string(out: &mut String, value: &str) {
     out.push('"');
 }
 
-pub(crate) fn exposure_item_start(flag: &str, variation: &str, _version: &str) -> String {
+pub(crate) fn exposure_item_start(flag: &str, variation: &str) -> String {
     let mut s = String::new();
     sf_string(&mut s, flag);
     s.push_str(";variation=");
