@@ -65,44 +65,12 @@ pub fn source_ip(address: &[u8]) -> String {
     let Ok(address) = std::str::from_utf8(address) else {
         return String::new();
     };
-    strip_port(address.trim()).to_string()
-}
-
-fn strip_port(address: &str) -> &str {
-    if let Some(rest) = address.strip_prefix('[') {
-        // `[v6]` or `[v6]:port`
-        return match rest.find(']') {
-            Some(end) => &rest[..end],
-            None => address,
-        };
-    }
-    match address.rfind(':') {
-        // Exactly one colon: `v4:port` or `name:port`. More than one: a bare IPv6 address.
-        Some(colon)
-            if address[..colon].find(':').is_none()
-                && address[colon + 1..].bytes().all(|b| b.is_ascii_digit()) =>
-        {
-            &address[..colon]
-        }
-        _ => address,
-    }
+    switchyard_policy::ip_without_port(address.trim()).to_string()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn ports_are_stripped() {
-        assert_eq!(strip_port("1.2.3.4:5678"), "1.2.3.4");
-        assert_eq!(strip_port("1.2.3.4"), "1.2.3.4");
-        assert_eq!(strip_port("[::1]:5678"), "::1");
-        assert_eq!(strip_port("[2001:db8::1]"), "2001:db8::1");
-        assert_eq!(strip_port("2001:db8::1"), "2001:db8::1");
-        assert_eq!(strip_port("[::1"), "[::1");
-        assert_eq!(strip_port(""), "");
-        assert_eq!(source_ip(b"\xff:1"), "");
-    }
 
     #[test]
     fn pseudo_headers_fill_the_request() {

@@ -32,7 +32,7 @@ pub use error::{PolicyError, PolicyErrors};
 pub use event::{with_upstream, EventInfo, UpstreamResult};
 pub use model::RemoteSource;
 pub use outcome::{Decision, ErrorCode, Outcome, Reason, Reject, RuleRef};
-pub use request::Request;
+pub use request::{ip_without_port, Request};
 
 /// Parses, validates and compiles a policy document. Every problem is reported, each with its
 /// place in the document; nothing is compiled from a document that has any.

@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 use std::hash::{BuildHasherDefault, Hasher};
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 
 use ipnet::IpNet;
 use regex_lite::Regex;
@@ -226,16 +226,7 @@ fn parse_cidr(s: &str) -> Option<IpNet> {
 
 /// A client address, with or without a port (`10.0.0.1`, `10.0.0.1:443`, `[::1]:443`).
 pub fn parse_ip(s: &str) -> Option<IpAddr> {
-    let s = s.trim();
-    if let Ok(ip) = s.parse::<IpAddr>() {
-        return Some(ip);
-    }
-    if let Ok(sa) = s.parse::<SocketAddr>() {
-        return Some(sa.ip());
-    }
-    s.strip_prefix('[')
-        .and_then(|r| r.strip_suffix(']'))
-        .and_then(|r| r.parse().ok())
+    crate::request::ip_without_port(s.trim()).parse().ok()
 }
 
 #[cfg(test)]

@@ -227,6 +227,17 @@ mod tests {
     }
 
     #[test]
+    fn ports_are_stripped_from_addresses() {
+        assert_eq!(ip_without_port("1.2.3.4:5678"), "1.2.3.4");
+        assert_eq!(ip_without_port("1.2.3.4"), "1.2.3.4");
+        assert_eq!(ip_without_port("[::1]:5678"), "::1");
+        assert_eq!(ip_without_port("[2001:db8::1]"), "2001:db8::1");
+        assert_eq!(ip_without_port("2001:db8::1"), "2001:db8::1");
+        assert_eq!(ip_without_port("[::1"), "[::1");
+        assert_eq!(ip_without_port(""), "");
+    }
+
+    #[test]
     fn host_without_port() {
         let host = |h: &str| {
             Request {
@@ -241,6 +252,29 @@ mod tests {
         assert_eq!(host("[::1]:80"), "[::1]");
         assert_eq!(host("[::1]"), "[::1]");
         assert_eq!(host(""), "");
+    }
+}
+
+/// A client address without its port: `1.2.3.4:5678` → `1.2.3.4`, `[::1]:5678` → `::1`,
+/// `[2001:db8::1]` → `2001:db8::1`. A bare IPv6 address (more than one colon) or anything else
+/// without a recognisable port is returned as it is. Used for Envoy's `source.address` and by
+/// the `cidr` operator, so both read addresses alike.
+pub fn ip_without_port(address: &str) -> &str {
+    if let Some(rest) = address.strip_prefix('[') {
+        return match rest.find(']') {
+            Some(end) => &rest[..end],
+            None => address,
+        };
+    }
+    match address.rfind(':') {
+        // Exactly one colon: `v4:port` or `name:port`. More than one: a bare IPv6 address.
+        Some(colon)
+            if !address[..colon].contains(':')
+                && address[colon + 1..].bytes().all(|b| b.is_ascii_digit()) =>
+        {
+            &address[..colon]
+        }
+        _ => address,
     }
 }
 

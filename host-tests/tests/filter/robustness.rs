@@ -121,24 +121,6 @@ fn base() -> impl Strategy<Value = Vec<Header>> {
 
 // --- The request as the plugin documents it (plugin/src/request.rs, headers.rs) ----------
 
-fn strip_port(address: &str) -> &str {
-    if let Some(rest) = address.strip_prefix('[') {
-        return match rest.find(']') {
-            Some(end) => &rest[..end],
-            None => address,
-        };
-    }
-    match address.rfind(':') {
-        Some(colon)
-            if !address[..colon].contains(':')
-                && address[colon + 1..].bytes().all(|b| b.is_ascii_digit()) =>
-        {
-            &address[..colon]
-        }
-        _ => address,
-    }
-}
-
 fn documented_request(
     policy: &CompiledPolicy,
     headers: &[Header],
@@ -146,7 +128,7 @@ fn documented_request(
 ) -> switchyard_policy::Request {
     let mut request = switchyard_policy::Request {
         source_ip: source
-            .map(|s| strip_port(s.trim()).to_string())
+            .map(|s| switchyard_policy::ip_without_port(s.trim()).to_string())
             .unwrap_or_default(),
         ..Default::default()
     };
