@@ -82,7 +82,7 @@ fn run() -> Result<(), String> {
             };
             for pair in fields.chunks(2) {
                 if let [name, value] = pair {
-                    request.headers.push((name.to_string(), value.to_string()));
+                    request.headers.push((name.to_string().into(), value.to_string().into()));
                 }
             }
             request

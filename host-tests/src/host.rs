@@ -40,7 +40,13 @@ fn engine() -> Result<&'static Engine> {
     if let Some(engine) = ENGINE.get() {
         return Ok(engine);
     }
-    let engine = Engine::new(&Config::new())?;
+    let mut config = Config::new();
+    // For profiling the filter (bench/README.md): wasmtime writes /tmp/perf-PID.map so that
+    // `perf report` names the module's functions.
+    if std::env::var_os("SWITCHYARD_WASM_PERFMAP").is_some() {
+        config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+    }
+    let engine = Engine::new(&config)?;
     Ok(ENGINE.get_or_init(|| engine))
 }
 

@@ -17,27 +17,28 @@
 //!   (`max_request_headers_kb`, 60 KiB by default) and count (`max_headers_count`), and every
 //!   step is linear in the map's size. 64 KiB values and hundreds of headers are fine.
 
+use std::borrow::Cow;
+
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::MapType;
 
 use crate::abi;
 
-/// One header as raw bytes, name lower-cased.
-pub type RawHeader = (Vec<u8>, Vec<u8>);
+/// One header as raw bytes borrowed from the serialized map, name lower-cased (a copy only in
+/// the rare case the host sent upper-case letters: Envoy's codecs lower-case names already).
+pub type RawHeader<'m> = (Cow<'m, [u8]>, &'m [u8]);
 
-/// Every request header (pseudo-headers included), in order. A host failure yields no
-/// headers, which makes the request look like one no flag touches.
-pub fn request_headers() -> Vec<RawHeader> {
-    match abi::get_header_map_bytes(abi::REQUEST_HEADERS) {
-        Ok(bytes) => parse_map(&bytes),
-        Err(status) => {
-            crate::warn(&format!(
-                "switchyard: cannot read request headers (status {})",
-                status.0
-            ));
-            Vec::new()
-        }
-    }
+/// The serialized request header map (pseudo-headers included), as the host sent it; parse it
+/// with [`parse_map`]. A host failure yields an empty map, which makes the request look like
+/// one no flag touches.
+pub fn request_header_bytes() -> Vec<u8> {
+    abi::get_header_map_bytes(abi::REQUEST_HEADERS).unwrap_or_else(|status| {
+        crate::warn(&format!(
+            "switchyard: cannot read request headers (status {})",
+            status.0
+        ));
+        Vec::new()
+    })
 }
 
 /// One response header's value, if present and UTF-8 (a single host call, not the whole map).
@@ -46,17 +47,18 @@ pub fn response_header(name: &str) -> Option<String> {
 }
 
 /// The first header with this (lower-case) name whose value is UTF-8.
-pub fn find<'h>(headers: &'h [RawHeader], name: &str) -> Option<&'h str> {
+pub fn find<'h>(headers: &'h [RawHeader<'_>], name: &str) -> Option<&'h str> {
     headers
         .iter()
-        .find(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
+        .find(|(n, _)| n.as_ref() == name.as_bytes())
         .and_then(|(_, v)| std::str::from_utf8(v).ok())
 }
 
 /// Parses the proxy-wasm map format: a u32 count, a (name length, value length) u32 pair per
 /// entry, then each name and value followed by a NUL, integers little-endian. Stops at the
-/// first entry that does not fit in the buffer instead of panicking.
-pub fn parse_map(bytes: &[u8]) -> Vec<RawHeader> {
+/// first entry that does not fit in the buffer instead of panicking. Names and values borrow
+/// from `bytes`: parsing allocates only the list.
+pub fn parse_map(bytes: &[u8]) -> Vec<RawHeader<'_>> {
     let Some(count) = read_u32(bytes, 0) else {
         return Vec::new();
     };
@@ -79,7 +81,12 @@ pub fn parse_map(bytes: &[u8]) -> Vec<RawHeader> {
             let value_end = value_start.checked_add(value_len)?;
             let value = bytes.get(value_start..value_end)?;
             data = value_end.checked_add(1)?;
-            Some((name.to_ascii_lowercase(), value.to_vec()))
+            let name = if name.iter().any(u8::is_ascii_uppercase) {
+                Cow::Owned(name.to_ascii_lowercase())
+            } else {
+                Cow::Borrowed(name)
+            };
+            Some((name, value))
         })();
         match entry {
             Some(header) => headers.push(header),
@@ -95,32 +102,34 @@ fn read_u32(bytes: &[u8], at: usize) -> Option<u32> {
 }
 
 /// Removes, from the request and from `headers`, every header switchyard owns, so a client
-/// can neither pick its own route nor forge exposure data. Returns what is left.
-pub fn remove_owned(headers: Vec<RawHeader>, owned: impl Fn(&str) -> bool) -> Vec<RawHeader> {
+/// can neither pick its own route nor forge exposure data.
+pub fn remove_owned(headers: &mut Vec<RawHeader<'_>>, owned: impl Fn(&str) -> bool) {
+    let is_owned = |name: &[u8]| match std::str::from_utf8(name) {
+        Ok(text) => owned(text),
+        Err(_) => owned(&String::from_utf8_lossy(name)),
+    };
+    // Nearly every request has none: look before building anything.
+    if !headers.iter().any(|(name, _)| is_owned(name)) {
+        return;
+    }
     let mut removed: Vec<Vec<u8>> = Vec::new();
-    let mut kept = Vec::with_capacity(headers.len());
-    for (name, value) in headers {
-        let is_owned = match std::str::from_utf8(&name) {
-            Ok(text) => owned(text),
-            Err(_) => owned(&String::from_utf8_lossy(&name)),
-        };
-        if !is_owned {
-            kept.push((name, value));
-            continue;
+    headers.retain(|(name, _)| {
+        if !is_owned(name) {
+            return true;
         }
         // One removal per name: the host drops every entry with that name at once.
-        if !removed.contains(&name) {
-            if let Err(status) = abi::remove_header(abi::REQUEST_HEADERS, &name) {
+        if !removed.iter().any(|r| r.as_slice() == name.as_ref()) {
+            if let Err(status) = abi::remove_header(abi::REQUEST_HEADERS, name) {
                 crate::warn(&format!(
                     "switchyard: cannot remove client header {} (status {})",
-                    String::from_utf8_lossy(&name),
+                    String::from_utf8_lossy(name),
                     status.0
                 ));
             }
-            removed.push(name);
+            removed.push(name.to_vec());
         }
-    }
-    kept
+        false
+    });
 }
 
 /// Sets (replaces) a request header.
@@ -164,6 +173,10 @@ mod tests {
     fn parses_raw_bytes_and_lowercases_names() {
         let bytes = serialize(&[(b"X-Tenant-Id", b"\xff\xfe"), (b":path", b"/"), (b"e", b"")]);
         let map = parse_map(&bytes);
+        let map: Vec<(Vec<u8>, Vec<u8>)> = map
+            .into_iter()
+            .map(|(n, v)| (n.into_owned(), v.to_vec()))
+            .collect();
         assert_eq!(
             map,
             vec![

@@ -223,15 +223,16 @@ impl Context for Filter {}
 
 impl HttpContext for Filter {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        let all = headers::request_headers();
+        let map = headers::request_header_bytes();
+        let mut kept = headers::parse_map(&map);
         let Some(loaded) = self.loaded.clone() else {
             // No policy (Envoy does not start streams on a refused configuration, but be
             // safe): still never let a client's switchyard headers through.
-            headers::remove_owned(all, |name| name.starts_with(OWNED_PREFIX));
+            headers::remove_owned(&mut kept, |name| name.starts_with(OWNED_PREFIX));
             return Action::Continue;
         };
         let policy = &loaded.policy;
-        let kept = headers::remove_owned(all, |name| policy.is_owned_header(name));
+        headers::remove_owned(&mut kept, |name| policy.is_owned_header(name));
         // A property lookup costs a host call; only policies that test `source_ip` need it.
         let source = if !policy.uses_source_ip() {
             None

@@ -581,9 +581,9 @@ fn read_response(num_headers: usize, body_size: usize) -> Result<Fetched, String
         return Err("no response (connection failure, reset or timeout)".to_string());
     }
     // Raw bytes: the SDK's header reader panics on a non-UTF-8 value (see `abi`).
-    let response = abi::get_header_map_bytes(HTTP_CALL_RESPONSE_HEADERS)
-        .map(|bytes| headers::parse_map(&bytes))
+    let bytes = abi::get_header_map_bytes(HTTP_CALL_RESPONSE_HEADERS)
         .map_err(|status| format!("cannot read the response headers (status {})", status.0))?;
+    let response = headers::parse_map(&bytes);
     let status = headers::find(&response, ":status").unwrap_or("");
     match status {
         "304" => return Ok(Fetched::NotModified),

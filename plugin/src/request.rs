@@ -2,70 +2,76 @@
 //! property) into the engine's [`Request`], the same shape `switchyard eval` reads, so the
 //! filter and the command answer alike.
 
+use std::borrow::Cow;
+
 use switchyard_policy::Request;
 
 use crate::headers::RawHeader;
 
-/// Builds the engine's request from raw headers (owned headers already removed), copying only
-/// the headers `wanted` says the engine will read (every other header costs two allocations
-/// per request for nothing).
+/// Builds the engine's request from raw headers (owned headers already removed), keeping only
+/// the headers `wanted` says the engine will read. Nothing is copied: the request borrows the
+/// host's header buffer.
 ///
 /// Pseudo-headers fill `method`, `path` and `host` (the first of each wins; `host` falls back
 /// to a `host` header, which Envoy normally folds into `:authority`); the other
 /// pseudo-headers (`:scheme`, ...) are not request attributes. A header whose name or value is
 /// not UTF-8 is left out (see [`crate::headers`]).
-pub fn build(
-    headers: &[RawHeader],
-    source_address: Option<&[u8]>,
+pub fn build<'m>(
+    headers: &'m [RawHeader<'_>],
+    source_address: Option<&'m [u8]>,
     wanted: impl Fn(&str) -> bool,
-) -> Request {
+) -> Request<'m> {
     let mut request = Request {
-        source_ip: source_address.map(source_ip).unwrap_or_default(),
-        headers: Vec::with_capacity(headers.len()),
+        source_ip: source_address.map(source_ip).unwrap_or_default().into(),
+        headers: Vec::with_capacity(8),
         ..Request::default()
     };
     let mut host_header = None;
     for (name, value) in headers {
-        let (Ok(name), Ok(value)) = (std::str::from_utf8(name), std::str::from_utf8(value)) else {
+        // Only the headers kept below are checked for UTF-8 (values can be long).
+        let Ok(name) = std::str::from_utf8(name) else {
             continue;
         };
+        let value = || std::str::from_utf8(value).ok();
         match name {
-            ":method" => first(&mut request.method, value),
-            ":path" => first(&mut request.path, value),
-            ":authority" => first(&mut request.host, value),
+            ":method" => first(&mut request.method, value()),
+            ":path" => first(&mut request.path, value()),
+            ":authority" => first(&mut request.host, value()),
             _ if name.starts_with(':') => {}
             _ => {
                 if name == "host" && host_header.is_none() {
-                    host_header = Some(value);
+                    host_header = value();
                 }
                 if wanted(name) {
-                    request.headers.push((name.to_string(), value.to_string()));
+                    if let Some(value) = value() {
+                        request.headers.push((name.into(), value.into()));
+                    }
                 }
             }
         }
     }
     if request.host.is_empty() {
         if let Some(host) = host_header {
-            request.host = host.to_string();
+            request.host = host.into();
         }
     }
     request
 }
 
-fn first(slot: &mut String, value: &str) {
-    if slot.is_empty() {
-        *slot = value.to_string();
+fn first<'m>(slot: &mut Cow<'m, str>, value: Option<&'m str>) {
+    if let (true, Some(value)) = (slot.is_empty(), value) {
+        *slot = Cow::Borrowed(value);
     }
 }
 
 /// The client IP from Envoy's `source.address` (`1.2.3.4:5678`, `[::1]:5678`), without the
 /// port. An address that is not UTF-8 is absent; one with no recognisable port (a bare IPv6
 /// address, a pipe path) is kept as it is, and the engine's `cidr` simply won't match it.
-pub fn source_ip(address: &[u8]) -> String {
+pub fn source_ip(address: &[u8]) -> &str {
     let Ok(address) = std::str::from_utf8(address) else {
-        return String::new();
+        return "";
     };
-    switchyard_policy::ip_without_port(address.trim()).to_string()
+    switchyard_policy::ip_without_port(address.trim())
 }
 
 #[cfg(test)]
@@ -74,7 +80,7 @@ mod tests {
 
     #[test]
     fn pseudo_headers_fill_the_request() {
-        let h = |n: &str, v: &[u8]| (n.as_bytes().to_vec(), v.to_vec());
+        let h = |n: &'static str, v: &'static [u8]| (Cow::Borrowed(n.as_bytes()), v);
         let headers = vec![
             h(":method", b"POST"),
             h(":path", b"/v1/chat?x=1"),
@@ -91,7 +97,7 @@ mod tests {
         assert_eq!(request.source_ip, "10.0.0.1");
         assert_eq!(
             request.headers,
-            vec![("x-tenant-id".to_string(), "acme".to_string())]
+            vec![(Cow::Borrowed("x-tenant-id"), Cow::Borrowed("acme"))]
         );
     }
 }

@@ -10,14 +10,17 @@ use switchyard_policy::{load, Request};
 
 mod large_policy;
 
-fn requests(n: usize) -> Vec<Request> {
+fn requests(n: usize) -> Vec<Request<'static>> {
     (0..n)
         .map(|i| Request {
             method: "POST".into(),
             path: "/v1/chat/completions?stream=false".into(),
             host: "api.example".into(),
             source_ip: "10.1.2.3".into(),
-            headers: large_policy::request_headers(i),
+            headers: large_policy::request_headers(i)
+                .into_iter()
+                .map(|(n, v)| (n.into(), v.into()))
+                .collect(),
         })
         .collect()
 }

@@ -6,9 +6,8 @@
 //! as OpenTelemetry spells reasons), `feature_flag.context.id` (the pseudonymous unit id),
 //! `feature_flag.version` (the policy version), `feature_flag.provider.name` (`switchyard`).
 
-use std::fmt::Write;
-
 use crate::compile::CompiledPolicy;
+use crate::digits::{push_padded, push_u64};
 use crate::outcome::{Outcome, Reason};
 
 /// What the host adds to an event.
@@ -70,16 +69,12 @@ pub fn with_upstream(event: &str, upstream: &UpstreamResult) -> String {
     out.push_str(head);
     out.push_str(",\"upstream\":{\"status\":");
     match upstream.status {
-        Some(s) => {
-            let _ = write!(out, "{s}");
-        }
+        Some(s) => push_u64(&mut out, u64::from(s)),
         None => out.push_str("null"),
     }
     out.push_str(",\"duration_ms\":");
     match upstream.duration_ms {
-        Some(d) => {
-            let _ = write!(out, "{d}");
-        }
+        Some(d) => push_u64(&mut out, d),
         None => out.push_str("null"),
     }
     out.push_str(",\"fallback_used\":");
@@ -110,7 +105,16 @@ pub fn trace_id(traceparent: &str) -> Option<&str> {
 
 /// Milliseconds since the epoch as `YYYY-MM-DDTHH:MM:SS.mmmZ` (civil-from-days, proleptic
 /// Gregorian calendar).
+#[cfg(test)]
 pub fn rfc3339_millis(ms: u64) -> String {
+    let mut s = String::with_capacity(24);
+    push_rfc3339_millis(&mut s, ms);
+    s
+}
+
+/// Appends `ms` (milliseconds since the epoch) as `YYYY-MM-DDTHH:MM:SS.mmmZ` (civil-from-days,
+/// proleptic Gregorian calendar).
+pub(crate) fn push_rfc3339_millis(s: &mut String, ms: u64) {
     let secs = ms / 1000;
     let days = (secs / 86_400) as i64;
     let rem = secs % 86_400;
@@ -123,16 +127,21 @@ pub fn rfc3339_millis(ms: u64) -> String {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
-    let mut s = String::with_capacity(24);
-    let _ = write!(
-        s,
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3600,
-        (rem % 3600) / 60,
-        rem % 60,
-        ms % 1000
-    );
-    s
+    // `year` is at least 1970 here (ms is unsigned), so the casts lose nothing.
+    push_padded(s, year.unsigned_abs(), 4);
+    s.push('-');
+    push_padded(s, month.unsigned_abs(), 2);
+    s.push('-');
+    push_padded(s, day.unsigned_abs(), 2);
+    s.push('T');
+    push_padded(s, rem / 3600, 2);
+    s.push(':');
+    push_padded(s, (rem % 3600) / 60, 2);
+    s.push(':');
+    push_padded(s, rem % 60, 2);
+    s.push('.');
+    push_padded(s, ms % 1000, 3);
+    s.push('Z');
 }
 
 /// The serde rendering the fast writer (`json_out`) must reproduce byte for byte.

@@ -9,7 +9,8 @@
 use std::fmt::Write;
 
 use crate::compile::{CompiledFlag, CompiledPolicy, CompiledVariation};
-use crate::event::{otel_reason, rfc3339_millis, trace_id, EventInfo};
+use crate::digits::{push_hex_u128, push_u64};
+use crate::event::{otel_reason, push_rfc3339_millis, trace_id, EventInfo};
 use crate::outcome::{Decision, Outcome, RuleRef};
 
 /// `s` as a JSON string, escaped as serde_json escapes (`"`, `\`, control characters).
@@ -96,9 +97,7 @@ impl VariationJson {
 fn rule(out: &mut String, flag: &CompiledFlag, rule: Option<RuleRef<'_>>) {
     match rule {
         None => out.push_str("null"),
-        Some(RuleRef::Index(i)) => {
-            let _ = write!(out, "{i}");
-        }
+        Some(RuleRef::Index(i)) => push_u64(out, i as u64),
         Some(RuleRef::Name(name)) => {
             // Rule names are rendered at load; find this one's by identity.
             match flag.rules.iter().find(|r| r.name.as_deref() == Some(name)) {
@@ -111,9 +110,7 @@ fn rule(out: &mut String, flag: &CompiledFlag, rule: Option<RuleRef<'_>>) {
 
 fn opt_u64(out: &mut String, v: Option<u64>) {
     match v {
-        Some(v) => {
-            let _ = write!(out, "{v}");
-        }
+        Some(v) => push_u64(out, v),
         None => out.push_str("null"),
     }
 }
@@ -182,7 +179,9 @@ impl CompiledPolicy {
         out.push_str(",\"reject\":");
         match &outcome.reject {
             Some(r) => {
-                let _ = write!(out, "{{\"status\":{},\"flag\":", r.status);
+                out.push_str("{\"status\":");
+                push_u64(&mut out, u64::from(r.status));
+                out.push_str(",\"flag\":");
                 match self.flags.get(r.flag_index) {
                     Some(f) => out.push_str(&f.key_json),
                     None => json_str(&mut out, r.flag),
@@ -220,7 +219,7 @@ impl CompiledPolicy {
     pub(crate) fn write_event(&self, outcome: &Outcome<'_>, info: &EventInfo<'_>) -> String {
         let mut out = String::with_capacity(256 + 384 * outcome.decisions.len());
         out.push_str("{\"timestamp\":\"");
-        out.push_str(&rfc3339_millis(info.timestamp_ms));
+        push_rfc3339_millis(&mut out, info.timestamp_ms);
         out.push_str("\",\"event.name\":\"switchyard.exposure\",\"feature_flag.provider.name\":\"switchyard\",\"feature_flag.version\":");
         out.push_str(&self.version_json);
         out.push_str(",\"request_id\":");
@@ -257,7 +256,9 @@ impl CompiledPolicy {
             out.push_str("\",\"feature_flag.context.id\":");
             match d.unit_pseudonym {
                 Some(p) => {
-                    let _ = write!(out, "\"{p:032x}\"");
+                    out.push('"');
+                    push_hex_u128(out, p);
+                    out.push('"');
                 }
                 None => out.push_str("null"),
             }

@@ -11,6 +11,7 @@
 mod bucket;
 mod compile;
 mod diff;
+mod digits;
 mod document;
 mod error;
 mod evaluate;

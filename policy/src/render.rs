@@ -18,6 +18,7 @@ use std::fmt::Write;
 use serde::Serialize;
 
 use crate::compile::CompiledPolicy;
+use crate::digits::push_u64;
 use crate::outcome::{Outcome, Reject, RuleRef};
 
 /// `"value"` as an RFC 8941 String. Policy names are checked to be printable ASCII at load;
@@ -130,12 +131,14 @@ impl CompiledPolicy {
                     sf_string(&mut out, n);
                 }
                 Some(RuleRef::Index(i)) => {
-                    let _ = write!(out, ";rule={i}");
+                    out.push_str(";rule=");
+                    push_u64(&mut out, i as u64);
                 }
                 None => {}
             }
             if let Some(b) = d.bucket {
-                let _ = write!(out, ";bucket={b}");
+                out.push_str(";bucket=");
+                push_u64(&mut out, b);
             }
             out.push_str(";version=");
             sf_string(&mut out, &self.version);

@@ -1,34 +1,38 @@
 //! The request as the engine sees it. The Envoy filter fills it from pseudo-headers, headers
 //! and the `source.address` property; `switchyard eval` fills it from a JSON line.
 
-/// One HTTP request. Every field is optional in the sense that an empty string means absent.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Request {
-    pub method: String,
-    /// The request target as sent (`:path`), query string included.
-    pub path: String,
-    /// `:authority` / `Host`.
-    pub host: String,
-    /// The client address, without a port.
-    pub source_ip: String,
-    /// Header names in any case; the first occurrence of a name is the one read.
-    pub headers: Vec<(String, String)>,
-}
-
 use std::borrow::Cow;
+
+/// One HTTP request. Every field is optional in the sense that an empty string means absent.
+///
+/// The text is borrowed where it can be: the filter builds a request per HTTP request straight
+/// from the host's header buffer, without copying a value (`Cow::Borrowed`); the command and
+/// the tests own theirs (`Cow::Owned`, `Request<'static>`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Request<'a> {
+    pub method: Cow<'a, str>,
+    /// The request target as sent (`:path`), query string included.
+    pub path: Cow<'a, str>,
+    /// `:authority` / `Host`.
+    pub host: Cow<'a, str>,
+    /// The client address, without a port.
+    pub source_ip: Cow<'a, str>,
+    /// Header names in any case; the first occurrence of a name is the one read.
+    pub headers: Vec<(Cow<'a, str>, Cow<'a, str>)>,
+}
 
 use percent_encoding::percent_decode_str;
 
 use crate::compile::{AttrSource, CompiledPolicy};
 use crate::model::Builtin;
 
-impl Request {
+impl Request<'_> {
     /// The first header with this name (ASCII case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+            .map(|(_, v)| v.as_ref())
     }
 
     /// The path without its query string or fragment.
@@ -52,7 +56,7 @@ impl Request {
     /// The host in lower case, without a port (`API.example:8443` → `api.example`,
     /// `[::1]:80` → `[::1]`).
     pub fn host_only(&self) -> Cow<'_, str> {
-        let h = self.host.as_str();
+        let h = self.host.as_ref();
         let h = if h.starts_with('[') {
             match h.find(']') {
                 Some(end) => &h[..=end],
@@ -121,7 +125,7 @@ pub(crate) struct Context<'r> {
 }
 
 impl<'r> Context<'r> {
-    pub fn new(policy: &CompiledPolicy, req: &'r Request) -> Context<'r> {
+    pub fn new(policy: &CompiledPolicy, req: &'r Request<'_>) -> Context<'r> {
         let values = policy
             .attributes
             .iter()
@@ -133,8 +137,8 @@ impl<'r> Context<'r> {
                     let v: Cow<'r, str> = match b {
                         Builtin::Path => Cow::Borrowed(req.path_only()),
                         Builtin::Host => req.host_only(),
-                        Builtin::Method => Cow::Borrowed(req.method.as_str()),
-                        Builtin::SourceIp => Cow::Borrowed(req.source_ip.as_str()),
+                        Builtin::Method => Cow::Borrowed(req.method.as_ref()),
+                        Builtin::SourceIp => Cow::Borrowed(req.source_ip.as_ref()),
                     };
                     (!v.is_empty()).then_some(v)
                 }
@@ -152,13 +156,10 @@ impl<'r> Context<'r> {
 mod tests {
     use super::*;
 
-    fn req(path: &str, headers: &[(&str, &str)]) -> Request {
+    fn req<'a>(path: &'a str, headers: &[(&'a str, &'a str)]) -> Request<'a> {
         Request {
             path: path.into(),
-            headers: headers
-                .iter()
-                .map(|(n, v)| (n.to_string(), v.to_string()))
-                .collect(),
+            headers: headers.iter().map(|&(n, v)| (n.into(), v.into())).collect(),
             ..Request::default()
         }
     }
@@ -295,14 +296,14 @@ struct RequestLine {
     headers: serde_json::Map<String, serde_json::Value>,
 }
 
-impl Request {
+impl Request<'static> {
     /// Reads one request in `switchyard eval`'s JSON format. A header value must be a string.
-    pub fn from_json(text: &str) -> Result<Request, String> {
+    pub fn from_json(text: &str) -> Result<Request<'static>, String> {
         let line: RequestLine = serde_json::from_str(text).map_err(|e| e.to_string())?;
         let mut headers = Vec::with_capacity(line.headers.len());
         for (name, value) in line.headers {
             match value {
-                serde_json::Value::String(v) => headers.push((name, v)),
+                serde_json::Value::String(v) => headers.push((name.into(), v.into())),
                 other => {
                     return Err(format!(
                         "header \"{name}\" must have a string value, found {other}"
@@ -311,10 +312,10 @@ impl Request {
             }
         }
         Ok(Request {
-            method: line.method,
-            path: line.path,
-            host: line.host,
-            source_ip: line.source_ip,
+            method: line.method.into(),
+            path: line.path.into(),
+            host: line.host.into(),
+            source_ip: line.source_ip.into(),
             headers,
         })
     }

@@ -144,7 +144,7 @@ pub fn synthetic_requests(
     policy_json: &str,
     units: usize,
     seed: u64,
-) -> Result<Vec<Request>, PolicyErrors> {
+) -> Result<Vec<Request<'static>>, PolicyErrors> {
     crate::load(policy_json)?;
     let doc = match crate::document::parse(policy_json) {
         (Some(doc), errors) if errors.is_empty() => doc,
@@ -196,12 +196,12 @@ impl<'d> Synthesizer<'d> {
         Synthesizer { doc, known, units }
     }
 
-    fn requests(&self, units: usize, seed: u64) -> Vec<Request> {
+    fn requests(&self, units: usize, seed: u64) -> Vec<Request<'static>> {
         let mut rng = Rng(seed);
         (0..units).map(|i| self.request(i, &mut rng)).collect()
     }
 
-    fn request(&self, i: usize, rng: &mut Rng) -> Request {
+    fn request(&self, i: usize, rng: &mut Rng) -> Request<'static> {
         let flags = &self.doc.flags;
         let scope = match flags.len() {
             0 => None,
@@ -264,11 +264,14 @@ impl<'d> Synthesizer<'d> {
             format!("{path}?{}", query.join("&"))
         };
         Request {
-            method,
-            path,
-            host,
-            source_ip,
-            headers,
+            method: method.into(),
+            path: path.into(),
+            host: host.into(),
+            source_ip: source_ip.into(),
+            headers: headers
+                .into_iter()
+                .map(|(n, v)| (n.into(), v.into()))
+                .collect(),
         }
     }
 
@@ -426,7 +429,7 @@ impl Report {
     /// Evaluates every request and counts the outcomes.
     pub fn run<'r>(
         policy: &CompiledPolicy,
-        requests: impl IntoIterator<Item = &'r Request>,
+        requests: impl IntoIterator<Item = &'r Request<'r>>,
     ) -> Report {
         let mut report = Report::new(policy);
         for req in requests {

@@ -16,7 +16,7 @@ fn example() -> Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
-fn chat(tenant: &str, plan: &str, conversation: &str) -> Request {
+fn chat<'a>(tenant: &'a str, plan: &'a str, conversation: &'a str) -> Request<'a> {
     Request {
         method: "POST".into(),
         path: "/v1/chat/completions".into(),

@@ -94,7 +94,14 @@ proptest! {
         method in "[A-Z]{0,8}",
     ) {
         let policy = example_policy();
-        let mut req = Request { method, path, host, source_ip, headers };
+        let headers = headers.into_iter().map(|(n, v)| (n.into(), v.into())).collect();
+        let mut req = Request {
+            method: method.into(),
+            path: path.into(),
+            host: host.into(),
+            source_ip: source_ip.into(),
+            headers,
+        };
         let a = policy.eval_json(&policy.evaluate(&req));
         req.headers.push(("x-tenant-id".into(), "globex".into()));
         let _ = policy.exposure_headers(&policy.evaluate(&req));
@@ -119,7 +126,7 @@ proptest! {
             for headers in requests {
                 let req = Request {
                     path: "/v1/x?c=1".into(),
-                    headers,
+                    headers: headers.into_iter().map(|(n, v)| (n.into(), v.into())).collect(),
                     ..Request::default()
                 };
                 let outcome = policy.evaluate(&req);

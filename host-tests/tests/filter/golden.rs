@@ -10,7 +10,7 @@ use crate::common;
 
 /// A golden case's request, for the filter (as Envoy would present it) and for the engine
 /// (as `switchyard eval` reads it).
-fn requests(request: &Value) -> (HttpRequest, switchyard_policy::Request) {
+fn requests(request: &Value) -> (HttpRequest, switchyard_policy::Request<'static>) {
     let text = |key: &str| request.get(key).and_then(Value::as_str).unwrap_or("");
     let mut http = HttpRequest::empty();
     for (pseudo, key) in [
@@ -32,14 +32,14 @@ fn requests(request: &Value) -> (HttpRequest, switchyard_policy::Request) {
                 .as_str()
                 .unwrap_or_else(|| panic!("header {name} is not a string"));
             http = http.header(name, value);
-            headers.push((name.clone(), value.to_string()));
+            headers.push((name.clone().into(), value.to_string().into()));
         }
     }
     let native = switchyard_policy::Request {
-        method: text("method").to_string(),
-        path: text("path").to_string(),
-        host: text("host").to_string(),
-        source_ip: text("source_ip").to_string(),
+        method: text("method").to_string().into(),
+        path: text("path").to_string().into(),
+        host: text("host").to_string().into(),
+        source_ip: text("source_ip").to_string().into(),
         headers,
     };
     (http, native)

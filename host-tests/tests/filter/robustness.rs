@@ -125,10 +125,14 @@ fn documented_request(
     policy: &CompiledPolicy,
     headers: &[Header],
     source: Option<&str>,
-) -> switchyard_policy::Request {
+) -> switchyard_policy::Request<'static> {
     let mut request = switchyard_policy::Request {
         source_ip: source
-            .map(|s| switchyard_policy::ip_without_port(s.trim()).to_string())
+            .map(|s| {
+                switchyard_policy::ip_without_port(s.trim())
+                    .to_string()
+                    .into()
+            })
             .unwrap_or_default(),
         ..Default::default()
     };
@@ -149,14 +153,16 @@ fn documented_request(
             n if n.starts_with(':') => continue,
             _ => {
                 if name == "host" && host_header.is_none() {
-                    host_header = Some(value.to_string());
+                    host_header = Some(value.to_string().into());
                 }
-                request.headers.push((name, value.to_string()));
+                request
+                    .headers
+                    .push((name.into(), value.to_string().into()));
                 continue;
             }
         };
         if slot.is_empty() {
-            *slot = value.to_string();
+            *slot = value.to_string().into();
         }
     }
     if request.host.is_empty() {
