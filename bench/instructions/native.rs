@@ -55,7 +55,10 @@ fn step_exposure_event(policy: &CompiledPolicy, outcome: &Outcome<'_>, request: 
 
 /// The `x-switchyard-exposure` / version headers the filter adds upstream.
 #[inline(never)]
-fn step_exposure_headers(policy: &CompiledPolicy, outcome: &Outcome<'_>) -> Vec<(String, String)> {
+fn step_exposure_headers<'p>(
+    policy: &'p CompiledPolicy,
+    outcome: &Outcome<'_>,
+) -> Vec<(&'p str, std::borrow::Cow<'p, str>)> {
     policy.exposure_headers(outcome)
 }
 

@@ -312,7 +312,10 @@ impl HttpContext for Filter {
             headers::set_request_header(name, value);
         }
         if policy.settings().response_headers {
-            self.response_headers = exposure;
+            self.response_headers = exposure
+                .into_iter()
+                .map(|(name, value)| (name.to_string(), value.into_owned()))
+                .collect();
         }
         Action::Continue
     }

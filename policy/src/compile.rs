@@ -165,6 +165,8 @@ pub(crate) struct CompiledFlag {
 pub struct CompiledPolicy {
     pub(crate) version: String,
     pub(crate) version_json: String,
+    /// The version as an RFC 8941 string (`"..."`), as every exposure item carries it.
+    pub(crate) version_sf: String,
     pub(crate) environment: Option<String>,
     pub(crate) attributes: Vec<AttrSource>,
     pub(crate) consent: Option<CompiledConsent>,
@@ -449,6 +451,11 @@ pub fn compile(
     let clauses = std::mem::take(&mut c.clauses);
     let policy = CompiledPolicy {
         version_json: crate::json_out::literal(&doc.version),
+        version_sf: {
+            let mut sf = String::new();
+            render::sf_string(&mut sf, &doc.version);
+            sf
+        },
         clauses,
         version: doc.version,
         environment: doc.environment,

@@ -13,6 +13,7 @@
 //! `settings.expose_unit_ids`), then `attr.NAME` (String) per variation attribute. Parts that do
 //! not change per request are rendered once at policy load.
 
+use std::borrow::Cow;
 use std::fmt::Write;
 
 use serde::Serialize;
@@ -106,7 +107,7 @@ impl CompiledPolicy {
         if outcome.decisions.is_empty() {
             return None;
         }
-        let mut out = String::with_capacity(160 * outcome.decisions.len());
+        let mut out = String::with_capacity(256 * outcome.decisions.len());
         for (i, d) in outcome.decisions.iter().enumerate() {
             if i > 0 {
                 out.push_str(", ");
@@ -141,7 +142,7 @@ impl CompiledPolicy {
                 push_u64(&mut out, b);
             }
             out.push_str(";version=");
-            sf_string(&mut out, &self.version);
+            out.push_str(&self.version_sf);
             if let (Some(unit_id), Some(unit)) =
                 (&d.unit_id, flag.and_then(|f| f.unit_name.as_deref()))
             {
@@ -158,15 +159,18 @@ impl CompiledPolicy {
     }
 
     /// Every header to stamp on the upstream request: the exposure list, the policy version,
-    /// and the route-deciding variation's attributes as plain headers.
-    pub fn exposure_headers(&self, outcome: &Outcome<'_>) -> Vec<(String, String)> {
+    /// and the route-deciding variation's attributes as plain headers. Only the exposure list
+    /// is rendered per request; the rest borrows from the policy.
+    pub fn exposure_headers(&self, outcome: &Outcome<'_>) -> Vec<(&str, Cow<'_, str>)> {
         let Some(exposure) = self.exposure_value(outcome) else {
             return Vec::new();
         };
-        let mut headers = vec![
-            (self.settings.exposure_header.clone(), exposure),
-            (self.settings.version_header.clone(), self.version.clone()),
-        ];
+        let mut headers = Vec::with_capacity(5);
+        headers.push((self.settings.exposure_header.as_str(), Cow::Owned(exposure)));
+        headers.push((
+            self.settings.version_header.as_str(),
+            Cow::Borrowed(self.version.as_str()),
+        ));
         let route_variation = outcome
             .route_decision
             .and_then(|i| outcome.decisions.get(i))
@@ -175,7 +179,11 @@ impl CompiledPolicy {
                 flag.variations.get(d.variation_index?)
             });
         if let Some(v) = route_variation {
-            headers.extend(v.attribute_headers.iter().cloned());
+            headers.extend(
+                v.attribute_headers
+                    .iter()
+                    .map(|(name, value)| (name.as_str(), Cow::Borrowed(value.as_str()))),
+            );
         }
         headers
     }

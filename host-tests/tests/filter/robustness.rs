@@ -220,8 +220,8 @@ fn check(subject: &mut Subject, request: &HttpRequest) -> Result<(), TestCaseErr
         let mut expected = subject.compiled.exposure_headers(&outcome);
         if let Some(cluster) = outcome.cluster {
             expected.push((
-                subject.compiled.settings().route_header.clone(),
-                cluster.to_string(),
+                subject.compiled.settings().route_header.as_str(),
+                cluster.into(),
             ));
         }
         for (name, value) in upstream.iter() {
