@@ -7,7 +7,7 @@ use std::collections::{HashMap, HashSet};
 
 use crate::document::{field, index, is_printable_ascii};
 use crate::error::PolicyErrors;
-use crate::matching::{CompiledClause, FastMap, Test, ValueSet};
+use crate::matching::{CompiledClause, FastMap, FastSet, Test, ValueSet};
 use crate::model::*;
 use crate::render;
 
@@ -180,7 +180,7 @@ pub struct CompiledPolicy {
     /// Lower-case names of the request headers the policy reads.
     pub(crate) header_names: Vec<String>,
     /// Header names switchyard sets, besides everything under [`OWNED_PREFIX`].
-    pub(crate) owned_headers: HashSet<String>,
+    pub(crate) owned_headers: FastSet,
     pub(crate) segment_count: usize,
     pub(crate) consent_tenant_count: usize,
     pub(crate) uses_source_ip: bool,
@@ -370,19 +370,20 @@ pub fn compile(
         }
     }
 
-    let mut owned_headers: HashSet<String> = [
+    // Checked against every request header: a fast hash, not SipHash.
+    let mut owned_headers: FastSet = [
         &doc.settings.route_header,
         &doc.settings.exposure_header,
         &doc.settings.version_header,
     ]
     .into_iter()
-    .cloned()
+    .map(|h| h.as_str().into())
     .collect();
     owned_headers.extend(
         doc.settings
             .attribute_headers
             .iter()
-            .map(|(_, h)| h.clone()),
+            .map(|(_, h)| h.as_str().into()),
     );
     for (attr, header) in &doc.settings.attribute_headers {
         if c.attributes
