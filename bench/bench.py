@@ -57,7 +57,10 @@ CASES = {
     "c": "switchyard, support-copilot example policy",
     "d": "switchyard, large policy (20 flags, 10k consent records)",
     "e": "Envoy Lua peer of (c)",
+    "z": "switchyard, example policy, baseline module (--baseline-wasm)",
 }
+FLOOR_CONFIG = ""  # --floor-config: extra host calls for case b, to price them
+BASELINE_WASM = None  # --baseline-wasm: an earlier build, to compare with (c) in the same run
 UPSTREAM_BODY = json.dumps({
     "id": "chatcmpl-bench", "object": "chat.completion", "model": "bench",
     "choices": [{"index": 0, "finish_reason": "stop",
@@ -266,10 +269,13 @@ def wasm_filter(name, wasm_path, configuration):
 def snapshot_modules(workdir):
     """Copy the .wasm modules into the work directory and use the copies, so every run of the
     benchmark loads the same bytes even if the modules are rebuilt meanwhile."""
-    global SWITCHYARD_WASM, FLOOR_WASM
+    global SWITCHYARD_WASM, FLOOR_WASM, BASELINE_WASM
     info = {}
-    for key, src in (("switchyard", SWITCHYARD_WASM), ("floor", FLOOR_WASM)):
-        dst = os.path.join(workdir, os.path.basename(src))
+    modules = [("switchyard", SWITCHYARD_WASM), ("floor", FLOOR_WASM)]
+    if BASELINE_WASM:
+        modules.append(("baseline", BASELINE_WASM))
+    for key, src in modules:
+        dst = os.path.join(workdir, "baseline.wasm" if key == "baseline" else os.path.basename(src))
         shutil.copyfile(src, dst)
         with open(dst, "rb") as f:
             data = f.read()
@@ -277,6 +283,8 @@ def snapshot_modules(workdir):
                      "mtime": datetime.datetime.fromtimestamp(os.path.getmtime(src)).isoformat(timespec="seconds")}
     SWITCHYARD_WASM = os.path.join(workdir, os.path.basename(SWITCHYARD_WASM))
     FLOOR_WASM = os.path.join(workdir, os.path.basename(FLOOR_WASM))
+    if BASELINE_WASM:
+        BASELINE_WASM = os.path.join(workdir, "baseline.wasm")
     return info
 
 
@@ -285,12 +293,15 @@ def front_bootstrap(case, clusters, upstream_port, large_policy_text):
     if case == "a":
         filters = []
     elif case == "b":
-        filters = [wasm_filter("floor", FLOOR_WASM, "")]
+        filters = [wasm_filter("floor", FLOOR_WASM, FLOOR_CONFIG)]
     elif case == "c":
         with open(EXAMPLE_POLICY) as f:
             filters = [wasm_filter("switchyard", SWITCHYARD_WASM, f.read())]
     elif case == "d":
         filters = [wasm_filter("switchyard", SWITCHYARD_WASM, large_policy_text)]
+    elif case == "z":
+        with open(EXAMPLE_POLICY) as f:
+            filters = [wasm_filter("switchyard", BASELINE_WASM, f.read())]
     elif case == "e":
         with open(LUA_PEER) as f:
             filters = [{"name": "envoy.filters.http.lua", "typed_config": {
@@ -717,6 +728,11 @@ def main():
                     help="only write the request mix to FILE (one request a line, tab-separated "
                          "header names and values; for bench/instructions.sh) and exit")
     ap.add_argument("--keep-workdir", action="store_true")
+    ap.add_argument("--floor-config", default="", metavar="CALLS",
+                    help="extra host calls per request for the floor filter (case b), e.g. "
+                         "'prop=3 header=5': see bench/floor-filter/src/lib.rs")
+    ap.add_argument("--baseline-wasm", metavar="FILE",
+                    help="an earlier switchyard_plugin.wasm: case z runs it on (c)'s policy, side by side")
     ap.add_argument("--no-perf", action="store_true",
                     help="skip the extra profiled run per case (perf record, cpu-clock)")
     args = ap.parse_args()
@@ -728,6 +744,11 @@ def main():
         return 0
     if not args.large_policy:
         ap.error("--large-policy is required")
+    if "z" in cases and not args.baseline_wasm:
+        ap.error("case z needs --baseline-wasm FILE")
+    global BASELINE_WASM, FLOOR_CONFIG
+    BASELINE_WASM = args.baseline_wasm if "z" in cases else None
+    FLOOR_CONFIG = args.floor_config
 
     workdir = tempfile.mkdtemp(prefix="switchyard-bench-")
     log("work directory %s" % workdir)
@@ -742,12 +763,14 @@ def main():
     mix = request_mix()
     expected = {}
     route_a = None
-    if set(cases) & set("acd"):
+    if set(cases) & set("acdz"):
         expected["c"] = cli_clusters(EXAMPLE_POLICY, mix)
         route_a = expected["c"]
         expected["a"] = expected["c"]
     if "d" in cases:
         expected["d"] = cli_clusters(args.large_policy, mix)
+    if "z" in cases:
+        expected["z"] = expected["c"]
     expected["b"] = [floor_cluster(h) for h in mix]
     expected["e"] = [lua_cluster(h) for h in mix]
 

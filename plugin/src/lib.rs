@@ -10,11 +10,12 @@
 //! 3. either sends the consent reject as a local reply and stops, or sets the route header
 //!    (clearing Envoy's route cache so `cluster_header` sees it), stamps the exposure headers,
 //!    and continues;
-//! 4. writes the outcome as filter state `wasm.switchyard_exposure` and the exposure event as
-//!    `wasm.switchyard_event` for the access log, and counts it ([`metrics`]);
+//! 4. writes the outcome as filter state `wasm.switchyard_exposure` for the access log, and
+//!    counts it ([`metrics`]); a reject's exposure event goes to `wasm.switchyard_event` now;
 //!
-//! and on the response headers completes the event with the upstream's status, time and
-//! fallback header, and counts status class and latency per exposed variation.
+//! and on the response headers writes a forwarded request's exposure event, completed with the
+//! upstream's status, time and fallback header, and counts status class and latency per
+//! exposed variation.
 //!
 //! The filter must never trap: a trap fails the request and, in Envoy, the whole VM. So host
 //! calls go through `Result`-returning functions (`proxy_wasm::hostcalls`, or [`abi`] where
@@ -268,8 +269,14 @@ impl HttpContext for Filter {
                     upstream: None,
                 },
             );
-            set_filter_state(EVENT_STATE_NAME, &event);
-            if outcome.reject.is_none() {
+            if outcome.reject.is_some() {
+                // Nothing will run upstream: the event is complete now.
+                set_filter_state(EVENT_STATE_NAME, &event);
+            } else {
+                // Written once, when the response arrives with what actually ran: a filter
+                // state write is one of the dearest host calls (bench/README.md). A stream the
+                // client resets before any response headers gets no event; its decision is still
+                // in `switchyard_exposure`.
                 self.pending = Some(Pending {
                     event,
                     started_ms,
