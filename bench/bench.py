@@ -57,6 +57,7 @@ CASES = {
     "c": "switchyard, support-copilot example policy",
     "d": "switchyard, large policy (20 flags, 10k consent records)",
     "e": "Envoy Lua peer of (c)",
+    "f": "switchyard, example policy, no filter state (exposure_state, exposure_event off)",
     "z": "switchyard, example policy, baseline module (--baseline-wasm)",
 }
 FLOOR_CONFIG = ""  # --floor-config: extra host calls for case b, to price them
@@ -299,6 +300,11 @@ def front_bootstrap(case, clusters, upstream_port, large_policy_text):
             filters = [wasm_filter("switchyard", SWITCHYARD_WASM, f.read())]
     elif case == "d":
         filters = [wasm_filter("switchyard", SWITCHYARD_WASM, large_policy_text)]
+    elif case == "f":
+        with open(EXAMPLE_POLICY) as f:
+            policy = json.load(f)
+        policy.setdefault("settings", {}).update({"exposure_state": False, "exposure_event": False})
+        filters = [wasm_filter("switchyard", SWITCHYARD_WASM, json.dumps(policy))]
     elif case == "z":
         with open(EXAMPLE_POLICY) as f:
             filters = [wasm_filter("switchyard", BASELINE_WASM, f.read())]
@@ -704,6 +710,9 @@ def targets(s):
     r = ratio(added("c"), added("e"))
     out.append({"name": "(c) added CPU < (e) added CPU", "ratio": r,
                 "value": "%.2f×" % r if r is not None else "–", "met": None if r is None else r < 1.0})
+    r = ratio(added("f"), added("b"))
+    out.append({"name": "(f) added CPU ≤ 1.3 × (b) added CPU (lean settings)", "ratio": r,
+                "value": "%.2f×" % r if r is not None else "–", "met": None if r is None else r <= 1.3})
     # worker-thread view of the same ratios, for information
     r = ratio(added("c", "added_worker_us"), added("b", "added_worker_us"))
     out.append({"name": "(worker thread) (c) added / (b) added", "ratio": r,
@@ -719,7 +728,7 @@ def main():
     ap.add_argument("--seconds", type=int, default=10, help="measured seconds per run")
     ap.add_argument("--warmup", type=int, default=2, help="warm-up seconds per run")
     ap.add_argument("--connections", type=int, default=8)
-    ap.add_argument("--cases", default="abcde")
+    ap.add_argument("--cases", default="abcdef")
     ap.add_argument("--no-check", action="store_true", help="skip the round-1 routing check")
     ap.add_argument("--out", default=os.path.join(HERE, "results"))
     ap.add_argument("--name", default="latest", help="output file stem in --out")
@@ -763,14 +772,15 @@ def main():
     mix = request_mix()
     expected = {}
     route_a = None
-    if set(cases) & set("acdz"):
+    if set(cases) & set("acdfz"):
         expected["c"] = cli_clusters(EXAMPLE_POLICY, mix)
         route_a = expected["c"]
         expected["a"] = expected["c"]
     if "d" in cases:
         expected["d"] = cli_clusters(args.large_policy, mix)
-    if "z" in cases:
-        expected["z"] = expected["c"]
+    for same_as_c in "fz":
+        if same_as_c in cases:
+            expected[same_as_c] = expected["c"]
     expected["b"] = [floor_cluster(h) for h in mix]
     expected["e"] = [lua_cluster(h) for h in mix]
 

@@ -213,8 +213,9 @@ struct Filter {
 
 /// The request-time half of an exposure event, finished with what actually ran.
 struct Pending {
-    /// The event rendered with `"upstream": null`.
-    event: String,
+    /// The event rendered with `"upstream": null` (`None` when `settings.exposure_event` is
+    /// off: the guardrail metrics below are still counted).
+    event: Option<String>,
     started_ms: Option<u64>,
     /// (flag index, variation index) of every decision that served a variation.
     exposed: Vec<(usize, usize)>,
@@ -248,30 +249,36 @@ impl HttpContext for Filter {
                 }
             }
         };
+        let settings = policy.settings();
         // The engine reads only the policy's headers; the event also wants these two.
         let request = request::build(&kept, source.as_deref(), |name| {
-            name == "x-request-id"
-                || name == "traceparent"
+            (settings.exposure_event && (name == "x-request-id" || name == "traceparent"))
                 || policy.header_names().iter().any(|h| h == name)
         });
         let outcome = policy.evaluate(&request);
         loaded.metrics.count(&outcome);
         // Written for rejects too, so the access log shows why a request never went upstream.
-        set_filter_state(FILTER_STATE_NAME, &policy.outcome_json(&outcome));
+        if settings.exposure_state {
+            set_filter_state(FILTER_STATE_NAME, &policy.outcome_json(&outcome));
+        }
         if !outcome.decisions.is_empty() {
             let started_ms = now_ms();
-            let event = policy.exposure_event(
-                &outcome,
-                &EventInfo {
-                    timestamp_ms: started_ms.unwrap_or(0),
-                    request_id: request.header("x-request-id"),
-                    traceparent: request.header("traceparent"),
-                    upstream: None,
-                },
-            );
+            let event = settings.exposure_event.then(|| {
+                policy.exposure_event(
+                    &outcome,
+                    &EventInfo {
+                        timestamp_ms: started_ms.unwrap_or(0),
+                        request_id: request.header("x-request-id"),
+                        traceparent: request.header("traceparent"),
+                        upstream: None,
+                    },
+                )
+            });
             if outcome.reject.is_some() {
                 // Nothing will run upstream: the event is complete now.
-                set_filter_state(EVENT_STATE_NAME, &event);
+                if let Some(event) = &event {
+                    set_filter_state(EVENT_STATE_NAME, event);
+                }
             } else {
                 // Written once, when the response arrives with what actually ran: a filter
                 // state write is one of the dearest host calls (bench/README.md). A stream the
@@ -337,21 +344,23 @@ impl HttpContext for Filter {
                 .started_ms
                 .zip(now_ms())
                 .map(|(start, end)| end.saturating_sub(start));
-            let fallback_used = loaded
-                .policy
-                .settings()
-                .fallback_header
-                .as_deref()
-                .map(|name| headers::response_header(name).is_some_and(|v| is_truthy(&v)));
-            let upstream = UpstreamResult {
-                status,
-                duration_ms,
-                fallback_used,
-            };
-            set_filter_state(
-                EVENT_STATE_NAME,
-                &switchyard_policy::with_upstream(&pending.event, &upstream),
-            );
+            if let Some(event) = &pending.event {
+                let fallback_used = loaded
+                    .policy
+                    .settings()
+                    .fallback_header
+                    .as_deref()
+                    .map(|name| headers::response_header(name).is_some_and(|v| is_truthy(&v)));
+                let upstream = UpstreamResult {
+                    status,
+                    duration_ms,
+                    fallback_used,
+                };
+                set_filter_state(
+                    EVENT_STATE_NAME,
+                    &switchyard_policy::with_upstream(event, &upstream),
+                );
+            }
             loaded
                 .metrics
                 .count_response(&pending.exposed, status, duration_ms);

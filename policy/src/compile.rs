@@ -28,6 +28,10 @@ pub struct Settings {
     pub response_headers: bool,
     /// Put the raw assignment-unit id into exposure (off by default).
     pub expose_unit_ids: bool,
+    /// Write the outcome as filter state `wasm.switchyard_exposure` (on by default).
+    pub exposure_state: bool,
+    /// Write the exposure event as filter state `wasm.switchyard_event` (on by default).
+    pub exposure_event: bool,
     /// Upstream response header whose truthy value means the model gateway fell back.
     pub fallback_header: Option<String>,
     /// Key for pseudonymous unit ids; without one, events carry no unit id at all.
@@ -472,6 +476,8 @@ pub fn compile(
             version_header: doc.settings.version_header,
             response_headers: doc.settings.response_headers,
             expose_unit_ids: doc.settings.expose_unit_ids,
+            exposure_state: doc.settings.exposure_state,
+            exposure_event: doc.settings.exposure_event,
             fallback_header: doc.settings.fallback_header,
             pseudonym_key: doc.settings.pseudonym_key.or(options.pseudonym_key),
         },

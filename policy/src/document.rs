@@ -976,6 +976,8 @@ impl Reader {
                 "attribute_headers",
                 "response_headers",
                 "expose_unit_ids",
+                "exposure_state",
+                "exposure_event",
                 "pseudonym_key",
                 "fallback_header",
             ],
@@ -1011,6 +1013,12 @@ impl Reader {
         }
         if let Some(b) = map.get("expose_unit_ids") {
             s.expose_unit_ids = self.boolean(b, "settings.expose_unit_ids").unwrap_or(false);
+        }
+        if let Some(b) = map.get("exposure_state") {
+            s.exposure_state = self.boolean(b, "settings.exposure_state").unwrap_or(true);
+        }
+        if let Some(b) = map.get("exposure_event") {
+            s.exposure_event = self.boolean(b, "settings.exposure_event").unwrap_or(true);
         }
         if let Some(k) = map.get("pseudonym_key") {
             if let Some(text) = self.string(k, "settings.pseudonym_key") {

@@ -198,6 +198,10 @@ pub struct SettingsDoc {
     pub attribute_headers: Vec<(String, String)>,
     pub response_headers: bool,
     pub expose_unit_ids: bool,
+    /// Write the outcome as filter state `wasm.switchyard_exposure` (default on).
+    pub exposure_state: bool,
+    /// Write the exposure event as filter state `wasm.switchyard_event` (default on).
+    pub exposure_event: bool,
     /// 128-bit key (32 hex digits) for pseudonymous unit ids in exposure events.
     pub pseudonym_key: Option<[u8; 16]>,
     /// Upstream response header that says a model gateway fell back (`fallback_used`).
@@ -213,6 +217,8 @@ impl Default for SettingsDoc {
             attribute_headers: Vec::new(),
             response_headers: false,
             expose_unit_ids: false,
+            exposure_state: true,
+            exposure_event: true,
             pseudonym_key: None,
             fallback_header: None,
         }

@@ -161,6 +161,8 @@ fn every_field() -> Value {
             "attribute_headers": {"model_route": "x-model-route"},
             "response_headers": true,
             "expose_unit_ids": false,
+            "exposure_state": true,
+            "exposure_event": false,
             "pseudonym_key": "00112233445566778899AABBCCDDEEFF",
             "fallback_header": "x-gateway-fallback"
         },

@@ -103,3 +103,33 @@ fn raw_unit_ids_only_when_the_policy_opts_in() {
     let exposure = String::from_utf8_lossy(upstream.get("x-switchyard-exposure").unwrap());
     assert!(exposure.contains("unit_id=\"conv-visible\""), "{exposure}");
 }
+
+#[test]
+fn filter_state_can_be_turned_off_and_metrics_stay() {
+    let policy = policy_with_settings(json!({"exposure_state": false, "exposure_event": false}));
+    let mut host = common::host_with(&policy);
+    let result = host
+        .request(&common::chat("acme", "conv-1").response_header(":status", "200"))
+        .unwrap();
+    assert!(result.filter_state_str("wasm.switchyard_event").is_none());
+    assert!(result
+        .filter_state_str("wasm.switchyard_exposure")
+        .is_none());
+    let upstream = result.upstream().expect("forwarded");
+    assert_eq!(
+        upstream.get_str("x-switchyard-cluster"),
+        Some("support_model_b")
+    );
+    assert!(upstream.get("x-switchyard-exposure").is_some());
+    let m = "switchyard.upstream.flag.support_answer_model_route.variation.candidate.class.2xx";
+    assert_eq!(host.metric(m), Some(1));
+
+    // Each can be chosen alone.
+    let policy = policy_with_settings(json!({"exposure_state": false}));
+    let mut host = common::host_with(&policy);
+    let result = host.request(&common::chat("acme", "conv-1")).unwrap();
+    assert!(result.filter_state_str("wasm.switchyard_event").is_some());
+    assert!(result
+        .filter_state_str("wasm.switchyard_exposure")
+        .is_none());
+}
