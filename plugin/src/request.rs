@@ -28,7 +28,7 @@ pub fn build<'m>(
     };
     let mut host_header = None;
     for (name, value) in headers {
-        // Only the headers kept below are checked for UTF-8 (values can be long).
+        // Values are checked for UTF-8 only when used: most are not, and some are long.
         let Ok(name) = std::str::from_utf8(name) else {
             continue;
         };
