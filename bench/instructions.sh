@@ -33,6 +33,17 @@ if ! command -v valgrind >/dev/null || ! command -v callgrind_annotate >/dev/nul
 fi
 [ "$(uname -m)" = x86_64 ] || { say "the driver's Valgrind client requests are x86_64 only"; exit 1; }
 
+# rlib_of CRATE: reads `cargo build --message-format=json` on stdin, prints CRATE's .rlib path.
+rlib_of() {
+  python3 -c '
+import json, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == sys.argv[1]:
+        print([f for f in m["filenames"] if f.endswith(".rlib")][0])
+' "$1"
+}
+
 OUT="$REPO/target/bench"
 mkdir -p "$OUT" "$HERE/results"
 say "building the wasm modules (the filter as shipped: plugin/build.sh, i.e. cargo + wasm-opt -Oz)"
@@ -40,13 +51,7 @@ rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip1 || rustup ta
 bash plugin/build.sh >&2
 cargo build --release --target wasm32-wasip1 -p switchyard-floor-filter >&2
 say "building the host-tests library (debug, as its tests use it) and the driver"
-RLIB="$(cargo build -p switchyard-host-tests --message-format=json 2>/dev/null | python3 -c '
-import json, sys
-for line in sys.stdin:
-    m = json.loads(line)
-    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "switchyard_host_tests":
-        print([f for f in m["filenames"] if f.endswith(".rlib")][0])
-')"
+RLIB="$(cargo build -p switchyard-host-tests --message-format=json 2>/dev/null | rlib_of switchyard_host_tests)"
 [ -n "$RLIB" ] || { say "could not build switchyard-host-tests (run: cargo build -p switchyard-host-tests)"; exit 1; }
 rustc --edition 2021 -C opt-level=1 -C debuginfo=1 --crate-type bin --crate-name drive \
   "$HERE/instructions/drive.rs" --extern "switchyard_host_tests=$RLIB" \
@@ -87,13 +92,7 @@ run_case switchyard-large "$WASM_DIR/switchyard_plugin.wasm" "$OUT/large-policy.
 say "building switchyard-policy natively with symbols (target/bench/native) and the native driver"
 NRLIB="$(CARGO_TARGET_DIR="$OUT/native" CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_STRIP=false \
   CARGO_PROFILE_RELEASE_DEBUG=line-tables-only \
-  cargo build --release -p switchyard-policy --lib --message-format=json 2>/dev/null | python3 -c '
-import json, sys
-for line in sys.stdin:
-    m = json.loads(line)
-    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "switchyard_policy":
-        print([f for f in m["filenames"] if f.endswith(".rlib")][0])
-')"
+  cargo build --release -p switchyard-policy --lib --message-format=json 2>/dev/null | rlib_of switchyard_policy)"
 [ -n "$NRLIB" ] || { say "could not build switchyard-policy natively"; exit 1; }
 rustc --edition 2021 -C opt-level=s -g -C panic=abort --crate-type bin --crate-name native \
   "$HERE/instructions/native.rs" --extern "switchyard_policy=$NRLIB" \

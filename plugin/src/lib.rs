@@ -314,7 +314,7 @@ impl HttpContext for Filter {
         }
 
         if let Some(cluster) = outcome.cluster {
-            headers::set_request_header(&policy.settings().route_header, cluster);
+            headers::set_request_header(&settings.route_header, cluster);
             // The route was chosen before this filter ran; make Envoy pick it again so the
             // route's `cluster_header` reads the header just set. Hosts without the function
             // (or Envoy versions that name it differently) answer an error, which is fine:
@@ -325,7 +325,7 @@ impl HttpContext for Filter {
         for (name, value) in &exposure {
             headers::set_request_header(name, value);
         }
-        if policy.settings().response_headers {
+        if settings.response_headers {
             self.response_headers = exposure
                 .into_iter()
                 .map(|(name, value)| (name.to_string(), value.into_owned()))

@@ -127,35 +127,18 @@ pub(crate) fn push_rfc3339_millis(s: &mut String, ms: u64) {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
-    // `year` is at least 1970 here (ms is unsigned), so the casts lose nothing. Years past
-    // 9999 (ms beyond 2^48) do not fit the fixed layout; they take the general path.
-    let year = year.unsigned_abs();
-    if year > 9999 {
-        push_padded(s, year, 4);
-        for (sep, n, width) in [
-            ('-', month.unsigned_abs(), 2),
-            ('-', day.unsigned_abs(), 2),
-            ('T', rem / 3600, 2),
-            (':', (rem % 3600) / 60, 2),
-            (':', rem % 60, 2),
-            ('.', ms % 1000, 3),
-        ] {
-            s.push(sep);
-            push_padded(s, n, width);
-        }
-        s.push('Z');
-        return;
-    }
-    let mut text = *b"0000-00-00T00:00:00.000Z";
-    put_digits(&mut text[0..4], year);
-    put_digits(&mut text[5..7], month.unsigned_abs());
-    put_digits(&mut text[8..10], day.unsigned_abs());
-    put_digits(&mut text[11..13], rem / 3600);
-    put_digits(&mut text[14..16], (rem % 3600) / 60);
-    put_digits(&mut text[17..19], rem % 60);
-    put_digits(&mut text[20..23], ms % 1000);
-    if let Ok(text) = std::str::from_utf8(&text) {
-        s.push_str(text);
+    // `year` is at least 1970 here (ms is unsigned), so the casts lose nothing. The year is
+    // written on its own (it may have more than 4 digits); the rest has a fixed layout.
+    push_padded(s, year.unsigned_abs(), 4);
+    let mut rest = *b"-00-00T00:00:00.000Z";
+    put_digits(&mut rest[1..3], month.unsigned_abs());
+    put_digits(&mut rest[4..6], day.unsigned_abs());
+    put_digits(&mut rest[7..9], rem / 3600);
+    put_digits(&mut rest[10..12], (rem % 3600) / 60);
+    put_digits(&mut rest[13..15], rem % 60);
+    put_digits(&mut rest[16..19], ms % 1000);
+    if let Ok(rest) = std::str::from_utf8(&rest) {
+        s.push_str(rest);
     }
 }
 
@@ -270,6 +253,10 @@ mod tests {
         assert_eq!(
             rfc3339_millis(1_795_305_600_000),
             "2026-11-22T00:00:00.000Z"
+        );
+        assert_eq!(
+            rfc3339_millis(253_402_300_800_000),
+            "10000-01-01T00:00:00.000Z"
         );
     }
 
