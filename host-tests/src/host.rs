@@ -13,6 +13,9 @@
 //!   proxy_on_done(ctx) -> proxy_on_log(ctx) -> proxy_on_delete(ctx)
 //! ```
 //!
+//! Like Envoy, the host skips an end-of-stream callback the module does not export (the
+//! shipped filter exports neither `proxy_on_done` nor `proxy_on_log`: plugin/build.sh).
+//!
 //! A trap (a panic in the guest aborts, which is a trap) marks the host broken, like Envoy
 //! marking the VM failed; every later call returns an error.
 
@@ -314,9 +317,15 @@ impl FakeHost {
             ));
         }
 
-        self.call::<u32, u32>("proxy_on_done", ctx)?;
-        self.call::<u32, ()>("proxy_on_log", ctx)?;
-        self.call::<u32, ()>("proxy_on_delete", ctx)?;
+        if self.exports("proxy_on_done") {
+            self.call::<u32, u32>("proxy_on_done", ctx)?;
+        }
+        if self.exports("proxy_on_log") {
+            self.call::<u32, ()>("proxy_on_log", ctx)?;
+        }
+        if self.exports("proxy_on_delete") {
+            self.call::<u32, ()>("proxy_on_delete", ctx)?;
+        }
 
         let state = self.store.data();
         Ok(RequestResult {
@@ -493,6 +502,17 @@ impl FakeHost {
 
     fn map_len(&self, index: usize) -> u32 {
         u32::try_from(self.store.data().maps[index].len()).unwrap_or(u32::MAX)
+    }
+
+    /// The module's linear memory, in bytes (it only grows: a leak shows as growth).
+    pub fn memory_size(&mut self) -> usize {
+        let memory = self.store.data().memory;
+        memory.map_or(0, |memory| memory.data_size(&self.store))
+    }
+
+    /// Whether the module exports this function.
+    pub fn exports(&mut self, name: &str) -> bool {
+        self.instance.get_func(&mut self.store, name).is_some()
     }
 
     /// Calls an export; a trap breaks the host and the error carries the module's last

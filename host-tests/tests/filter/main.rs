@@ -11,6 +11,7 @@ mod audit;
 mod bad_policy;
 mod common;
 mod evidence;
+mod exports;
 mod golden;
 mod metrics_exposure;
 mod owned_headers;
