@@ -11,7 +11,8 @@
 //!   evaluation: the engine works on text, and guessing a decoding could make a mangled tenant
 //!   id match someone else's rule. The header itself is left in place for upstream.
 //! - **A name that is not UTF-8** is likewise absent for evaluation, but is still checked
-//!   (decoded lossily) against the owned-header test and removed if switchyard owns it.
+//!   (as bytes) against the owned-header test and removed if switchyard owns it: one under
+//!   `x-switchyard-` is, whatever bytes follow.
 //! - **Empty values** are kept as empty strings; the engine treats an empty value as absent.
 //! - **Size.** No limit is imposed here: Envoy already bounds the header block
 //!   (`max_request_headers_kb`, 60 KiB by default) and count (`max_headers_count`), and every
@@ -103,11 +104,8 @@ fn read_u32(bytes: &[u8], at: usize) -> Option<u32> {
 
 /// Removes, from the request and from `headers`, every header switchyard owns, so a client
 /// can neither pick its own route nor forge exposure data.
-pub fn remove_owned(headers: &mut Vec<RawHeader<'_>>, owned: impl Fn(&str) -> bool) {
-    let is_owned = |name: &[u8]| match std::str::from_utf8(name) {
-        Ok(text) => owned(text),
-        Err(_) => owned(&String::from_utf8_lossy(name)),
-    };
+/// `owned` sees the lower-cased name as bytes (see [`switchyard_policy::CompiledPolicy::is_owned_header`]).
+pub fn remove_owned(headers: &mut Vec<RawHeader<'_>>, is_owned: impl Fn(&[u8]) -> bool) {
     // Nearly every request has none: look before building anything.
     if !headers.iter().any(|(name, _)| is_owned(name)) {
         return;

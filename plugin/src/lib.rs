@@ -230,7 +230,7 @@ impl HttpContext for Filter {
         let Some(loaded) = self.loaded.clone() else {
             // No policy (Envoy does not start streams on a refused configuration, but be
             // safe): still never let a client's switchyard headers through.
-            headers::remove_owned(&mut kept, |name| name.starts_with(OWNED_PREFIX));
+            headers::remove_owned(&mut kept, |name| name.starts_with(OWNED_PREFIX.as_bytes()));
             return Action::Continue;
         };
         let policy = &loaded.policy;
@@ -252,8 +252,8 @@ impl HttpContext for Filter {
         let settings = policy.settings();
         // The engine reads only the policy's headers; the event also wants these two.
         let request = request::build(&kept, source.as_deref(), |name| {
-            (settings.exposure_event && (name == "x-request-id" || name == "traceparent"))
-                || policy.header_names().iter().any(|h| h == name)
+            (settings.exposure_event && (name == b"x-request-id" || name == b"traceparent"))
+                || policy.header_names().iter().any(|h| h.as_bytes() == name)
         });
         let outcome = policy.evaluate(&request);
         loaded.metrics.count(&outcome);

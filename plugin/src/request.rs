@@ -9,8 +9,9 @@ use switchyard_policy::Request;
 use crate::headers::RawHeader;
 
 /// Builds the engine's request from raw headers (owned headers already removed), keeping only
-/// the headers `wanted` says the engine will read. Nothing is copied: the request borrows the
-/// host's header buffer.
+/// the headers `wanted` says the engine will read (it sees the lower-cased name as bytes, so
+/// the other names are never decoded). Nothing is copied: the request borrows the host's
+/// header buffer.
 ///
 /// Pseudo-headers fill `method`, `path` and `host` (the first of each wins; `host` falls back
 /// to a `host` header, which Envoy normally folds into `:authority`); the other
@@ -19,7 +20,7 @@ use crate::headers::RawHeader;
 pub fn build<'m>(
     headers: &'m [RawHeader<'_>],
     source_address: Option<&'m [u8]>,
-    wanted: impl Fn(&str) -> bool,
+    wanted: impl Fn(&[u8]) -> bool,
 ) -> Request<'m> {
     let mut request = Request {
         source_ip: source_address.map(source_ip).unwrap_or_default().into(),
@@ -28,22 +29,19 @@ pub fn build<'m>(
     };
     let mut host_header = None;
     for (name, value) in headers {
-        // Values are checked for UTF-8 only when used: most are not, and some are long.
-        let Ok(name) = std::str::from_utf8(name) else {
-            continue;
-        };
+        // Names and values are checked for UTF-8 only when used: most are not.
         let value = || std::str::from_utf8(value).ok();
-        match name {
-            ":method" => first(&mut request.method, value()),
-            ":path" => first(&mut request.path, value()),
-            ":authority" => first(&mut request.host, value()),
-            _ if name.starts_with(':') => {}
-            _ => {
-                if name == "host" && host_header.is_none() {
+        match name.as_ref() {
+            b":method" => first(&mut request.method, value()),
+            b":path" => first(&mut request.path, value()),
+            b":authority" => first(&mut request.host, value()),
+            [b':', ..] => {}
+            name => {
+                if name == b"host" && host_header.is_none() {
                     host_header = value();
                 }
                 if wanted(name) {
-                    if let Some(value) = value() {
+                    if let (Ok(name), Some(value)) = (std::str::from_utf8(name), value()) {
                         request.headers.push((name.into(), value.into()));
                     }
                 }

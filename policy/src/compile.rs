@@ -7,8 +7,9 @@ use std::collections::{HashMap, HashSet};
 
 use crate::document::{field, index, is_printable_ascii};
 use crate::error::PolicyErrors;
-use crate::matching::{CompiledClause, FastMap, FastSet, Test, ValueSet};
+use crate::matching::{CompiledClause, FastMap, Test, ValueSet};
 use crate::model::*;
+use crate::owned::OwnedNames;
 use crate::render;
 
 /// Header-name prefix that switchyard owns outright: a client copy of any header starting with
@@ -184,7 +185,7 @@ pub struct CompiledPolicy {
     /// Lower-case names of the request headers the policy reads.
     pub(crate) header_names: Vec<String>,
     /// Header names switchyard sets, besides everything under [`OWNED_PREFIX`].
-    pub(crate) owned_headers: FastSet,
+    pub(crate) owned_headers: OwnedNames,
     pub(crate) segment_count: usize,
     pub(crate) consent_tenant_count: usize,
     pub(crate) uses_source_ip: bool,
@@ -274,8 +275,11 @@ impl CompiledPolicy {
     /// Whether a request header (name in lower case) is one switchyard owns, so a client's
     /// copy must be removed: the route header, the exposure headers, attribute headers, and
     /// everything starting with `x-switchyard-`.
-    pub fn is_owned_header(&self, lowercase_name: &str) -> bool {
-        lowercase_name.starts_with(OWNED_PREFIX) || self.owned_headers.contains(lowercase_name)
+    ///
+    /// Takes bytes because the filter asks about every request header before it decodes any
+    /// name; a name that is not UTF-8 is owned only under the prefix.
+    pub fn is_owned_header(&self, lowercase_name: impl AsRef<[u8]>) -> bool {
+        self.owned_headers.contains(lowercase_name.as_ref())
     }
 }
 
@@ -374,20 +378,15 @@ pub fn compile(
         }
     }
 
-    // Checked against every request header: a fast hash, not SipHash.
-    let mut owned_headers: FastSet = [
-        &doc.settings.route_header,
-        &doc.settings.exposure_header,
-        &doc.settings.version_header,
-    ]
-    .into_iter()
-    .map(|h| h.as_str().into())
-    .collect();
-    owned_headers.extend(
-        doc.settings
-            .attribute_headers
-            .iter()
-            .map(|(_, h)| h.as_str().into()),
+    let owned_headers = OwnedNames::new(
+        [
+            &doc.settings.route_header,
+            &doc.settings.exposure_header,
+            &doc.settings.version_header,
+        ]
+        .into_iter()
+        .chain(doc.settings.attribute_headers.iter().map(|(_, h)| h))
+        .map(String::as_str),
     );
     for (attr, header) in &doc.settings.attribute_headers {
         if c.attributes

@@ -21,6 +21,7 @@ pub mod limits;
 mod matching;
 mod model;
 mod outcome;
+mod owned;
 mod render;
 mod request;
 pub mod simulate;

@@ -29,15 +29,22 @@ use crate::model::Builtin;
 impl Request<'_> {
     /// The first header with this name (ASCII case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
+        // The length test first, inline: most names differ in length, and the comparison
+        // itself is a call.
         self.headers
             .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .find(|(n, _)| n.len() == name.len() && n.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_ref())
     }
 
     /// The path without its query string or fragment.
     pub fn path_only(&self) -> &str {
-        let end = self.path.find(['?', '#']).unwrap_or(self.path.len());
+        // A byte scan: a `[char; 2]` pattern decodes every character, on every request.
+        let end = self
+            .path
+            .bytes()
+            .position(|b| b == b'?' || b == b'#')
+            .unwrap_or(self.path.len());
         &self.path[..end]
     }
 
