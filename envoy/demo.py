@@ -174,7 +174,7 @@ def main(argv=None):
         print("Access log: %d lines, %d with exposure filter state (%s)"
               % (len(log), with_state, os.path.relpath(envoy.access_log_path, harness.REPO)))
         metrics = [(s, v) for s, v in harness.prometheus_samples(
-            envoy.prometheus(), "switchyard_decisions") if v]
+            envoy.settled_prometheus(), "switchyard_decisions") if v]
         print("Prometheus: %d non-zero switchyard_decisions series, e.g. %s"
               % (len(metrics), next(("switchyard_decisions{%s} %d" % (
                   ",".join('%s="%s"' % kv for kv in sorted(s.items())), v)

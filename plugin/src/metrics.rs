@@ -33,9 +33,20 @@
 //!     regex: '^wasmcustom\.switchyard\.upstream\.flag\.[A-Za-z0-9_-]+\.variation\.[A-Za-z0-9_-]+(\.class\.([0-9a-z]+))$'
 //! ```
 //!
+//! **Counters are batched.** A request adds to the filter's own tallies; each worker adds them
+//! to Envoy's counters on its tick, at least once a second ([`Metrics::flush`]), when a policy
+//! is replaced, and when the last stream of a replaced policy ends. A counter host call costs
+//! Envoy about a thousand instructions (bench/README.md), and the large policy's requests
+//! would make forty. So a count reaches `/stats` within about a second; counts of the last
+//! second are lost only when the VM itself goes away. Histograms take one value per call and
+//! are recorded as each response arrives. If Envoy refuses a tick period, counters are added
+//! per request as before.
+//!
 //! A policy with very many flags × variations would define very many stats (each costs Envoy
 //! memory on every worker); beyond [`MAX_DECISION_COUNTERS`] the per-variation decision
 //! counters are not defined (a warning says so) and only the per-flag counters are kept.
+
+use std::cell::Cell;
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::MetricType;
@@ -46,19 +57,27 @@ pub const MAX_DECISION_COUNTERS: usize = 20_000;
 
 pub const LOAD_FAILURES: &str = "switchyard.policy.load_failures";
 
-/// Metric ids by (flag index, variation index, reason), built when the policy loads.
+/// A counter's index in [`Metrics::tallies`].
+#[derive(Debug, Clone, Copy)]
+struct Counter(usize);
+
+/// Counters by (flag index, variation index, reason), built when the policy loads.
 #[derive(Debug, Default)]
 pub struct Metrics {
     /// `[flag][variation][reason index]`.
-    decisions: Vec<Vec<[Option<u32>; REASONS]>>,
+    decisions: Vec<Vec<[Option<Counter>; REASONS]>>,
     /// `[flag]`: the `variation.none.reason.CONSENT_DENIED` counter.
-    rejected_decisions: Vec<Option<u32>>,
-    consent_denied: Vec<Option<u32>>,
-    rejects: Vec<Option<u32>>,
+    rejected_decisions: Vec<Option<Counter>>,
+    consent_denied: Vec<Option<Counter>>,
+    rejects: Vec<Option<Counter>>,
     /// `[flag][variation][status class]`.
-    upstream: Vec<Vec<[Option<u32>; CLASSES]>>,
-    /// `[flag][variation]`: latency histograms.
+    upstream: Vec<Vec<[Option<Counter>; CLASSES]>>,
+    /// `[flag][variation]`: latency histograms (host metric ids).
     latency: Vec<Vec<Option<u32>>>,
+    /// Each counter's host metric id, and what it has counted since the last flush.
+    tallies: Vec<(u32, Cell<u64>)>,
+    /// Add to Envoy's counter on every count: the root context has no tick to flush on.
+    unbatched: bool,
 }
 
 /// Response status classes, in counter order.
@@ -177,8 +196,9 @@ enum Slot {
 }
 
 impl Metrics {
-    /// Defines every counter for this policy (plus the load-failure counter).
-    pub fn define(policy: &CompiledPolicy) -> Metrics {
+    /// Defines every counter for this policy (plus the load-failure counter). `batched`: the
+    /// root context ticks and calls [`Metrics::flush`] at least once a second.
+    pub fn define(policy: &CompiledPolicy, batched: bool) -> Metrics {
         let _ = counter(LOAD_FAILURES);
         let flags = policy.flags();
         let mut metrics = Metrics {
@@ -197,12 +217,22 @@ impl Metrics {
                 .iter()
                 .map(|f| vec![None; f.variations.len()])
                 .collect(),
+            tallies: Vec::new(),
+            unbatched: !batched,
         };
         for (slot, name) in names(policy) {
-            let id = match slot {
-                Slot::Latency(..) => define(MetricType::Histogram, &name),
-                _ => counter(&name),
+            if let Slot::Latency(f, v) = slot {
+                let id = define(MetricType::Histogram, &name);
+                if let Some(target) = metrics.latency.get_mut(f).and_then(|vs| vs.get_mut(v)) {
+                    *target = id;
+                }
+                continue;
+            }
+            let Some(id) = counter(&name) else {
+                continue;
             };
+            let index = Counter(metrics.tallies.len());
+            metrics.tallies.push((id, Cell::new(0)));
             let target = match slot {
                 Slot::Decision(f, v, r) => metrics
                     .decisions
@@ -217,13 +247,38 @@ impl Metrics {
                     .get_mut(f)
                     .and_then(|vs| vs.get_mut(v))
                     .and_then(|cs| cs.get_mut(c)),
-                Slot::Latency(f, v) => metrics.latency.get_mut(f).and_then(|vs| vs.get_mut(v)),
+                Slot::Latency(..) => None,
             };
             if let Some(target) = target {
-                *target = id;
+                *target = Some(index);
             }
         }
         metrics
+    }
+
+    fn add(&self, counter: Option<Counter>) {
+        let Some((id, tally)) = counter.and_then(|Counter(i)| self.tallies.get(i)) else {
+            return;
+        };
+        if self.unbatched {
+            // A failed increment loses one count; not worth a log line per request.
+            let _ = hostcalls::increment_metric(*id, 1);
+        } else {
+            tally.set(tally.get().saturating_add(1));
+        }
+    }
+
+    /// Adds what was counted since the last flush to Envoy's counters: one host call per
+    /// counter that moved.
+    pub fn flush(&self) {
+        for (id, tally) in &self.tallies {
+            let n = tally.take();
+            if n > 0 {
+                // On failure the counts are lost rather than retried: a host that refuses
+                // an increment will refuse the next one too.
+                let _ = hostcalls::increment_metric(*id, i64::try_from(n).unwrap_or(i64::MAX));
+            }
+        }
     }
 
     /// Counts one request's outcome.
@@ -241,13 +296,13 @@ impl Metrics {
                 }
                 None => None,
             };
-            increment(id);
+            self.add(id);
             if decision.reason == Reason::ConsentDenied {
-                increment(self.consent_denied.get(f).copied().flatten());
+                self.add(self.consent_denied.get(f).copied().flatten());
             }
         }
         if let Some(reject) = &outcome.reject {
-            increment(self.rejects.get(reject.flag_index).copied().flatten());
+            self.add(self.rejects.get(reject.flag_index).copied().flatten());
         }
     }
 
@@ -256,7 +311,7 @@ impl Metrics {
     pub fn count_response(&self, exposed: &[(usize, usize)], status: Option<u16>, ms: Option<u64>) {
         let class = class_index(status);
         for &(f, v) in exposed {
-            increment(
+            self.add(
                 self.upstream
                     .get(f)
                     .and_then(|vs| vs.get(v))
@@ -298,10 +353,18 @@ pub(crate) fn define(kind: MetricType, name: &str) -> Option<u32> {
     }
 }
 
+/// Adds one to a counter in Envoy now (for counters outside the per-request path).
 pub(crate) fn increment(id: Option<u32>) {
     if let Some(id) = id {
         // A failed increment loses one count; not worth a log line per request.
         let _ = hostcalls::increment_metric(id, 1);
+    }
+}
+
+impl Drop for Metrics {
+    /// A replaced policy's last stream has ended: its counts still go to Envoy.
+    fn drop(&mut self) {
+        self.flush();
     }
 }
 

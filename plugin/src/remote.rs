@@ -245,6 +245,8 @@ enum Fetched {
 
 /// The remote sources of one root context.
 pub struct Remote {
+    /// The tick period polling needs (the root context sets it: [`Remote::tick_ms`]).
+    tick_ms: u64,
     bootstrap: String,
     bootstrap_sources: (Option<RemoteSource>, Option<RemoteSource>),
     options: LoadOptions,
@@ -268,12 +270,6 @@ impl Remote {
             feeds.push(Feed::new(Kind::Consent, source));
         }
         let shortest = feeds.iter().map(|f| f.source.interval_ms).min()?;
-        let tick = (shortest / 4).clamp(50, 1_000);
-        if let Err(status) = hostcalls::set_tick_period(Duration::from_millis(u64::from(tick))) {
-            warn(&format!(
-                "switchyard: cannot set the tick period ({status:?}); remote sources are not polled"
-            ));
-        }
         for feed in &feeds {
             log(
                 LogLevel::Info,
@@ -287,6 +283,7 @@ impl Remote {
         }
         let (source, consent_source) = policy.sources();
         Some(Remote {
+            tick_ms: u64::from((shortest / 4).clamp(50, 1_000)),
             bootstrap: bootstrap.to_string(),
             bootstrap_sources: (source.cloned(), consent_source.cloned()),
             options,
@@ -297,6 +294,11 @@ impl Remote {
             swaps: crate::metrics::define(MetricType::Counter, SWAPS),
             age: crate::metrics::define(MetricType::Gauge, AGE_SECONDS),
         })
+    }
+
+    /// The tick period polling needs: a quarter of the shortest interval, 50 ms to 1 s.
+    pub fn tick_ms(&self) -> u64 {
+        self.tick_ms
     }
 
     /// Every tick: adopt what another worker fetched, fetch if this worker wins the lease,

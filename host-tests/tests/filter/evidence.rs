@@ -59,6 +59,7 @@ fn the_event_records_what_actually_ran() {
         .request(&common::chat("acme", "conv-2").response_header(":status", "200"))
         .unwrap();
     assert_eq!(event(&ok)["upstream"]["fallback_used"], false);
+    host.tick().unwrap(); // counters reach the host on the root context's tick
     let m = "switchyard.upstream.flag.support_answer_model_route.variation.candidate.class";
     assert_eq!(host.metric(&format!("{m}.5xx")), Some(1));
     assert_eq!(host.metric(&format!("{m}.2xx")), Some(1));
@@ -121,6 +122,7 @@ fn filter_state_can_be_turned_off_and_metrics_stay() {
         Some("support_model_b")
     );
     assert!(upstream.get("x-switchyard-exposure").is_some());
+    host.tick().unwrap();
     let m = "switchyard.upstream.flag.support_answer_model_route.variation.candidate.class.2xx";
     assert_eq!(host.metric(m), Some(1));
 

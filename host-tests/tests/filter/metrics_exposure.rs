@@ -71,6 +71,11 @@ fn counters_are_defined_from_the_policy_and_count_decisions() {
     host.request(&HttpRequest::new("GET", "/healthz", "api.example"))
         .unwrap(); // no flag
 
+    // Counted in the filter, added to the host's counters on the next tick (the module asks
+    // for one at least every second even without remote sources).
+    assert!(host.metrics().values().all(|v| *v == 0), "not flushed yet");
+    host.advance_and_tick().unwrap();
+    assert!(host.state().tick_period_ms <= 1_000);
     let metrics = host.metrics();
     let expected = [
         (format!("{flag}.candidate.reason.TARGETING_MATCH"), 2),
@@ -107,10 +112,34 @@ fn counters_are_defined_from_the_policy_and_count_decisions() {
 }
 
 #[test]
+fn a_policy_swap_flushes_the_old_policys_counts() {
+    let mut host = common::host_with(&common::example_policy());
+    for i in 0..3 {
+        host.request(&common::chat("acme", &format!("c-{i}")))
+            .unwrap();
+    }
+    // A new version of the policy: the counts made under the old one reach the host at the
+    // swap, not a tick later, and the new policy's tallies start from zero.
+    let next = common::example_policy().replacen("\"2026-11-21.3\"", "\"2026-11-21.4\"", 1);
+    assert_ne!(next, common::example_policy());
+    assert!(
+        host.configure(next.as_bytes()).unwrap(),
+        "{:#?}",
+        host.logs()
+    );
+    let name = "switchyard.decisions.flag.support_answer_model_route.variation.candidate.reason.TARGETING_MATCH";
+    assert_eq!(host.metric(name), Some(3));
+    host.request(&common::chat("acme", "c-9")).unwrap();
+    host.tick().unwrap();
+    assert_eq!(host.metric(name), Some(4));
+}
+
+#[test]
 fn kill_switch_and_split_reasons_are_counted() {
     let mut host = common::host_with(&common::read_repo_file("testdata/policies/killswitch.json"));
     host.request(&common::chat("someone", "c-1").header("x-plan", "pro"))
         .unwrap();
+    host.tick().unwrap();
     let disabled: i64 = host
         .metrics()
         .iter()
@@ -124,6 +153,7 @@ fn kill_switch_and_split_reasons_are_counted() {
         .header("x-tenant-id", "initech")
         .header("x-user-id", "u-1");
     host.request(&agent).unwrap();
+    host.tick().unwrap();
     let split: i64 = host
         .metrics()
         .iter()
@@ -144,6 +174,7 @@ fn metric_names_are_sanitized() {
     let mut host = common::host_with(policy);
     host.request(&HttpRequest::new("GET", "/", "api.example"))
         .unwrap();
+    host.tick().unwrap();
     assert_eq!(
         host.metric("switchyard.decisions.flag.checkout_v2_model.variation.on_1.reason.DEFAULT"),
         Some(1)

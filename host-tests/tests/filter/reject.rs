@@ -48,6 +48,7 @@ fn a_consent_reject_sends_a_local_reply_and_stops() {
             .iter()
             .any(|n| n.starts_with("x-switchyard-")));
     }
+    host.tick().unwrap();
     assert_eq!(host.metric("switchyard.rejects.flag.agent_tools"), Some(2));
     assert_eq!(
         host.metric("switchyard.consent_denied.flag.agent_tools"),
@@ -71,5 +72,6 @@ fn a_consenting_tenant_is_not_rejected() {
         matches!(cluster, Some("agent_model" | "support_rules")),
         "{cluster:?}"
     );
+    host.tick().unwrap();
     assert_eq!(host.metric("switchyard.rejects.flag.agent_tools"), Some(0));
 }
