@@ -266,26 +266,28 @@ impl HttpContext for Filter {
         };
         let policy = &loaded.policy;
         headers::remove_owned(&mut kept, |name| policy.is_owned_header(name));
-        // A property lookup costs a host call; only policies that test `source_ip` need it.
-        let source = if !policy.uses_source_ip() {
-            None
-        } else {
-            match hostcalls::get_property(vec!["source", "address"]) {
-                Ok(address) => address,
-                Err(status) => {
-                    warn(&format!(
-                        "switchyard: cannot read source.address ({status:?})"
-                    ));
-                    None
-                }
-            }
-        };
         let settings = policy.settings();
         // The engine reads only the policy's headers; the event also wants these two.
-        let request = request::build(&kept, source.as_deref(), |name| {
+        let mut request = request::build(&kept, |name| {
             (settings.exposure_event && (name == b"x-request-id" || name == b"traceparent"))
                 || policy.header_names().iter().any(|h| h.as_bytes() == name)
         });
+        // A property lookup costs a host call (and a VM entry to hand the value back): only
+        // when a flag in scope for this request tests `source_ip`.
+        if policy.needs_source_ip(&request) {
+            match hostcalls::get_property(vec!["source", "address"]) {
+                Ok(address) => {
+                    let ip = address
+                        .as_deref()
+                        .map(request::source_ip)
+                        .unwrap_or_default();
+                    request.source_ip = ip.to_string().into();
+                }
+                Err(status) => warn(&format!(
+                    "switchyard: cannot read source.address ({status:?})"
+                )),
+            }
+        }
         let outcome = policy.evaluate(&request);
         loaded.metrics.count(&outcome);
         // Written for rejects too, so the access log shows why a request never went upstream.

@@ -17,13 +17,8 @@ use crate::headers::RawHeader;
 /// to a `host` header, which Envoy normally folds into `:authority`); the other
 /// pseudo-headers (`:scheme`, ...) are not request attributes. A header whose name or value is
 /// not UTF-8 is left out (see [`crate::headers`]).
-pub fn build<'m>(
-    headers: &'m [RawHeader<'_>],
-    source_address: Option<&'m [u8]>,
-    wanted: impl Fn(&[u8]) -> bool,
-) -> Request<'m> {
+pub fn build<'m>(headers: &'m [RawHeader<'_>], wanted: impl Fn(&[u8]) -> bool) -> Request<'m> {
     let mut request = Request {
-        source_ip: source_address.map(source_ip).unwrap_or_default().into(),
         headers: Vec::with_capacity(8),
         ..Request::default()
     };
@@ -88,11 +83,13 @@ mod tests {
             h("x-bad", b"\xff"),
             h(":path", b"/second"),
         ];
-        let request = build(&headers, Some(b"10.0.0.1:443"), |_| true);
+        let request = build(&headers, |_| true);
         assert_eq!(request.method, "POST");
         assert_eq!(request.path, "/v1/chat?x=1");
         assert_eq!(request.host, "api.example");
-        assert_eq!(request.source_ip, "10.0.0.1");
+        assert_eq!(request.source_ip, "", "filled only when a flag needs it");
+        assert_eq!(source_ip(b"10.0.0.1:443"), "10.0.0.1");
+        assert_eq!(source_ip(b"[::1]:443"), "::1");
         assert_eq!(
             request.headers,
             vec![(Cow::Borrowed("x-tenant-id"), Cow::Borrowed("acme"))]

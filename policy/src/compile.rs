@@ -163,6 +163,9 @@ pub(crate) struct CompiledFlag {
     pub overrides: Vec<CompiledOverride>,
     pub rules: Vec<CompiledRule>,
     pub default: CompiledServe,
+    /// Something in this flag (unit, overrides, rules and their segments, consent) reads
+    /// `source_ip`.
+    pub reads_source_ip: bool,
 }
 
 /// A policy ready to evaluate. Build it with [`crate::load`].
@@ -439,13 +442,25 @@ pub fn compile(
         .attributes
         .iter()
         .position(|a| matches!(a, AttrSource::Builtin(Builtin::SourceIp)));
-    let uses_source_ip = source_ip.is_some_and(|ip| {
-        c.clauses.iter().any(|cl| cl.attribute == ip)
-            || flags.iter().any(|f: &CompiledFlag| {
-                f.unit == Some(ip) || f.overrides.iter().any(|o| o.attribute == ip)
-            })
-            || consent.as_ref().is_some_and(|k| k.tenant_attribute == ip)
-    });
+    if let Some(ip) = source_ip {
+        let clause_reads = |id: &usize| c.clauses.get(*id).is_some_and(|cl| cl.attribute == ip);
+        let consent_reads = consent.as_ref().is_some_and(|k| k.tenant_attribute == ip);
+        for f in &mut flags {
+            f.reads_source_ip = f.unit == Some(ip)
+                || f.overrides.iter().any(|o| o.attribute == ip)
+                || (f.consent.is_some() && consent_reads)
+                || f.rules
+                    .iter()
+                    .flat_map(|r| &r.conditions)
+                    .any(|cond| match cond {
+                        CompiledCondition::Clause(id) => clause_reads(id),
+                        CompiledCondition::Segment(s) => segments
+                            .get(*s)
+                            .is_some_and(|ids: &Vec<usize>| ids.iter().any(clause_reads)),
+                    });
+        }
+    }
+    let uses_source_ip = flags.iter().any(|f| f.reads_source_ip);
     if doc.consent_source.is_some() && doc.consent.is_none() {
         c.errors.push(
             "consent_source",
@@ -758,6 +773,7 @@ impl Compiler {
             overrides,
             rules,
             default: default?,
+            reads_source_ip: false, // set once every flag is compiled
         })
     }
 

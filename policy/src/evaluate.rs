@@ -11,6 +11,19 @@ use crate::outcome::{Decision, ErrorCode, Outcome, Reason, Reject, RuleRef};
 use crate::request::{Context, Request};
 
 impl CompiledPolicy {
+    /// Whether evaluating this request reads `source_ip`: a flag in scope for it does. A host
+    /// can look the address up only then (in Envoy it is a property read, which costs about as
+    /// much as reading a header); the request may leave `source_ip` empty until this says so.
+    pub fn needs_source_ip(&self, req: &Request) -> bool {
+        if !self.uses_source_ip {
+            return false;
+        }
+        let (path, host) = (req.path_only(), req.host_only());
+        self.flags
+            .iter()
+            .any(|f| f.reads_source_ip && in_scope(&f.scope, req, path, &host))
+    }
+
     /// Decides one request. The same request always gets the same outcome.
     pub fn evaluate(&self, req: &Request) -> Outcome<'_> {
         let ctx = Context::new(self, req);
@@ -59,7 +72,7 @@ impl CompiledPolicy {
         &'p self,
         flag_index: usize,
         flag: &'p CompiledFlag,
-        ctx: &Context<'_>,
+        ctx: &Context<'_, '_>,
         memo: &mut ClauseMemo,
         consent_row: Option<&[ConsentState]>,
     ) -> Decision<'p> {
@@ -203,7 +216,7 @@ impl CompiledPolicy {
     fn condition_holds(
         &self,
         condition: &CompiledCondition,
-        ctx: &Context<'_>,
+        ctx: &Context<'_, '_>,
         memo: &mut ClauseMemo,
     ) -> bool {
         match condition {
@@ -215,7 +228,7 @@ impl CompiledPolicy {
         }
     }
 
-    fn clause_holds(&self, id: usize, ctx: &Context<'_>, memo: &mut ClauseMemo) -> bool {
+    fn clause_holds(&self, id: usize, ctx: &Context<'_, '_>, memo: &mut ClauseMemo) -> bool {
         if let Some(known) = memo.get(id) {
             return known;
         }

@@ -2,6 +2,7 @@
 //! and the `source.address` property; `switchyard eval` fills it from a JSON line.
 
 use std::borrow::Cow;
+use std::cell::OnceCell;
 
 /// One HTTP request. Every field is optional in the sense that an empty string means absent.
 ///
@@ -126,36 +127,49 @@ fn decode(s: &str, form: bool) -> Cow<'_, str> {
     percent_decode_str(s).decode_utf8_lossy()
 }
 
-/// The request's value for every context attribute of a policy, by attribute index.
-pub(crate) struct Context<'r> {
-    pub values: Vec<Option<Cow<'r, str>>>,
+/// The request's value for each context attribute of a policy, by attribute index, decoded
+/// the first time a flag in scope asks for it: a large policy's attributes cost a request
+/// nothing unless its flags apply (a cookie is parsed, a header looked up, only if needed).
+pub(crate) struct Context<'p, 'r> {
+    sources: &'p [AttrSource],
+    req: &'r Request<'r>,
+    values: Vec<OnceCell<Option<Cow<'r, str>>>>,
 }
 
-impl<'r> Context<'r> {
-    pub fn new(policy: &CompiledPolicy, req: &'r Request<'_>) -> Context<'r> {
-        let values = policy
-            .attributes
-            .iter()
-            .map(|source| match source {
-                AttrSource::Header(h) => req.header(h).map(Cow::Borrowed),
-                AttrSource::Cookie(c) => req.cookie(c),
-                AttrSource::Query(q) => req.query_param(q),
-                AttrSource::Builtin(b) => {
-                    let v: Cow<'r, str> = match b {
-                        Builtin::Path => Cow::Borrowed(req.path_only()),
-                        Builtin::Host => req.host_only(),
-                        Builtin::Method => Cow::Borrowed(req.method.as_ref()),
-                        Builtin::SourceIp => Cow::Borrowed(req.source_ip.as_ref()),
-                    };
-                    (!v.is_empty()).then_some(v)
-                }
-            })
-            .collect();
-        Context { values }
+impl<'p, 'r> Context<'p, 'r> {
+    pub fn new(policy: &'p CompiledPolicy, req: &'r Request<'_>) -> Context<'p, 'r> {
+        Context {
+            sources: &policy.attributes,
+            req,
+            values: (0..policy.attributes.len())
+                .map(|_| OnceCell::new())
+                .collect(),
+        }
     }
 
     pub fn get(&self, attribute: usize) -> Option<&str> {
-        self.values.get(attribute).and_then(|v| v.as_deref())
+        let (cell, source) = self
+            .values
+            .get(attribute)
+            .zip(self.sources.get(attribute))?;
+        cell.get_or_init(|| value_of(source, self.req)).as_deref()
+    }
+}
+
+fn value_of<'r>(source: &AttrSource, req: &'r Request<'r>) -> Option<Cow<'r, str>> {
+    match source {
+        AttrSource::Header(h) => req.header(h).map(Cow::Borrowed),
+        AttrSource::Cookie(c) => req.cookie(c),
+        AttrSource::Query(q) => req.query_param(q),
+        AttrSource::Builtin(b) => {
+            let v: Cow<'r, str> = match b {
+                Builtin::Path => Cow::Borrowed(req.path_only()),
+                Builtin::Host => req.host_only(),
+                Builtin::Method => Cow::Borrowed(req.method.as_ref()),
+                Builtin::SourceIp => Cow::Borrowed(req.source_ip.as_ref()),
+            };
+            (!v.is_empty()).then_some(v)
+        }
     }
 }
 
