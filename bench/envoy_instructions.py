@@ -139,7 +139,8 @@ def report(res):
         for name, value in [("(c) added / (b) added (target ≤ 1.3)", ratio("c", "b")),
                             ("(d) added / (c) added (target ≤ 1.10)", ratio("d", "c")),
                             ("(c) added / (e) added (target < 1)", ratio("c", "e")),
-                            ("(f) added / (b) added", ratio("f", "b"))]:
+                            ("(f) added / (b) added", ratio("f", "b")),
+                            ("(g) added / (c) added (policy size alone)", ratio("g", "c"))]:
             if value:
                 L.append("- %s: %s" % (name, value))
     return "\n".join(L) + "\n"
