@@ -13,6 +13,9 @@ Cases (same front-Envoy bootstrap for all; only the HTTP filter before the route
   c  switchyard, examples/support-copilot/policy.json
   d  switchyard, the engine benchmark's large policy (20 flags, 10,000 consent records)
   e  Envoy Lua filter making (c)'s decision by hand (bench/lua/switchyard_peer.lua)
+  f  (c) with exposure_state and exposure_event off
+  g  (c)'s policy padded to (d)'s size, the extra flags out of scope (policy size alone)
+  z  (c)'s policy on an earlier module (--baseline-wasm)
 
 Each measurement: start the front Envoy (--concurrency 1), check its routing on the request mix
 (round 1), warm up with wrk, then measure with wrk while reading the Envoy process's CPU time
