@@ -772,7 +772,7 @@ def main():
     ap.add_argument("--seconds", type=int, default=10, help="measured seconds per run")
     ap.add_argument("--warmup", type=int, default=2, help="warm-up seconds per run")
     ap.add_argument("--connections", type=int, default=8)
-    ap.add_argument("--cases", default="abcdef")
+    ap.add_argument("--cases", default="abcdefg")
     ap.add_argument("--no-check", action="store_true", help="skip the round-1 routing check")
     ap.add_argument("--out", default=os.path.join(HERE, "results"))
     ap.add_argument("--name", default="latest", help="output file stem in --out")

@@ -148,7 +148,7 @@ def report(res):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--cases", default="abcdef")
+    ap.add_argument("--cases", default="abcdefg")
     ap.add_argument("--requests", type=int, default=1000, help="measured requests per case")
     ap.add_argument("--warmup", type=int, default=500, help="requests before measuring (V8 tiers up)")
     ap.add_argument("--large-policy", required=True)
