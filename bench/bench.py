@@ -250,36 +250,53 @@ def policy_clusters(policy_text):
     return out
 
 
+LOCAL_ADDRESS = {"socket_address": {"address": "127.0.0.1", "port_value": 0}}  # a free port
+ROUTER = {"name": "envoy.filters.http.router", "typed_config": {
+    "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}
+
+
+def http_bootstrap(name, virtual_host, http_filters, clusters=(), node=None):
+    """A bootstrap with admin and one plaintext HTTP listener on free local ports, no access
+    log: `http_filters` (the router included) in front of `virtual_host`."""
+    bootstrap = {
+        "admin": {"address": LOCAL_ADDRESS},
+        "static_resources": {
+            "listeners": [{
+                "name": name,
+                "address": LOCAL_ADDRESS,
+                "filter_chains": [{"filters": [{
+                    "name": "envoy.filters.network.http_connection_manager",
+                    "typed_config": {
+                        "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+                        "stat_prefix": name,
+                        "route_config": {"name": name, "virtual_hosts": [virtual_host]},
+                        "http_filters": http_filters,
+                    }}]}],
+            }],
+            "clusters": list(clusters),
+        },
+    }
+    if node:
+        bootstrap["node"] = node
+    return bootstrap
+
+
 def upstream_bootstrap():
     """The upstream: one Envoy listener answering every request with 200 and a small JSON body."""
-    return {
-        "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}}},
-        "static_resources": {"listeners": [{
-            "name": "upstream",
-            "address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}},
-            "filter_chains": [{"filters": [{
-                "name": "envoy.filters.network.http_connection_manager",
-                "typed_config": {
-                    "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
-                    "stat_prefix": "upstream",
-                    "route_config": {"name": "upstream", "virtual_hosts": [{
-                        "name": "upstream", "domains": ["*"],
-                        "routes": [{"match": {"prefix": "/"},
-                                    "direct_response": {"status": 200, "body": {"inline_string": UPSTREAM_BODY}}}],
-                        "response_headers_to_add": [{"header": {"key": "content-type", "value": "application/json"}}],
-                    }]},
-                    # Read the whole request before answering: a response sent before the
-                    # request body is consumed makes the front Envoy close the upstream
-                    # connection, i.e. one TCP connect per request.
-                    "http_filters": [
-                        {"name": "envoy.filters.http.buffer", "typed_config": {
-                            "@type": "type.googleapis.com/envoy.extensions.filters.http.buffer.v3.Buffer",
-                            "max_request_bytes": 65536}},
-                        {"name": "envoy.filters.http.router", "typed_config": {
-                            "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}],
-                }}]}],
-        }]},
-    }
+    return http_bootstrap("upstream", {
+        "name": "upstream", "domains": ["*"],
+        "routes": [{"match": {"prefix": "/"},
+                    "direct_response": {"status": 200, "body": {"inline_string": UPSTREAM_BODY}}}],
+        "response_headers_to_add": [{"header": {"key": "content-type", "value": "application/json"}}],
+    }, [
+        # Read the whole request before answering: a response sent before the request body is
+        # consumed makes the front Envoy close the upstream connection, i.e. one TCP connect per
+        # request.
+        {"name": "envoy.filters.http.buffer", "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.buffer.v3.Buffer",
+            "max_request_bytes": 65536}},
+        ROUTER,
+    ])
 
 
 def wasm_filter(name, wasm_path, configuration):
@@ -345,48 +362,30 @@ def front_bootstrap(case, clusters, upstream_port, large_policy_text):
                 "default_source_code": {"inline_string": f.read()}}}]
     else:
         raise ValueError(case)
-    filters.append({"name": "envoy.filters.http.router", "typed_config": {
-        "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}})
-    return {
-        "node": {"id": "bench-front-%s" % case, "cluster": "bench"},
-        "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}}},
-        "static_resources": {
-            "listeners": [{
-                "name": "ingress",
-                "address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}},
-                "filter_chains": [{"filters": [{
-                    "name": "envoy.filters.network.http_connection_manager",
-                    "typed_config": {
-                        "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
-                        "stat_prefix": "ingress",
-                        # no access log
-                        "route_config": {"name": "routes", "virtual_hosts": [{
-                            "name": "all", "domains": ["*"],
-                            "routes": [
-                                {"name": "flag_route",
-                                 "match": {"prefix": "/", "headers": [{"name": ROUTE_HEADER, "present_match": True}]},
-                                 "route": {"cluster_header": ROUTE_HEADER, "timeout": "60s"}},
-                                {"name": "default_route", "match": {"prefix": "/"},
-                                 "route": {"cluster": DEFAULT_CLUSTER, "timeout": "60s"}},
-                            ]}]},
-                        "http_filters": filters,
-                    }}]}],
-            }],
-            "clusters": [{
-                "name": name, "type": "STATIC", "connect_timeout": "1s",
-                "load_assignment": {"cluster_name": name, "endpoints": [{"lb_endpoints": [{
-                    "endpoint": {"address": {"socket_address": {"address": "127.0.0.1",
-                                                                "port_value": upstream_port}}}}]}]},
-            } for name in clusters],
-        },
-    }
+    filters.append(ROUTER)
+    return http_bootstrap("ingress", {
+        "name": "all", "domains": ["*"],
+        "routes": [
+            {"name": "flag_route",
+             "match": {"prefix": "/", "headers": [{"name": ROUTE_HEADER, "present_match": True}]},
+             "route": {"cluster_header": ROUTE_HEADER, "timeout": "60s"}},
+            {"name": "default_route", "match": {"prefix": "/"},
+             "route": {"cluster": DEFAULT_CLUSTER, "timeout": "60s"}},
+        ]}, filters, clusters=[{
+            "name": name, "type": "STATIC", "connect_timeout": "1s",
+            "load_assignment": {"cluster_name": name, "endpoints": [{"lb_endpoints": [{
+                "endpoint": {"address": {"socket_address": {"address": "127.0.0.1",
+                                                            "port_value": upstream_port}}}}]}]},
+        } for name in clusters], node={"id": "bench-front-%s" % case, "cluster": "bench"})
 
 
 # ------------------------------------------------------------------ processes
 
 class Envoy:
-    def __init__(self, name, bootstrap, workdir, concurrency=1):
+    def __init__(self, name, bootstrap, workdir, concurrency=1, binary=None):
+        """`binary`: what to run instead of envoy (e.g. a script running it under valgrind)."""
         self.name = name
+        self.binary = binary
         self.dir = workdir
         self.cfg = os.path.join(workdir, "%s.json" % name)
         with open(self.cfg, "w") as f:
@@ -401,7 +400,7 @@ class Envoy:
             os.remove(self.admin_file)
         out = open(self.log_file, "ab")
         self.proc = subprocess.Popen(
-            [envoy_binary(), "-c", self.cfg, "--concurrency", str(self.concurrency),
+            [self.binary or envoy_binary(), "-c", self.cfg, "--concurrency", str(self.concurrency),
              "--disable-hot-restart", "--admin-address-path", self.admin_file,
              "--log-level", "warning"],
             stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True)

@@ -84,12 +84,7 @@ def measure(case, bootstrap, workdir, mix, route, warmup, requests):
     cg_file = os.path.join(workdir, "callgrind.%s.out" % case)
     real = os.path.realpath(bench.envoy_binary())
     wrapper = valgrind_wrapper(workdir, cg_file)
-    saved = bench.envoy_binary
-    bench.envoy_binary = lambda: wrapper
-    try:
-        env = bench.Envoy("front-%s" % case, bootstrap, workdir).start(timeout=900)
-    finally:
-        bench.envoy_binary = saved
+    env = bench.Envoy("front-%s" % case, bootstrap, workdir, binary=wrapper).start(timeout=900)
     try:
         sent = 0
         while sent < warmup:

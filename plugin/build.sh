@@ -12,8 +12,9 @@ if command -v rustup >/dev/null && ! rustup target list --installed 2>/dev/null 
   say "rustup target add wasm32-wasip1"
   rustup target add wasm32-wasip1 >&2
 fi
-if ! command -v wasm-opt >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-  say "installing binaryen (wasm-opt) with apt-get"
+if ! { command -v wasm-opt && command -v wasm-metadce; } >/dev/null && [ "$(id -u)" = 0 ] \
+  && command -v apt-get >/dev/null; then
+  say "installing binaryen (wasm-opt, wasm-metadce) with apt-get"
   (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq binaryen) >&2 || say "binaryen install failed; continuing without wasm-opt"
 fi
 

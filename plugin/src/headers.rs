@@ -104,7 +104,8 @@ fn read_u32(bytes: &[u8], at: usize) -> Option<u32> {
 
 /// Removes, from the request and from `headers`, every header switchyard owns, so a client
 /// can neither pick its own route nor forge exposure data.
-/// `owned` sees the lower-cased name as bytes (see [`switchyard_policy::CompiledPolicy::is_owned_header`]).
+/// `is_owned` sees the lower-cased name as bytes, as
+/// [`switchyard_policy::CompiledPolicy::is_owned_header`] takes it.
 pub fn remove_owned(headers: &mut Vec<RawHeader<'_>>, is_owned: impl Fn(&[u8]) -> bool) {
     // Nearly every request has none: look before building anything.
     if !headers.iter().any(|(name, _)| is_owned(name)) {

@@ -247,7 +247,7 @@ impl Metrics {
                     .get_mut(f)
                     .and_then(|vs| vs.get_mut(v))
                     .and_then(|cs| cs.get_mut(c)),
-                Slot::Latency(..) => None,
+                Slot::Latency(..) => None, // a histogram, defined above
             };
             if let Some(target) = target {
                 *target = Some(index);
@@ -261,8 +261,7 @@ impl Metrics {
             return;
         };
         if self.unbatched {
-            // A failed increment loses one count; not worth a log line per request.
-            let _ = hostcalls::increment_metric(*id, 1);
+            increment(Some(*id));
         } else {
             tally.set(tally.get().saturating_add(1));
         }

@@ -136,6 +136,12 @@ impl CompiledPolicy {
         Some((flag, json))
     }
 
+    /// The route-deciding decision's cluster as JSON, rendered at load (`None` without one).
+    fn route_cluster_json(&self, outcome: &Outcome<'_>) -> Option<&str> {
+        let d = outcome.decisions.get(outcome.route_decision?)?;
+        self.parts(d).map(|(_, v)| v.cluster.as_str())
+    }
+
     /// Writes each decision with `write` (comma-separated), given its flag and JSON parts.
     fn each_decision(
         &self,
@@ -166,15 +172,13 @@ impl CompiledPolicy {
             out.push(',');
         }
         out.push_str("\"cluster\":");
-        match outcome
-            .route_decision
-            .and_then(|i| outcome.decisions.get(i))
-        {
-            Some(d) => match self.parts(d) {
-                Some((_, v)) => out.push_str(&v.cluster),
-                None => json_str(&mut out, outcome.cluster.unwrap_or_default()),
-            },
-            None => out.push_str("null"),
+        match (
+            self.route_cluster_json(outcome),
+            outcome.route_decision.and(outcome.cluster),
+        ) {
+            (Some(cluster), _) => out.push_str(cluster),
+            (None, Some(cluster)) => json_str(&mut out, cluster),
+            (None, None) => out.push_str("null"),
         }
         out.push_str(",\"reject\":");
         match &outcome.reject {
@@ -233,16 +237,7 @@ impl CompiledPolicy {
             None => out.push_str("null"),
         }
         out.push_str(",\"cluster\":");
-        match outcome
-            .route_decision
-            .and_then(|i| outcome.decisions.get(i))
-        {
-            Some(d) => match self.parts(d) {
-                Some((_, v)) => out.push_str(&v.cluster),
-                None => out.push_str("null"),
-            },
-            None => out.push_str("null"),
-        }
+        out.push_str(self.route_cluster_json(outcome).unwrap_or("null"));
         out.push_str(",\"reject\":");
         opt_u64(
             &mut out,
