@@ -124,8 +124,10 @@ pub(crate) enum CompiledCondition {
 #[derive(Debug, Clone)]
 pub(crate) struct CompiledRule {
     pub name: Option<String>,
-    /// The name as a JSON string (empty without a name).
-    pub name_json: String,
+    /// The rule as decisions name it in JSON: its name as a JSON string, or its index.
+    pub json: String,
+    /// The exposure item's parameter: `;rule="name"` (an RFC 8941 String) or `;rule=INDEX`.
+    pub exposure_param: String,
     pub conditions: Vec<CompiledCondition>,
     pub serve: CompiledServe,
 }
@@ -722,12 +724,10 @@ impl Compiler {
             }
             let serve = self.serve(&rule.serve, rplace, flag, &variation_index);
             if let Some(serve) = serve {
+                let index = rules.len();
                 rules.push(CompiledRule {
-                    name_json: rule
-                        .name
-                        .as_deref()
-                        .map(crate::json_out::literal)
-                        .unwrap_or_default(),
+                    json: crate::json_out::rule_ref(rule.name.as_deref(), index),
+                    exposure_param: crate::render::exposure_rule_param(rule.name.as_deref(), index),
                     name: rule.name.clone(),
                     conditions,
                     serve,

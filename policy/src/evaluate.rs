@@ -86,6 +86,7 @@ impl CompiledPolicy {
             reason: Reason::Default,
             error: None,
             rule: None,
+            rule_index: None,
             bucket: None,
             attributes: &[],
             unit: flag.unit_name.as_deref(),
@@ -145,7 +146,7 @@ impl CompiledPolicy {
                 self.serve(
                     flag,
                     &rule.serve,
-                    Some(rule_ref),
+                    Some((rule_ref, i)),
                     Reason::TargetingMatch,
                     unit_id,
                     &mut d,
@@ -164,7 +165,7 @@ impl CompiledPolicy {
         &'p self,
         flag: &'p CompiledFlag,
         serve: &'p CompiledServe,
-        rule: Option<RuleRef<'p>>,
+        rule: Option<(RuleRef<'p>, usize)>,
         fixed_reason: Reason,
         unit_id: Option<&str>,
         d: &mut Decision<'p>,
@@ -172,14 +173,14 @@ impl CompiledPolicy {
         match serve {
             CompiledServe::Variation(v) => {
                 d.reason = fixed_reason;
-                d.rule = rule;
+                (d.rule, d.rule_index) = (rule.map(|r| r.0), rule.map(|r| r.1));
                 self.serve_variation(flag, *v, d);
             }
             CompiledServe::Split(split) => match unit_id {
                 Some(unit) => {
                     let point = bucket_point(&flag.salt, unit, split.total);
                     d.reason = Reason::Split;
-                    d.rule = rule;
+                    (d.rule, d.rule_index) = (rule.map(|r| r.0), rule.map(|r| r.1));
                     d.bucket = Some(point);
                     self.serve_variation(flag, split.pick(point), d);
                 }

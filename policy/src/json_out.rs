@@ -94,17 +94,24 @@ impl VariationJson {
     }
 }
 
-fn rule(out: &mut String, flag: &CompiledFlag, rule: Option<RuleRef<'_>>) {
-    match rule {
-        None => out.push_str("null"),
-        Some(RuleRef::Index(i)) => push_u64(out, i as u64),
-        Some(RuleRef::Name(name)) => {
-            // Rule names are rendered at load; find this one's by identity.
-            match flag.rules.iter().find(|r| r.name.as_deref() == Some(name)) {
-                Some(r) => out.push_str(&r.name_json),
-                None => json_str(out, name),
-            }
-        }
+/// A rule as a decision names it: its name as a JSON string, or its index (rendered at load).
+pub(crate) fn rule_ref(name: Option<&str>, index: usize) -> String {
+    match name {
+        Some(name) => literal(name),
+        None => index.to_string(),
+    }
+}
+
+fn rule(out: &mut String, flag: &CompiledFlag, d: &Decision<'_>) {
+    match d.rule_index.and_then(|i| flag.rules.get(i)) {
+        Some(r) => out.push_str(&r.json),
+        // Not reached for the engine's own decisions (a rule reference always comes with its
+        // index); kept so a hand-made decision still renders.
+        None => match d.rule {
+            None => out.push_str("null"),
+            Some(RuleRef::Index(i)) => push_u64(out, i as u64),
+            Some(RuleRef::Name(name)) => json_str(out, name),
+        },
     }
 }
 
@@ -204,7 +211,7 @@ impl CompiledPolicy {
             out.push_str("\",\"error\":");
             opt_static(out, d.error.map(|e| e.as_str()));
             out.push_str(",\"rule\":");
-            rule(out, flag, d.rule);
+            rule(out, flag, d);
             out.push_str(",\"bucket\":");
             opt_u64(out, d.bucket);
             out.push_str(",\"attributes\":");
@@ -266,7 +273,7 @@ impl CompiledPolicy {
             out.push_str(",\"cluster\":");
             out.push_str(&v.cluster);
             out.push_str(",\"rule\":");
-            rule(out, flag, d.rule);
+            rule(out, flag, d);
             out.push_str(",\"bucket\":");
             opt_u64(out, d.bucket);
             out.push_str(",\"error\":");

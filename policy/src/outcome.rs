@@ -75,6 +75,9 @@ pub struct Decision<'p> {
     pub reason: Reason,
     pub error: Option<ErrorCode>,
     pub rule: Option<RuleRef<'p>>,
+    /// The deciding rule's index in the flag's `rules` (with or without a name), so renderers
+    /// use the rule's fragments rendered at load instead of finding the rule by name.
+    pub rule_index: Option<usize>,
     /// The split point (`0 <= bucket < total`) where a split decided.
     pub bucket: Option<u64>,
     /// The served variation's exposure attributes, in document order.

@@ -50,6 +50,17 @@ pub(crate) fn exposure_item_start(flag: &str, variation: &str) -> String {
     s
 }
 
+/// A rule's exposure parameter, rendered at load: `;rule="name"`, or `;rule=INDEX` for a rule
+/// without a name.
+pub(crate) fn exposure_rule_param(name: Option<&str>, index: usize) -> String {
+    let mut s = String::from(";rule=");
+    match name {
+        Some(name) => sf_string(&mut s, name),
+        None => push_u64(&mut s, index as u64),
+    }
+    s
+}
+
 pub(crate) fn exposure_attribute_params(attributes: &[(String, String)]) -> String {
     let mut s = String::new();
     for (name, value) in attributes {
@@ -126,16 +137,20 @@ impl CompiledPolicy {
                 out.push_str(";error=");
                 out.push_str(e.as_str());
             }
-            match d.rule {
-                Some(RuleRef::Name(n)) => {
+            match (
+                flag.zip(d.rule_index).and_then(|(f, i)| f.rules.get(i)),
+                d.rule,
+            ) {
+                (Some(rule), _) => out.push_str(&rule.exposure_param),
+                (None, Some(RuleRef::Name(n))) => {
                     out.push_str(";rule=");
                     sf_string(&mut out, n);
                 }
-                Some(RuleRef::Index(i)) => {
+                (None, Some(RuleRef::Index(i))) => {
                     out.push_str(";rule=");
                     push_u64(&mut out, i as u64);
                 }
-                None => {}
+                (None, None) => {}
             }
             if let Some(b) = d.bucket {
                 out.push_str(";bucket=");
@@ -288,6 +303,42 @@ mod tests {
         let mut s = String::new();
         sf_string(&mut s, "a \"b\" \\ 100% é");
         assert_eq!(s, "\"a \\\"b\\\" \\\\ 100%25 %C3%A9\"");
+    }
+
+    /// A rule is named in the exposure item and the JSON by its name, or by its index when it
+    /// has none; both forms come from fragments rendered at load.
+    #[test]
+    fn rules_are_named_or_numbered() {
+        let policy = crate::load(
+            r#"{"version": "r1", "context": {"plan": {"header": "x-plan"}},
+                "flags": [{"key": "f", "variations": {"a": {}, "b": {}},
+                  "off_variation": "a", "default": {"serve": "a"},
+                  "rules": [
+                    {"name": "pro \"tier\"", "when": [{"attribute": "plan", "op": "in", "values": ["pro"]}], "serve": "b"},
+                    {"when": [{"attribute": "plan", "op": "in", "values": ["free"]}], "serve": "a"}]}]}"#,
+        )
+        .unwrap();
+        let decide = |plan: &str| {
+            let req =
+                crate::Request::from_json(&format!(r#"{{"headers": {{"x-plan": "{plan}"}}}}"#))
+                    .unwrap();
+            let outcome = policy.evaluate(&req);
+            let json: serde_json::Value =
+                serde_json::from_str(&policy.eval_json(&outcome)).unwrap();
+            (
+                policy.exposure_value(&outcome).unwrap(),
+                json["decisions"][0]["rule"].clone(),
+            )
+        };
+        let (exposure, rule) = decide("pro");
+        assert!(exposure.contains(r#";rule="pro \"tier\"";"#), "{exposure}");
+        assert_eq!(rule, "pro \"tier\"");
+        let (exposure, rule) = decide("free");
+        assert!(exposure.contains(";rule=1;"), "{exposure}");
+        assert_eq!(rule, 1);
+        let (exposure, rule) = decide("other");
+        assert!(!exposure.contains(";rule="), "{exposure}");
+        assert!(rule.is_null());
     }
 
     #[test]

@@ -23,7 +23,7 @@ use serde_json::{json, Value};
 use crate::compile::CompiledPolicy;
 use crate::error::PolicyErrors;
 use crate::model::{Builtin, Clause, Condition, Op, PolicyDoc, Source};
-use crate::outcome::{Outcome, Reason, RuleRef};
+use crate::outcome::{Outcome, Reason};
 use crate::request::Request;
 
 /// Synthetic requests when no count is given.
@@ -449,20 +449,14 @@ impl Report {
                 continue;
             };
             flag.in_scope += 1;
-            let stage = match (d.reason, d.rule) {
+            let stage = match (d.reason, d.rule_index) {
                 (Reason::ConsentDenied, _) => {
                     flag.consent_denied += 1;
                     Stage::Consent
                 }
                 (Reason::Disabled, _) => Stage::Disabled,
                 (Reason::Error, _) => Stage::Error,
-                (_, Some(RuleRef::Index(i))) => Stage::Rule(i),
-                (_, Some(RuleRef::Name(n))) => Stage::Rule(
-                    flag.rule_names
-                        .iter()
-                        .position(|r| r.as_deref() == Some(n))
-                        .unwrap_or(0),
-                ),
+                (_, Some(i)) => Stage::Rule(i),
                 (Reason::TargetingMatch, None) => Stage::Override,
                 (_, None) => Stage::Default,
             };
