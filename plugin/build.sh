@@ -4,6 +4,12 @@
 # in place (about 14% smaller). Installs the wasm target, and binaryen with apt
 # when it is missing and we are root; without wasm-opt the module still works, just larger.
 #   plugin/build.sh   → target/wasm32-wasip1/release/switchyard_plugin.wasm
+#   plugin/build.sh --symbols   → the same code, for profiling (bench/profile.sh), in
+#       target/prof/wasm32-wasip1/release/: switchyard_plugin.wasm keeps its name section and
+#       switchyard_plugin.wasm.symbols maps function index → symbol after wasm-opt. It is built
+#       with strip = "debuginfo": strip = false (symbols kept for the linker) gave a different
+#       module that ran 25% more instructions per request with the large policy, so its profile
+#       would mislead.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 say() { printf '[plugin/build] %s\n' "$*" >&2; }
@@ -50,14 +56,22 @@ graph = [{"name": "outside", "root": True, "reaches": ["e:" + k for k in keep]}]
 graph += [{"name": "e:" + k, "export": k} for k in keep]
 json.dump(graph, sys.stdout)' "$UNUSED_CALLBACKS" > "$graph" \
     || { say "unused callbacks stay exported"; rm -f "$graph"; return 0; }
-  wasm-metadce -f "$graph" "${FEATURES[@]}" "$WASM" -o "$WASM.dce" > /dev/null
+  wasm-metadce "${SYMBOL_FLAGS[@]}" -f "$graph" "${FEATURES[@]}" "$WASM" -o "$WASM.dce" > /dev/null
   mv "$WASM.dce" "$WASM"
   rm -f "$graph"
   say "wasm-metadce: unused SDK callbacks no longer exported"
 }
 
-WASM=target/wasm32-wasip1/release/switchyard_plugin.wasm
-STAMP=target/wasm32-wasip1/release/.switchyard_plugin.optimized
+TARGET_DIR=target
+SYMBOL_FLAGS=()
+if [ "${1:-}" = --symbols ]; then
+  TARGET_DIR=target/prof
+  export CARGO_TARGET_DIR=$TARGET_DIR CARGO_PROFILE_RELEASE_STRIP=debuginfo
+  # -g keeps the names through wasm-metadce; the symbol map records them after wasm-opt.
+  SYMBOL_FLAGS=(-g)
+fi
+WASM=$TARGET_DIR/wasm32-wasip1/release/switchyard_plugin.wasm
+STAMP=$TARGET_DIR/wasm32-wasip1/release/.switchyard_plugin.optimized
 cargo build --release --target wasm32-wasip1 -p switchyard-plugin >&2
 # The stamp records the size and mtime of the module wasm-opt wrote; any other file there (cargo
 # relinked it, whoever ran cargo) gets optimized. Re-optimizing an optimized module is harmless.
@@ -65,7 +79,11 @@ identity() { stat -c '%s %.9Y' "$WASM"; }
 if command -v wasm-opt >/dev/null && [ "$(cat "$STAMP" 2>/dev/null)" != "$(identity)" ]; then
   before=$(stat -c %s "$WASM")
   strip_unused_callbacks
-  wasm-opt -Oz "${FEATURES[@]}" "$WASM" -o "$WASM.opt"
+  if [ ${#SYMBOL_FLAGS[@]} -gt 0 ]; then
+    wasm-opt -Oz --symbolmap="$WASM.symbols" "${FEATURES[@]}" "$WASM" -o "$WASM.opt"
+  else
+    wasm-opt -Oz "${FEATURES[@]}" "$WASM" -o "$WASM.opt"
+  fi
   mv "$WASM.opt" "$WASM"
   identity > "$STAMP"
   say "wasm-opt -Oz: $before -> $(stat -c %s "$WASM") bytes"
