@@ -738,28 +738,24 @@ def targets(s):
     def ratio(x, y):
         return None if x is None or y is None or y <= 0 else x / y
 
-    r = ratio(added("c"), added("b"))
-    out.append({"name": "(c) added CPU ≤ 1.3 × (b) added CPU", "ratio": r,
-                "value": "%.2f×" % r if r is not None else "–", "met": None if r is None else r <= 1.3})
-    r = ratio(added("d"), added("c"))
-    out.append({"name": "(d) added CPU ≤ 1.10 × (c) added CPU", "ratio": r,
-                "value": "%.2f×" % r if r is not None else "–", "met": None if r is None else r <= 1.10})
-    r = ratio(s.get("d", {}).get("cpu_us"), s.get("c", {}).get("cpu_us"))
-    out.append({"name": "(d) total CPU ≤ 1.10 × (c) total CPU (other reading)", "ratio": r,
-                "value": "%.2f×" % r if r is not None else "–", "met": None if r is None else r <= 1.10})
-    r = ratio(added("c"), added("e"))
-    out.append({"name": "(c) added CPU < (e) added CPU", "ratio": r,
-                "value": "%.2f×" % r if r is not None else "–", "met": None if r is None else r < 1.0})
-    r = ratio(added("f"), added("b"))
-    out.append({"name": "(f) added CPU ≤ 1.3 × (b) added CPU (lean settings)", "ratio": r,
-                "value": "%.2f×" % r if r is not None else "–", "met": None if r is None else r <= 1.3})
-    r = ratio(added("g"), added("c"))
-    out.append({"name": "(g) added CPU ≤ 1.10 × (c) added CPU (policy size alone)", "ratio": r,
-                "value": "%.2f×" % r if r is not None else "–", "met": None if r is None else r <= 1.10})
+    def target(name, r, met):
+        out.append({"name": name, "ratio": r, "value": "%.2f×" % r if r is not None else "–",
+                    "met": None if r is None or met is None else met(r)})
+
+    target("(c) added CPU ≤ 1.3 × (b) added CPU", ratio(added("c"), added("b")),
+           lambda r: r <= 1.3)
+    target("(d) added CPU ≤ 1.10 × (c) added CPU", ratio(added("d"), added("c")),
+           lambda r: r <= 1.10)
+    target("(d) total CPU ≤ 1.10 × (c) total CPU (other reading)",
+           ratio(s.get("d", {}).get("cpu_us"), s.get("c", {}).get("cpu_us")), lambda r: r <= 1.10)
+    target("(c) added CPU < (e) added CPU", ratio(added("c"), added("e")), lambda r: r < 1.0)
+    target("(f) added CPU ≤ 1.3 × (b) added CPU (lean settings)", ratio(added("f"), added("b")),
+           lambda r: r <= 1.3)
+    target("(g) added CPU ≤ 1.10 × (c) added CPU (policy size alone)",
+           ratio(added("g"), added("c")), lambda r: r <= 1.10)
     # worker-thread view of the same ratios, for information
-    r = ratio(added("c", "added_worker_us"), added("b", "added_worker_us"))
-    out.append({"name": "(worker thread) (c) added / (b) added", "ratio": r,
-                "value": "%.2f×" % r if r is not None else "–", "met": None})
+    target("(worker thread) (c) added / (b) added",
+           ratio(added("c", "added_worker_us"), added("b", "added_worker_us")), None)
     return out
 
 
