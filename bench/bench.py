@@ -8,8 +8,7 @@ Run through bench/run.sh, which installs and builds what this needs. Standard li
 
 Cases (same front-Envoy bootstrap for all; only the HTTP filter before the router differs):
   a  no filter; the client sends the route header itself (Envoy's floor)
-  b  floor proxy-wasm filter (bench/floor-filter): read one header, set the route header,
-     clear_route_cache
+  b  floor proxy-wasm filter (bench/floor-filter): read one header, set the route header
   c  switchyard, examples/support-copilot/policy.json
   d  switchyard, the engine benchmark's large policy (20 flags, 10,000 consent records)
   e  Envoy Lua filter making (c)'s decision by hand (bench/lua/switchyard_peer.lua)
@@ -56,7 +55,7 @@ MIX_SIZE = 1000
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 CASES = {
     "a": "no filter, client sends route header (Envoy floor)",
-    "b": "floor proxy-wasm filter (1 header read, route header, clear_route_cache)",
+    "b": "floor proxy-wasm filter (1 header read, route header)",
     "c": "switchyard, support-copilot example policy",
     "d": "switchyard, large policy (20 flags, 10k consent records)",
     "e": "Envoy Lua peer of (c)",

@@ -160,6 +160,7 @@ pub struct FakeHost {
     store: Store<HostState>,
     instance: Instance,
     imports: Vec<String>,
+    exports: Vec<String>,
     root_id: Option<u32>,
     next_context_id: u32,
     broken: Option<String>,
@@ -197,6 +198,7 @@ impl FakeHost {
                 path.display()
             );
         }
+        let exports: Vec<String> = module.exports().map(|e| e.name().to_string()).collect();
         let instance = linker.instantiate(&mut store, &module)?;
         if instance
             .get_func(&mut store, "proxy_abi_version_0_2_1")
@@ -215,6 +217,7 @@ impl FakeHost {
             store,
             instance,
             imports,
+            exports,
             root_id: None,
             next_context_id: 1,
             broken: None,
@@ -235,6 +238,11 @@ impl FakeHost {
     /// The module's imports, as `module.name`.
     pub fn imports(&self) -> &[String] {
         &self.imports
+    }
+
+    /// The names of the module's exports.
+    pub fn export_names(&self) -> &[String] {
+        &self.exports
     }
 
     /// Creates the root context and starts the VM (once), then delivers the plugin

@@ -30,16 +30,17 @@ use crate::abi;
 pub type RawHeader<'m> = (Cow<'m, [u8]>, &'m [u8]);
 
 /// The serialized request header map (pseudo-headers included), as the host sent it; parse it
-/// with [`parse_map`]. A host failure yields an empty map, which makes the request look like
-/// one no flag touches.
-pub fn request_header_bytes() -> Vec<u8> {
-    abi::get_header_map_bytes(abi::REQUEST_HEADERS).unwrap_or_else(|status| {
-        crate::warn(&format!(
-            "switchyard: cannot read request headers (status {})",
-            status.0
-        ));
-        Vec::new()
-    })
+/// with [`parse_map`]. `None` when the host fails (logged): treat the request as one with no
+/// headers, which no flag touches.
+pub fn request_header_bytes() -> Option<Vec<u8>> {
+    abi::get_header_map_bytes(abi::REQUEST_HEADERS)
+        .map_err(|status| {
+            crate::warn(&format!(
+                "switchyard: cannot read request headers (status {})",
+                status.0
+            ));
+        })
+        .ok()
 }
 
 /// One response header's value, if present and UTF-8 (a single host call, not the whole map).
@@ -97,6 +98,12 @@ pub fn parse_map(bytes: &[u8]) -> Vec<RawHeader<'_>> {
     headers
 }
 
+/// Whether [`parse_map`] returned every entry the map declares (a map from Envoy always parses
+/// whole; a damaged one stops early).
+pub fn parsed_whole(bytes: &[u8], parsed: &[RawHeader<'_>]) -> bool {
+    read_u32(bytes, 0).is_some_and(|count| count as usize == parsed.len())
+}
+
 fn read_u32(bytes: &[u8], at: usize) -> Option<u32> {
     let raw: [u8; 4] = bytes.get(at..at.checked_add(4)?)?.try_into().ok()?;
     Some(u32::from_le_bytes(raw))
@@ -131,18 +138,34 @@ pub fn remove_owned(headers: &mut Vec<RawHeader<'_>>, is_owned: impl Fn(&[u8]) -
     });
 }
 
-/// Sets (replaces) a request header.
-pub fn set_request_header(name: &str, value: &str) {
-    set_header(MapType::HttpRequestHeaders, name, value);
+/// How to write a request header switchyard owns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OwnedWrite {
+    /// Every client copy is gone ([`remove_owned`] saw the whole map): adding the entry is
+    /// enough, and spares Envoy the search for one to replace (about 500 instructions each).
+    Add,
+    /// The map was not read whole, so a client copy may be left: replace it.
+    Replace,
 }
 
-/// Sets (replaces) a response header.
+/// Writes a request header switchyard owns.
+pub fn set_owned_request_header(how: OwnedWrite, name: &str, value: &str) {
+    let written = match how {
+        OwnedWrite::Add => hostcalls::add_map_value(MapType::HttpRequestHeaders, name, value),
+        OwnedWrite::Replace => {
+            hostcalls::set_map_value(MapType::HttpRequestHeaders, name, Some(value))
+        }
+    };
+    if let Err(status) = written {
+        crate::warn(&format!(
+            "switchyard: cannot set header {name} ({status:?})"
+        ));
+    }
+}
+
+/// Sets (replaces) a response header: an upstream may send its own copy.
 pub fn set_response_header(name: &str, value: &str) {
-    set_header(MapType::HttpResponseHeaders, name, value);
-}
-
-fn set_header(map: MapType, name: &str, value: &str) {
-    if let Err(status) = hostcalls::set_map_value(map, name, Some(value)) {
+    if let Err(status) = hostcalls::set_map_value(MapType::HttpResponseHeaders, name, Some(value)) {
         crate::warn(&format!(
             "switchyard: cannot set header {name} ({status:?})"
         ));
@@ -195,6 +218,10 @@ mod tests {
         assert_eq!(parse_map(&good[..good.len() - 2]).len(), 1);
         assert!(parse_map(&[0xff, 0xff, 0xff, 0xff]).is_empty());
         assert!(parse_map(&[]).is_empty());
+        assert!(parsed_whole(&good, &parse_map(&good)));
+        let cut = &good[..good.len() - 2];
+        assert!(!parsed_whole(cut, &parse_map(cut)));
+        assert!(!parsed_whole(&[], &[]));
         let mut lying = good.clone();
         lying[4] = 200; // first name length far past the end
         assert!(parse_map(&lying).is_empty());

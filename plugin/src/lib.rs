@@ -257,7 +257,14 @@ impl Context for Filter {}
 impl HttpContext for Filter {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
         let map = headers::request_header_bytes();
-        let mut kept = headers::parse_map(&map);
+        let map = map.as_deref().unwrap_or_default();
+        let mut kept = headers::parse_map(map);
+        // Client copies of owned headers are all removed below only if the map parsed whole.
+        let write = if headers::parsed_whole(map, &kept) {
+            headers::OwnedWrite::Add
+        } else {
+            headers::OwnedWrite::Replace
+        };
         let Some(loaded) = self.loaded.clone() else {
             // No policy (Envoy does not start streams on a refused configuration, but be
             // safe): still never let a client's switchyard headers through.
@@ -347,16 +354,16 @@ impl HttpContext for Filter {
         }
 
         if let Some(cluster) = outcome.cluster {
-            headers::set_request_header(&settings.route_header, cluster);
-            // The route was chosen before this filter ran; make Envoy pick it again so the
-            // route's `cluster_header` reads the header just set. Hosts without the function
-            // (or Envoy versions that name it differently) answer an error, which is fine:
-            // routing still works when the route is matched later (e.g. no cached route).
-            let _ = hostcalls::call_foreign_function("clear_route_cache", None);
+            // The route was chosen before this filter ran. Envoy clears its route cache when a
+            // module of ABI 0.2.1 (this SDK's, pinned by host-tests' `exports.rs`) changes
+            // request headers, so the route's `cluster_header` reads this header. Modules of
+            // a later ABI would have to call the `clear_route_cache` foreign function, a host
+            // call that costs Envoy about 6,000 instructions per request (bench/README.md).
+            headers::set_owned_request_header(write, &settings.route_header, cluster);
         }
         let exposure = policy.exposure_headers(&outcome);
         for (name, value) in &exposure {
-            headers::set_request_header(name, value);
+            headers::set_owned_request_header(write, name, value);
         }
         if settings.response_headers {
             self.response_headers = exposure

@@ -1034,7 +1034,50 @@ impl Reader {
         if let Some(h) = map.get("fallback_header") {
             s.fallback_header = self.header_name(h, "settings.fallback_header");
         }
+        self.distinct_set_headers(&s, map);
         s
+    }
+
+    /// Each header switchyard sets has its own name: one that doubled as another would be
+    /// written twice, and the second write would overwrite (or join) the first, e.g. the
+    /// exposure value landing in the route header.
+    fn distinct_set_headers(&mut self, s: &SettingsDoc, given: &Map<String, Value>) {
+        // (place, name, written by the author rather than a default)
+        let fixed = [
+            ("route_header", &s.route_header),
+            ("exposure_header", &s.exposure_header),
+            ("version_header", &s.version_header),
+        ]
+        .map(|(key, h)| (field("settings", key), h, given.contains_key(key)));
+        let attributes = s
+            .attribute_headers
+            .iter()
+            .map(|(attr, h)| (field("settings.attribute_headers", attr), h, true));
+        let mut seen: Vec<(String, &String, bool)> = Vec::new();
+        for (place, h, written) in fixed.into_iter().chain(attributes) {
+            let Some((first, _, first_written)) = seen.iter().find(|(_, earlier, _)| *earlier == h)
+            else {
+                seen.push((place, h, written));
+                continue;
+            };
+            let default = |place: &str, written: bool| {
+                if written {
+                    place.to_string()
+                } else {
+                    format!("{place} (its default)")
+                }
+            };
+            // Two defaults never collide: blame the name the author wrote.
+            let (at, other) = if written {
+                (place, default(first, *first_written))
+            } else {
+                (first.clone(), default(&place, false))
+            };
+            self.err(
+                &at,
+                format!("\"{h}\" is also {other}; each header switchyard sets needs its own name"),
+            );
+        }
     }
 
     /// A header name switchyard may set: lower-case token characters, not a pseudo-header.

@@ -292,6 +292,38 @@ fn owned_headers_cannot_be_context() {
 }
 
 #[test]
+fn headers_switchyard_sets_need_distinct_names() {
+    // The exposure value would otherwise overwrite the route header.
+    let p = modified(|p| {
+        p["settings"]["route_header"] = json!("x-switchyard-route");
+        p["settings"]["exposure_header"] = json!("x-switchyard-route");
+    });
+    let errs = errors(&p);
+    assert_eq!(
+        errs,
+        vec!["settings.exposure_header: \"x-switchyard-route\" is also settings.route_header; each header switchyard sets needs its own name"]
+    );
+    // A name the author wrote that is another header's default: the error is where they wrote it.
+    let p = modified(|p| p["settings"]["route_header"] = json!("x-switchyard-policy-version"));
+    assert_error(
+        &p,
+        "settings.route_header: \"x-switchyard-policy-version\" is also settings.version_header (its default); each header switchyard sets needs its own name",
+    );
+    let p =
+        modified(|p| p["settings"]["attribute_headers"] = json!({"a": "x-model", "b": "x-model"}));
+    assert_error(
+        &p,
+        "settings.attribute_headers.b: \"x-model\" is also settings.attribute_headers.a; each header switchyard sets needs its own name",
+    );
+    // Renaming a header frees its default name for another.
+    let p = modified(|p| {
+        p["settings"]["route_header"] = json!("x-route");
+        p["settings"]["attribute_headers"] = json!({"a": "x-switchyard-cluster"})
+    });
+    load(&p.to_string()).unwrap();
+}
+
+#[test]
 fn limits_refuse_huge_documents() {
     let big = format!(
         "{{\"version\": \"{}\"}}",

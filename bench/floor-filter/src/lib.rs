@@ -1,16 +1,18 @@
 //! The floor of any proxy-wasm routing filter, for `bench/run.sh` (case b).
 //!
 //! Per request it does the least a routing filter can do: read one request header
-//! (`x-tenant-id`), set the route header (`x-switchyard-cluster`) and ask Envoy to re-pick the
-//! route (foreign function `clear_route_cache`), exactly the host calls switchyard makes to
-//! route, and nothing else (no policy, no exposure headers, no metrics, no filter state).
+//! (`x-tenant-id`) and set the route header (`x-switchyard-cluster`), exactly the host calls
+//! switchyard makes to route, and nothing else (no policy, no exposure headers, no metrics, no
+//! filter state). Envoy re-picks the route by itself because a module of ABI 0.2.1 changed
+//! request headers, so neither filter calls the `clear_route_cache` foreign function.
 //! Whatever switchyard costs on top of this is switchyard's own cost.
 //!
 //! To price host calls (`bench/run.sh --floor-config`), the plugin configuration may ask for
 //! extra calls per request, as space-separated `NAME=COUNT`: `map` (read the whole request
 //! header map), `header` (set an extra request header), `prop` (write filter state), `time`
 //! (read the clock), `counter` (increment a counter), `histogram` (record a histogram value),
-//! `status` (read the response `:status`). Empty: the floor as above.
+//! `status` (read the response `:status`), `reroute` (call the `clear_route_cache` foreign
+//! function). Empty: the floor as above.
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
@@ -34,6 +36,7 @@ struct Extra {
     counter: u32,
     histogram: u32,
     status: u32,
+    reroute: u32,
     counter_id: u32,
     histogram_id: u32,
 }
@@ -72,6 +75,7 @@ impl RootContext for FloorRoot {
                 "counter" => &mut extra.counter,
                 "histogram" => &mut extra.histogram,
                 "status" => &mut extra.status,
+                "reroute" => &mut extra.reroute,
                 _ => return false,
             };
             *slot = count;
@@ -129,8 +133,10 @@ impl HttpContext for Floor {
             _ => "support_model_a",
         };
         let _ = hostcalls::set_map_value(MapType::HttpRequestHeaders, ROUTE_HEADER, Some(cluster));
-        let _ = hostcalls::call_foreign_function("clear_route_cache", None);
         let e = self.extra;
+        for _ in 0..e.reroute {
+            let _ = hostcalls::call_foreign_function("clear_route_cache", None);
+        }
         for _ in 0..e.map {
             let _ = hostcalls::get_map_bytes(MapType::HttpRequestHeaders);
         }

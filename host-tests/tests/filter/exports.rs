@@ -50,6 +50,27 @@ fn module_exports_only_the_callbacks_it_implements() {
     );
 }
 
+/// The filter relies on ABI 0.2.1 for routing: Envoy clears its route cache when a module of
+/// that ABI changes request headers, so the route's `cluster_header` sees the route header
+/// without a `clear_route_cache` call. For a later ABI it does not (Envoy's changelog: "The
+/// route cache will not be cleared by default if the wasm extension modified the request
+/// headers and the ABI version of wasm extension is larger then 0.2.1"), so an SDK upgrade
+/// that changes the ABI must bring that call back (plugin/src/lib.rs).
+#[test]
+fn module_declares_abi_0_2_1_only() {
+    let host = host();
+    let abi: Vec<&String> = host
+        .export_names()
+        .iter()
+        .filter(|name| name.starts_with("proxy_abi_version_"))
+        .collect();
+    assert_eq!(
+        abi,
+        ["proxy_abi_version_0_2_1"],
+        "a new ABI: call the `clear_route_cache` foreign function after setting the route header"
+    );
+}
+
 #[test]
 fn streams_are_freed_without_on_done() {
     // Without `proxy_on_done` the SDK still drops each stream's context in `proxy_on_delete`:

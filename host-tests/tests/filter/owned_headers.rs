@@ -44,8 +44,7 @@ fn client_copies_are_removed_when_no_flag_applies() {
         .filter(|n| n.starts_with("x-switchyard-"))
         .collect();
     assert!(switchyard.is_empty(), "{switchyard:?}");
-    // Nothing was decided, so nothing was stamped or re-routed.
-    assert!(result.foreign_calls.is_empty());
+    // Nothing was decided, so nothing was stamped.
 }
 
 #[test]
