@@ -1,4 +1,4 @@
-//! The three proxy-wasm host calls this filter makes without the SDK's wrappers, because the
+//! The proxy-wasm host calls this filter makes without the SDK's wrappers, because the
 //! wrappers in `proxy_wasm::hostcalls` 0.2.5 would panic (and so trap the VM) on input a
 //! client controls or on a status Envoy can return:
 //!
@@ -9,6 +9,9 @@
 //!   be removed at all.
 //! - `set_property` panics on any status but `Ok`; Envoy answers `NotFound` or `BadArgument`
 //!   when filter state cannot be written (no stream info, a read-only entry of that name).
+//! - `add_map_value` and `set_map_value` panic on any status but `Ok` too; Envoy answers
+//!   `BadArgument` for a map that does not exist in the current phase. switchyard's values are
+//!   printable ASCII, but a header write is not worth a trap.
 //!
 //! Everything else goes through `proxy_wasm::hostcalls`, whose panicking branches are for
 //! statuses Envoy does not return for those calls.
@@ -39,6 +42,22 @@ extern "C" {
         return_value_data: *mut *mut u8,
         return_value_size: *mut usize,
     ) -> u32;
+    #[link_name = "proxy_add_header_map_value"]
+    fn raw_add_header_map_value(
+        map_type: u32,
+        key_data: *const u8,
+        key_size: usize,
+        value_data: *const u8,
+        value_size: usize,
+    ) -> u32;
+    #[link_name = "proxy_replace_header_map_value"]
+    fn raw_replace_header_map_value(
+        map_type: u32,
+        key_data: *const u8,
+        key_size: usize,
+        value_data: *const u8,
+        value_size: usize,
+    ) -> u32;
     #[link_name = "proxy_remove_header_map_value"]
     fn raw_remove_header_map_value(map_type: u32, key_data: *const u8, key_size: usize) -> u32;
     #[link_name = "proxy_set_property"]
@@ -62,6 +81,20 @@ unsafe fn raw_get_header_map_value(
     _: usize,
     _: *mut *mut u8,
     _: *mut usize,
+) -> u32 {
+    10
+}
+#[cfg(not(target_arch = "wasm32"))]
+unsafe fn raw_add_header_map_value(_: u32, _: *const u8, _: usize, _: *const u8, _: usize) -> u32 {
+    10
+}
+#[cfg(not(target_arch = "wasm32"))]
+unsafe fn raw_replace_header_map_value(
+    _: u32,
+    _: *const u8,
+    _: usize,
+    _: *const u8,
+    _: usize,
 ) -> u32 {
     10
 }
@@ -115,25 +148,50 @@ pub fn get_header_value(map_type: u32, name: &str) -> Option<Vec<u8>> {
     }
 }
 
+fn status(code: u32) -> Result<(), HostStatus> {
+    if code == STATUS_OK {
+        Ok(())
+    } else {
+        Err(HostStatus(code))
+    }
+}
+
+/// Appends an entry, whether or not the map has one of this name.
+pub fn add_header(map_type: u32, name: &str, value: &str) -> Result<(), HostStatus> {
+    // SAFETY: the host only reads the two buffers, for the lengths given.
+    status(unsafe {
+        raw_add_header_map_value(
+            map_type,
+            name.as_ptr(),
+            name.len(),
+            value.as_ptr(),
+            value.len(),
+        )
+    })
+}
+
+/// Replaces every entry of this name with one (or adds it).
+pub fn replace_header(map_type: u32, name: &str, value: &str) -> Result<(), HostStatus> {
+    // SAFETY: the host only reads the two buffers, for the lengths given.
+    status(unsafe {
+        raw_replace_header_map_value(
+            map_type,
+            name.as_ptr(),
+            name.len(),
+            value.as_ptr(),
+            value.len(),
+        )
+    })
+}
+
 /// Removes every header of this name (raw bytes: the name need not be UTF-8).
 pub fn remove_header(map_type: u32, name: &[u8]) -> Result<(), HostStatus> {
     // SAFETY: the host only reads `name.len()` bytes at `name.as_ptr()`.
-    let status = unsafe { raw_remove_header_map_value(map_type, name.as_ptr(), name.len()) };
-    if status == STATUS_OK {
-        Ok(())
-    } else {
-        Err(HostStatus(status))
-    }
+    status(unsafe { raw_remove_header_map_value(map_type, name.as_ptr(), name.len()) })
 }
 
 /// Sets a one-segment property (Envoy stores it as filter state `wasm.<name>`).
 pub fn set_property(name: &str, value: &[u8]) -> Result<(), HostStatus> {
     // SAFETY: the host only reads the two buffers, for the lengths given.
-    let status =
-        unsafe { raw_set_property(name.as_ptr(), name.len(), value.as_ptr(), value.len()) };
-    if status == STATUS_OK {
-        Ok(())
-    } else {
-        Err(HostStatus(status))
-    }
+    status(unsafe { raw_set_property(name.as_ptr(), name.len(), value.as_ptr(), value.len()) })
 }

@@ -20,9 +20,6 @@
 
 use std::borrow::Cow;
 
-use proxy_wasm::hostcalls;
-use proxy_wasm::types::MapType;
-
 use crate::abi;
 
 /// One header as raw bytes borrowed from the serialized map, name lower-cased (a copy only in
@@ -151,23 +148,25 @@ pub enum OwnedWrite {
 /// Writes a request header switchyard owns.
 pub fn set_owned_request_header(how: OwnedWrite, name: &str, value: &str) {
     let written = match how {
-        OwnedWrite::Add => hostcalls::add_map_value(MapType::HttpRequestHeaders, name, value),
-        OwnedWrite::Replace => {
-            hostcalls::set_map_value(MapType::HttpRequestHeaders, name, Some(value))
-        }
+        OwnedWrite::Add => abi::add_header(abi::REQUEST_HEADERS, name, value),
+        OwnedWrite::Replace => abi::replace_header(abi::REQUEST_HEADERS, name, value),
     };
-    if let Err(status) = written {
-        crate::warn(&format!(
-            "switchyard: cannot set header {name} ({status:?})"
-        ));
-    }
+    warn_unwritten(name, written);
 }
 
 /// Sets (replaces) a response header: an upstream may send its own copy.
 pub fn set_response_header(name: &str, value: &str) {
-    if let Err(status) = hostcalls::set_map_value(MapType::HttpResponseHeaders, name, Some(value)) {
+    warn_unwritten(
+        name,
+        abi::replace_header(abi::RESPONSE_HEADERS, name, value),
+    );
+}
+
+fn warn_unwritten(name: &str, written: Result<(), abi::HostStatus>) {
+    if let Err(status) = written {
         crate::warn(&format!(
-            "switchyard: cannot set header {name} ({status:?})"
+            "switchyard: cannot set header {name} (status {})",
+            status.0
         ));
     }
 }
