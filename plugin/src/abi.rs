@@ -156,31 +156,23 @@ fn status(code: u32) -> Result<(), HostStatus> {
     }
 }
 
-/// Appends an entry, whether or not the map has one of this name.
-pub fn add_header(map_type: u32, name: &str, value: &str) -> Result<(), HostStatus> {
+/// Writes a header: `replace` replaces every entry of this name with one (or adds it);
+/// otherwise the entry is appended, whether or not the map has one of this name.
+pub fn write_header(
+    map_type: u32,
+    name: &str,
+    value: &str,
+    replace: bool,
+) -> Result<(), HostStatus> {
+    let (key, key_size) = (name.as_ptr(), name.len());
+    let (data, size) = (value.as_ptr(), value.len());
     // SAFETY: the host only reads the two buffers, for the lengths given.
     status(unsafe {
-        raw_add_header_map_value(
-            map_type,
-            name.as_ptr(),
-            name.len(),
-            value.as_ptr(),
-            value.len(),
-        )
-    })
-}
-
-/// Replaces every entry of this name with one (or adds it).
-pub fn replace_header(map_type: u32, name: &str, value: &str) -> Result<(), HostStatus> {
-    // SAFETY: the host only reads the two buffers, for the lengths given.
-    status(unsafe {
-        raw_replace_header_map_value(
-            map_type,
-            name.as_ptr(),
-            name.len(),
-            value.as_ptr(),
-            value.len(),
-        )
+        if replace {
+            raw_replace_header_map_value(map_type, key, key_size, data, size)
+        } else {
+            raw_add_header_map_value(map_type, key, key_size, data, size)
+        }
     })
 }
 

@@ -147,23 +147,21 @@ pub enum OwnedWrite {
 
 /// Writes a request header switchyard owns.
 pub fn set_owned_request_header(how: OwnedWrite, name: &str, value: &str) {
-    let written = match how {
-        OwnedWrite::Add => abi::add_header(abi::REQUEST_HEADERS, name, value),
-        OwnedWrite::Replace => abi::replace_header(abi::REQUEST_HEADERS, name, value),
-    };
-    warn_unwritten(name, written);
+    write(
+        abi::REQUEST_HEADERS,
+        name,
+        value,
+        how == OwnedWrite::Replace,
+    );
 }
 
 /// Sets (replaces) a response header: an upstream may send its own copy.
 pub fn set_response_header(name: &str, value: &str) {
-    warn_unwritten(
-        name,
-        abi::replace_header(abi::RESPONSE_HEADERS, name, value),
-    );
+    write(abi::RESPONSE_HEADERS, name, value, true);
 }
 
-fn warn_unwritten(name: &str, written: Result<(), abi::HostStatus>) {
-    if let Err(status) = written {
+fn write(map_type: u32, name: &str, value: &str, replace: bool) {
+    if let Err(status) = abi::write_header(map_type, name, value, replace) {
         crate::warn(&format!(
             "switchyard: cannot set header {name} (status {})",
             status.0
