@@ -321,7 +321,7 @@ impl Reader {
     /// A whole number of milliseconds in `min..=max`.
     fn millis(&mut self, v: &Value, place: &str, min: u32, max: u32) -> Option<u32> {
         let n = match v {
-            Value::Number(n) => n.as_u64(),
+            Value::Number(n) => whole(n),
             other => {
                 self.err(
                     place,
@@ -807,7 +807,7 @@ impl Reader {
                 let rmap = self.object(r, &rplace, &["status"])?;
                 let splace = field(&rplace, "status");
                 let status = match self.required(rmap, "status", &rplace)? {
-                    Value::Number(n) => n.as_u64(),
+                    Value::Number(n) => whole(n),
                     other => {
                         self.err(&splace, format!("expected a number, found {}", kind(other)));
                         return None;
@@ -930,7 +930,7 @@ impl Reader {
                 .and_then(|n| self.name(n, &field(&eplace, "variation")));
             let wplace = field(&eplace, "weight");
             let weight = match self.required(emap, "weight", &eplace) {
-                Some(Value::Number(n)) => match n.as_u64() {
+                Some(Value::Number(n)) => match whole(n) {
                     Some(w) if w <= MAX_WEIGHT => Some(w),
                     _ => {
                         self.err(
@@ -1097,6 +1097,17 @@ impl Reader {
         }
         Some(h)
     }
+}
+
+/// A non-negative whole number, written `5` or `5.0`: JSON does not tell them apart, nor does
+/// JSON Schema's `integer` (schema/policy.schema.json), and a generator may print either.
+fn whole(n: &serde_json::Number) -> Option<u64> {
+    // Beyond 2^53 a float is not exact; every limit here is far below it.
+    const EXACT: f64 = 9_007_199_254_740_992.0;
+    n.as_u64().or_else(|| {
+        let f = n.as_f64()?;
+        (f.fract() == 0.0 && (0.0..=EXACT).contains(&f)).then_some(f as u64)
+    })
 }
 
 /// Printable ASCII without spaces (an HTTP path or authority).

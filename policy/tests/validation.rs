@@ -155,6 +155,39 @@ fn empty_and_zero_splits() {
 }
 
 #[test]
+fn whole_numbers_may_be_written_as_floats() {
+    // JSON Schema's `integer` accepts 5.0, and a generator may print it: the reader agrees.
+    fn with_weight(w: Value) -> Value {
+        modified(|p| p["flags"][0]["rules"][2]["split"][0]["weight"] = w)
+    }
+    assert_eq!(
+        example()["flags"][0]["rules"][2]["split"][0]["weight"],
+        json!(5),
+        "the example changed"
+    );
+    let as_int = load(&with_weight(json!(5)).to_string()).unwrap();
+    let as_float = load(&with_weight(json!(5.0)).to_string()).unwrap();
+    for n in 0..200 {
+        let request = switchyard_policy::Request::from_json(&format!(
+            r#"{{"method":"POST","path":"/v1/chat/completions","headers":{{"x-tenant-id":"hooli","x-user-id":"u","x-conversation-id":"c-{n}","x-plan":"pro"}}}}"#
+        ))
+        .unwrap();
+        assert_eq!(
+            as_int.outcome_json(&as_int.evaluate(&request)),
+            as_float.outcome_json(&as_float.evaluate(&request))
+        );
+    }
+    load(&with_weight(json!(1e3)).to_string()).unwrap();
+    let p = modified(|p| p["flags"][1]["on_consent_denied"]["reject"]["status"] = json!(403.0));
+    load(&p.to_string()).unwrap();
+    let p = modified(|p| p["flags"][1]["on_consent_denied"]["reject"]["status"] = json!(403.5));
+    assert_error(
+        &p,
+        "flags[1].on_consent_denied.reject.status: must be an HTTP error status from 400 to 599",
+    );
+}
+
+#[test]
 fn a_split_needs_a_unit() {
     let p = modified(|p| {
         p["flags"][1].as_object_mut().unwrap().remove("unit");
