@@ -384,7 +384,7 @@ impl HttpContext for Filter {
                 .started_ms
                 .zip(now_ms())
                 .map(|(start, end)| end.saturating_sub(start));
-            if let Some(event) = &pending.event {
+            if let Some(mut event) = pending.event {
                 let fallback_used = loaded
                     .policy
                     .settings()
@@ -396,10 +396,8 @@ impl HttpContext for Filter {
                     duration_ms,
                     fallback_used,
                 };
-                set_filter_state(
-                    EVENT_STATE_NAME,
-                    &switchyard_policy::with_upstream(event, &upstream),
-                );
+                switchyard_policy::add_upstream(&mut event, &upstream);
+                set_filter_state(EVENT_STATE_NAME, &event);
             }
             loaded
                 .metrics

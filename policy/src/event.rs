@@ -49,42 +49,51 @@ impl CompiledPolicy {
     /// The exposure event as one JSON line (no trailing newline), `upstream` null until
     /// [`with_upstream`] completes it.
     pub fn exposure_event(&self, outcome: &Outcome<'_>, info: &EventInfo<'_>) -> String {
-        let event = self.write_event(outcome, info);
-        match &info.upstream {
-            Some(upstream) => with_upstream(&event, upstream),
-            None => event,
+        let mut event = self.write_event(outcome, info);
+        if let Some(upstream) = &info.upstream {
+            add_upstream(&mut event, upstream);
         }
+        event
     }
 }
 
 /// The event of [`CompiledPolicy::exposure_event`] rendered without an upstream result, with
 /// `upstream` filled in: what actually ran, once the response is known. The filter renders the
-/// event at request time and completes it here, without keeping the outcome alive.
+/// event at request time and completes it with [`add_upstream`], without keeping the outcome
+/// alive.
 pub fn with_upstream(event: &str, upstream: &UpstreamResult) -> String {
-    const OPEN: &str = ",\"upstream\":null}";
-    let Some(head) = event.strip_suffix(OPEN) else {
-        return event.to_string();
-    };
     let mut out = String::with_capacity(event.len() + 64);
-    out.push_str(head);
-    out.push_str(",\"upstream\":{\"status\":");
+    out.push_str(event);
+    add_upstream(&mut out, upstream);
+    out
+}
+
+/// [`with_upstream`] in place: the event's own buffer (rendered with room to spare) takes the
+/// upstream result, so completing it copies nothing. An event that does not end in
+/// `"upstream":null` is left as it is.
+pub fn add_upstream(event: &mut String, upstream: &UpstreamResult) {
+    const OPEN: &str = ",\"upstream\":null}";
+    if !event.ends_with(OPEN) {
+        return;
+    }
+    event.truncate(event.len() - OPEN.len());
+    event.push_str(",\"upstream\":{\"status\":");
     match upstream.status {
-        Some(s) => push_u64(&mut out, u64::from(s)),
-        None => out.push_str("null"),
+        Some(s) => push_u64(event, u64::from(s)),
+        None => event.push_str("null"),
     }
-    out.push_str(",\"duration_ms\":");
+    event.push_str(",\"duration_ms\":");
     match upstream.duration_ms {
-        Some(d) => push_u64(&mut out, d),
-        None => out.push_str("null"),
+        Some(d) => push_u64(event, d),
+        None => event.push_str("null"),
     }
-    out.push_str(",\"fallback_used\":");
-    out.push_str(match upstream.fallback_used {
+    event.push_str(",\"fallback_used\":");
+    event.push_str(match upstream.fallback_used {
         Some(true) => "true",
         Some(false) => "false",
         None => "null",
     });
-    out.push_str("}}");
-    out
+    event.push_str("}}");
 }
 
 /// The trace id of a W3C `traceparent` (`00-<32 hex>-<16 hex>-<2 hex>`), if well-formed and
@@ -282,6 +291,22 @@ mod tests {
         assert_eq!(v["upstream"]["duration_ms"], 7);
         assert_eq!(v["upstream"]["fallback_used"], true);
         assert_eq!(v["decisions"][0]["feature_flag.key"], "f");
+        // In place: the same text, in the event's own buffer (it was rendered with room).
+        let mut in_place = event.clone();
+        let buffer = in_place.as_ptr();
+        add_upstream(
+            &mut in_place,
+            &UpstreamResult {
+                status: Some(503),
+                duration_ms: Some(7),
+                fallback_used: Some(true),
+            },
+        );
+        assert_eq!(in_place, done);
+        assert_eq!(in_place.as_ptr(), buffer, "the event was copied");
+        // Completed once only: a second result does not change what ran.
+        add_upstream(&mut in_place, &UpstreamResult::default());
+        assert_eq!(in_place, done);
     }
 
     #[test]
