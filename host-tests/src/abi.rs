@@ -147,11 +147,12 @@ fn buffers_and_maps(linker: &mut Linker<HostState>) -> Result<()> {
                 return Ok(status::BAD_ARGUMENT);
             };
             let map = &caller.data().maps[index];
-            let bytes = if map.is_empty() {
+            let mut bytes = if map.is_empty() {
                 Vec::new()
             } else {
                 map.serialize()
             };
+            bytes.truncate(bytes.len().saturating_sub(caller.data().pairs_cut_tail));
             give(&mut caller, &bytes, return_data, return_size)?;
             Ok(status::OK)
         },

@@ -212,6 +212,9 @@ pub struct HostState {
     /// headers are being processed, and no maps at all in a root context. Touching a map that
     /// does not exist gets `BadArgument`, which the Rust SDK turns into a panic.
     pub map_available: [bool; MAP_TYPES],
+    /// Bytes cut from the end of every map `proxy_get_header_map_pairs` serves: a damaged map,
+    /// whose last entries do not fit (0: the map whole, as Envoy sends it).
+    pub pairs_cut_tail: usize,
     /// Buffers by `BufferType`.
     pub buffers: [Vec<u8>; BUFFER_TYPES],
     /// Properties the host answers `proxy_get_property` with, keyed by path segments

@@ -63,6 +63,29 @@ fn client_copies_are_replaced_when_a_flag_routes() {
 }
 
 #[test]
+fn a_client_copy_past_a_damaged_map_is_still_replaced() {
+    // Once every client copy is removed the filter adds its headers; if the map cannot be
+    // parsed whole, a copy may hide past the damage, so the filter replaces instead.
+    let mut host = common::host_with(&common::example_policy());
+    let request = common::chat("acme", "c-1").header("x-switchyard-cluster", "client_picked");
+    host.state_mut().pairs_cut_tail = 2; // the last entry (the client's copy) does not fit
+    let result = host.request(&request).unwrap();
+    let upstream = result.upstream().expect("forwarded");
+    assert_eq!(
+        upstream.get_all("x-switchyard-cluster"),
+        vec![b"support_model_b".as_slice()]
+    );
+    assert_eq!(upstream.get_all("x-switchyard-exposure").len(), 1);
+    // Whole again: the copy is seen, removed, and the filter's header added once.
+    host.state_mut().pairs_cut_tail = 0;
+    let result = host.request(&request).unwrap();
+    assert_eq!(
+        result.upstream().unwrap().get_all("x-switchyard-cluster"),
+        vec![b"support_model_b".as_slice()]
+    );
+}
+
+#[test]
 fn client_copies_are_removed_before_a_reject() {
     let mut host = common::host_with(&common::example_policy());
     let request = with_forged_headers(
