@@ -9,6 +9,7 @@ use crate::document::{field, index, is_printable_ascii};
 use crate::error::PolicyErrors;
 use crate::matching::{CompiledClause, FastMap, Test, ValueSet};
 use crate::model::*;
+use crate::outcome::RuleRef;
 use crate::owned::OwnedNames;
 use crate::render;
 
@@ -724,10 +725,13 @@ impl Compiler {
             }
             let serve = self.serve(&rule.serve, rplace, flag, &variation_index);
             if let Some(serve) = serve {
-                let index = rules.len();
+                let rule_ref = RuleRef::of(rule.name.as_deref(), rules.len());
+                let (mut json, mut exposure_param) = (String::new(), String::new());
+                crate::json_out::push_rule_ref(&mut json, rule_ref);
+                crate::render::push_exposure_rule_param(&mut exposure_param, rule_ref);
                 rules.push(CompiledRule {
-                    json: crate::json_out::rule_ref(rule.name.as_deref(), index),
-                    exposure_param: crate::render::exposure_rule_param(rule.name.as_deref(), index),
+                    json,
+                    exposure_param,
                     name: rule.name.clone(),
                     conditions,
                     serve,

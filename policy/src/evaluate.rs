@@ -139,14 +139,10 @@ impl CompiledPolicy {
                 .iter()
                 .all(|c| self.condition_holds(c, ctx, memo))
             {
-                let rule_ref = match &rule.name {
-                    Some(name) => RuleRef::Name(name),
-                    None => RuleRef::Index(i),
-                };
                 self.serve(
                     flag,
                     &rule.serve,
-                    Some((rule_ref, i)),
+                    Some(i),
                     Reason::TargetingMatch,
                     unit_id,
                     &mut d,
@@ -165,7 +161,7 @@ impl CompiledPolicy {
         &'p self,
         flag: &'p CompiledFlag,
         serve: &'p CompiledServe,
-        rule: Option<(RuleRef<'p>, usize)>,
+        rule: Option<usize>,
         fixed_reason: Reason,
         unit_id: Option<&str>,
         d: &mut Decision<'p>,
@@ -173,14 +169,14 @@ impl CompiledPolicy {
         match serve {
             CompiledServe::Variation(v) => {
                 d.reason = fixed_reason;
-                (d.rule, d.rule_index) = (rule.map(|r| r.0), rule.map(|r| r.1));
+                set_rule(flag, rule, d);
                 self.serve_variation(flag, *v, d);
             }
             CompiledServe::Split(split) => match unit_id {
                 Some(unit) => {
                     let point = bucket_point(&flag.salt, unit, split.total);
                     d.reason = Reason::Split;
-                    (d.rule, d.rule_index) = (rule.map(|r| r.0), rule.map(|r| r.1));
+                    set_rule(flag, rule, d);
                     d.bucket = Some(point);
                     self.serve_variation(flag, split.pick(point), d);
                 }
@@ -240,6 +236,13 @@ impl CompiledPolicy {
         memo.set(id, result);
         result
     }
+}
+
+/// Records which rule decided (`None`: an override or the default): as the public reference
+/// and as the index renderers use to find the rule's fragments.
+fn set_rule<'p>(flag: &'p CompiledFlag, rule: Option<usize>, d: &mut Decision<'p>) {
+    d.rule_index = rule;
+    d.rule = rule.map(|i| RuleRef::of(flag.rules.get(i).and_then(|r| r.name.as_deref()), i));
 }
 
 /// Per-request results of interned clauses: 0 untested, 1 false, 2 true.

@@ -47,7 +47,7 @@ pub(crate) fn otel_reason(reason: Reason) -> &'static str {
 
 impl CompiledPolicy {
     /// The exposure event as one JSON line (no trailing newline), `upstream` null until
-    /// [`with_upstream`] completes it.
+    /// [`add_upstream`] completes it.
     pub fn exposure_event(&self, outcome: &Outcome<'_>, info: &EventInfo<'_>) -> String {
         let mut event = self.write_event(outcome, info);
         if let Some(upstream) = &info.upstream {
@@ -57,19 +57,10 @@ impl CompiledPolicy {
     }
 }
 
-/// The event of [`CompiledPolicy::exposure_event`] rendered without an upstream result, with
-/// `upstream` filled in: what actually ran, once the response is known. The filter renders the
-/// event at request time and completes it with [`add_upstream`], without keeping the outcome
-/// alive.
-pub fn with_upstream(event: &str, upstream: &UpstreamResult) -> String {
-    let mut out = String::with_capacity(event.len() + 64);
-    out.push_str(event);
-    add_upstream(&mut out, upstream);
-    out
-}
-
-/// [`with_upstream`] in place: the event's own buffer (rendered with room to spare) takes the
-/// upstream result, so completing it copies nothing. An event that does not end in
+/// Fills in `upstream` of an event [`CompiledPolicy::exposure_event`] rendered without one:
+/// what actually ran, once the response is known. The filter renders the event at request time
+/// and completes it here, without keeping the outcome alive; the event's own buffer (rendered
+/// with room to spare) takes the result, so nothing is copied. An event that does not end in
 /// `"upstream":null` is left as it is.
 pub fn add_upstream(event: &mut String, upstream: &UpstreamResult) {
     const OPEN: &str = ",\"upstream\":null}";
@@ -276,37 +267,32 @@ mod tests {
         )
         .unwrap();
         let outcome = policy.evaluate(&crate::Request::default());
-        let event = policy.exposure_event(&outcome, &EventInfo::default());
+        let mut event = policy.exposure_event(&outcome, &EventInfo::default());
         assert!(event.ends_with(",\"upstream\":null}"), "{event}");
-        let done = with_upstream(
-            &event,
-            &UpstreamResult {
-                status: Some(503),
-                duration_ms: Some(7),
-                fallback_used: Some(true),
-            },
-        );
-        let v: serde_json::Value = serde_json::from_str(&done).unwrap();
+        let upstream = UpstreamResult {
+            status: Some(503),
+            duration_ms: Some(7),
+            fallback_used: Some(true),
+        };
+        // In place: the event's own buffer (it was rendered with room) takes the result.
+        let buffer = event.as_ptr();
+        add_upstream(&mut event, &upstream);
+        assert_eq!(event.as_ptr(), buffer, "the event was copied");
+        let v: serde_json::Value = serde_json::from_str(&event).unwrap();
         assert_eq!(v["upstream"]["status"], 503);
         assert_eq!(v["upstream"]["duration_ms"], 7);
         assert_eq!(v["upstream"]["fallback_used"], true);
         assert_eq!(v["decisions"][0]["feature_flag.key"], "f");
-        // In place: the same text, in the event's own buffer (it was rendered with room).
-        let mut in_place = event.clone();
-        let buffer = in_place.as_ptr();
-        add_upstream(
-            &mut in_place,
-            &UpstreamResult {
-                status: Some(503),
-                duration_ms: Some(7),
-                fallback_used: Some(true),
-            },
-        );
-        assert_eq!(in_place, done);
-        assert_eq!(in_place.as_ptr(), buffer, "the event was copied");
+        // The same as rendering the event with the result known.
+        let known = EventInfo {
+            upstream: Some(upstream),
+            ..EventInfo::default()
+        };
+        assert_eq!(policy.exposure_event(&outcome, &known), event);
         // Completed once only: a second result does not change what ran.
-        add_upstream(&mut in_place, &UpstreamResult::default());
-        assert_eq!(in_place, done);
+        let done = event.clone();
+        add_upstream(&mut event, &UpstreamResult::default());
+        assert_eq!(event, done);
     }
 
     #[test]

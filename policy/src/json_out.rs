@@ -94,24 +94,22 @@ impl VariationJson {
     }
 }
 
-/// A rule as a decision names it: its name as a JSON string, or its index (rendered at load).
-pub(crate) fn rule_ref(name: Option<&str>, index: usize) -> String {
-    match name {
-        Some(name) => literal(name),
-        None => index.to_string(),
+/// A rule as a decision names it: its name as a JSON string, or its index. Rendered once per
+/// rule at load ([`crate::compile::CompiledRule::json`]).
+pub(crate) fn push_rule_ref(out: &mut String, rule: RuleRef<'_>) {
+    match rule {
+        RuleRef::Name(name) => json_str(out, name),
+        RuleRef::Index(i) => push_u64(out, i as u64),
     }
 }
 
 fn rule(out: &mut String, flag: &CompiledFlag, d: &Decision<'_>) {
-    match d.rule_index.and_then(|i| flag.rules.get(i)) {
-        Some(r) => out.push_str(&r.json),
+    match (d.rule_index.and_then(|i| flag.rules.get(i)), d.rule) {
+        (Some(r), _) => out.push_str(&r.json),
         // Not reached for the engine's own decisions (a rule reference always comes with its
         // index); kept so a hand-made decision still renders.
-        None => match d.rule {
-            None => out.push_str("null"),
-            Some(RuleRef::Index(i)) => push_u64(out, i as u64),
-            Some(RuleRef::Name(name)) => json_str(out, name),
-        },
+        (None, Some(rule)) => push_rule_ref(out, rule),
+        (None, None) => out.push_str("null"),
     }
 }
 

@@ -31,7 +31,7 @@ pub use compile::OWNED_PREFIX;
 pub use compile::{CompiledPolicy, FlagInfo, Settings};
 pub use diff::{content_hash, summarize_change};
 pub use error::{PolicyError, PolicyErrors};
-pub use event::{add_upstream, with_upstream, EventInfo, UpstreamResult};
+pub use event::{add_upstream, EventInfo, UpstreamResult};
 pub use model::RemoteSource;
 pub use outcome::{Decision, ErrorCode, Outcome, Reason, Reject, RuleRef};
 pub use request::{ip_without_port, Request};

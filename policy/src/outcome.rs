@@ -62,6 +62,16 @@ pub enum RuleRef<'p> {
     Index(usize),
 }
 
+impl<'p> RuleRef<'p> {
+    /// The rule at `index`, named `name` or unnamed.
+    pub fn of(name: Option<&'p str>, index: usize) -> RuleRef<'p> {
+        match name {
+            Some(name) => RuleRef::Name(name),
+            None => RuleRef::Index(index),
+        }
+    }
+}
+
 /// One flag's decision for one request. Flags out of scope make no decision.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decision<'p> {

@@ -50,15 +50,14 @@ pub(crate) fn exposure_item_start(flag: &str, variation: &str) -> String {
     s
 }
 
-/// A rule's exposure parameter, rendered at load: `;rule="name"`, or `;rule=INDEX` for a rule
-/// without a name.
-pub(crate) fn exposure_rule_param(name: Option<&str>, index: usize) -> String {
-    let mut s = String::from(";rule=");
-    match name {
-        Some(name) => sf_string(&mut s, name),
-        None => push_u64(&mut s, index as u64),
+/// A rule's exposure parameter: `;rule="name"`, or `;rule=INDEX` for a rule without a name.
+/// Rendered once per rule at load ([`crate::compile::CompiledRule::exposure_param`]).
+pub(crate) fn push_exposure_rule_param(out: &mut String, rule: RuleRef<'_>) {
+    out.push_str(";rule=");
+    match rule {
+        RuleRef::Name(name) => sf_string(out, name),
+        RuleRef::Index(i) => push_u64(out, i as u64),
     }
-    s
 }
 
 pub(crate) fn exposure_attribute_params(attributes: &[(String, String)]) -> String {
@@ -142,14 +141,7 @@ impl CompiledPolicy {
                 d.rule,
             ) {
                 (Some(rule), _) => out.push_str(&rule.exposure_param),
-                (None, Some(RuleRef::Name(n))) => {
-                    out.push_str(";rule=");
-                    sf_string(&mut out, n);
-                }
-                (None, Some(RuleRef::Index(i))) => {
-                    out.push_str(";rule=");
-                    push_u64(&mut out, i as u64);
-                }
+                (None, Some(rule)) => push_exposure_rule_param(&mut out, rule),
                 (None, None) => {}
             }
             if let Some(b) = d.bucket {

@@ -35,7 +35,7 @@ const NOT_EXPORTED: [&str; 8] = [
 
 #[test]
 fn module_exports_only_the_callbacks_it_implements() {
-    let mut host = host();
+    let host = host();
     for name in IMPLEMENTED {
         assert!(host.exports(name), "{name} must be exported");
     }
