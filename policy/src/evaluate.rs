@@ -4,7 +4,8 @@
 
 use crate::bucket::bucket_point;
 use crate::compile::{
-    CompiledCondition, CompiledDenied, CompiledFlag, CompiledPolicy, CompiledScope, CompiledServe,
+    CompiledCondition, CompiledDenied, CompiledFlag, CompiledPolicy, CompiledRule, CompiledScope,
+    CompiledServe,
 };
 use crate::model::{ConsentMode, ConsentState};
 use crate::outcome::{Decision, ErrorCode, Outcome, Reason, Reject, RuleRef};
@@ -142,7 +143,7 @@ impl CompiledPolicy {
                 self.serve(
                     flag,
                     &rule.serve,
-                    Some(i),
+                    Some((i, rule)),
                     Reason::TargetingMatch,
                     unit_id,
                     &mut d,
@@ -161,7 +162,7 @@ impl CompiledPolicy {
         &'p self,
         flag: &'p CompiledFlag,
         serve: &'p CompiledServe,
-        rule: Option<usize>,
+        rule: Option<(usize, &'p CompiledRule)>,
         fixed_reason: Reason,
         unit_id: Option<&str>,
         d: &mut Decision<'p>,
@@ -169,14 +170,14 @@ impl CompiledPolicy {
         match serve {
             CompiledServe::Variation(v) => {
                 d.reason = fixed_reason;
-                set_rule(flag, rule, d);
+                set_rule(rule, d);
                 self.serve_variation(flag, *v, d);
             }
             CompiledServe::Split(split) => match unit_id {
                 Some(unit) => {
                     let point = bucket_point(&flag.salt, unit, split.total);
                     d.reason = Reason::Split;
-                    set_rule(flag, rule, d);
+                    set_rule(rule, d);
                     d.bucket = Some(point);
                     self.serve_variation(flag, split.pick(point), d);
                 }
@@ -240,9 +241,9 @@ impl CompiledPolicy {
 
 /// Records which rule decided (`None`: an override or the default): as the public reference
 /// and as the index renderers use to find the rule's fragments.
-fn set_rule<'p>(flag: &'p CompiledFlag, rule: Option<usize>, d: &mut Decision<'p>) {
-    d.rule_index = rule;
-    d.rule = rule.map(|i| RuleRef::of(flag.rules.get(i).and_then(|r| r.name.as_deref()), i));
+fn set_rule<'p>(rule: Option<(usize, &'p CompiledRule)>, d: &mut Decision<'p>) {
+    d.rule_index = rule.map(|(i, _)| i);
+    d.rule = rule.map(|(i, r)| RuleRef::of(r.name.as_deref(), i));
 }
 
 /// Per-request results of interned clauses: 0 untested, 1 false, 2 true.
