@@ -19,6 +19,7 @@ rendered by render_ecds_resource() (or envoy/push_policy.py). See examples/dynam
 import argparse
 import json
 import os
+import re
 import string
 import sys
 
@@ -94,6 +95,94 @@ def yaml_string(text, indent=_VALUE_INDENT):
         out.append(ch if _printable(ch) else "\\u%04x" % ord(ch) if ord(ch) <= 0xFFFF
                    else "\\U%08x" % ord(ch))
     return '"' + "".join(out) + '"'
+
+
+# ---- The policy as a google.protobuf.Struct ---------------------------------------------------
+# Envoy hands a Struct configuration to the filter as serialized protobuf, which the filter
+# decodes back to JSON (plugin/src/struct_config.rs): the policy can then be written as YAML.
+_STRING_VALUE_TYPE = '"@type": type.googleapis.com/google.protobuf.StringValue'
+_STRUCT_TYPE = '"@type": type.googleapis.com/google.protobuf.Struct'
+_VERBATIM_COMMENT = "# The policy document, verbatim, as the plugin configuration."
+_STRUCT_COMMENT = ("# The policy document as YAML (a google.protobuf.Struct; strings are quoted so "
+                   "YAML\n{pad}# cannot read `on`, `no` or a date as something else).")
+_STRUCT_MARK = "@@switchyard-policy@@"  # stands for the value until struct_config() writes it
+_PLAIN_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
+# Plain words YAML 1.1 reads as booleans or null: quoted when they are keys.
+_YAML_WORDS = {"y", "yes", "n", "no", "on", "off", "true", "false", "null", "~"}
+
+
+def _yaml_quoted(text):
+    """A double-quoted YAML scalar that reads back as exactly `text`."""
+    out = []
+    for ch in json.dumps(text, ensure_ascii=False)[1:-1]:
+        out.append(ch if _printable(ch) else "\\u%04x" % ord(ch) if ord(ch) <= 0xFFFF
+                   else "\\U%08x" % ord(ch))
+    return '"' + "".join(out) + '"'
+
+
+def _yaml_scalar(value):
+    if isinstance(value, str):
+        return _yaml_quoted(value)
+    if isinstance(value, (dict, list)):  # only empty ones get here
+        return "{}" if isinstance(value, dict) else "[]"
+    text = json.dumps(value)  # numbers, true, false, null
+    if isinstance(value, float) and "e" in text and "." not in text:
+        text = text.replace("e", ".0e")  # YAML 1.1 reads 1e+300 as a string, 1.0e+300 as a float
+    return text
+
+
+def _yaml_key(key):
+    return key if _PLAIN_KEY.match(key) and key.lower() not in _YAML_WORDS else _yaml_quoted(key)
+
+
+def yaml_block(value, indent):
+    """Lines of block YAML for a JSON value (an object or a list) at `indent` spaces; a list of
+    scalars is written inline (`["pro", "enterprise"]`). Every string is quoted."""
+    pad = " " * indent
+    lines = []
+    if isinstance(value, dict):
+        for key, v in value.items():
+            head = pad + _yaml_key(key) + ":"
+            if isinstance(v, (dict, list)) and v and not _scalar_list(v):
+                lines.append(head)
+                lines += yaml_block(v, indent + 2)
+            else:
+                lines.append(head + " " + _yaml_flow(v))
+        return lines
+    for v in value:
+        if isinstance(v, (dict, list)) and v and not _scalar_list(v):
+            sub = yaml_block(v, indent + 2)
+            lines.append(pad + "- " + sub[0][indent + 2:])
+            lines += sub[1:]
+        else:
+            lines.append(pad + "- " + _yaml_flow(v))
+    return lines
+
+
+def _scalar_list(v):
+    return isinstance(v, list) and all(not isinstance(x, (dict, list)) for x in v)
+
+
+def _yaml_flow(v):
+    if _scalar_list(v):
+        return "[" + ", ".join(_yaml_scalar(x) for x in v) + "]"
+    return _yaml_scalar(v)
+
+
+def struct_config(text, policy_text):
+    """`text` (a rendered bootstrap) with its inline policy given as a google.protobuf.Struct,
+    written as YAML, instead of a StringValue. The policy must be a JSON object."""
+    doc = json.loads(policy_text)
+    if not isinstance(doc, dict):
+        raise ValueError("a Struct configuration must be a JSON object")
+    a = text.index(_STRING_VALUE_TYPE)
+    line_start = text.rindex("\n", 0, a) + 1
+    indent = a - line_start
+    b = text.index("\n", text.index("value: " + _STRUCT_MARK, a))
+    pad = " " * indent
+    block = "\n".join(yaml_block(doc, indent + 2))
+    text = text[:line_start] + pad + _STRUCT_TYPE + "\n" + pad + "value:\n" + block + text[b:]
+    return text.replace(_VERBATIM_COMMENT, _STRUCT_COMMENT.format(pad=pad[:-2]), 1)
 
 
 def _hostport(s):
@@ -214,7 +303,7 @@ def render(policy_text, wasm_path, upstreams, default_upstream=None, listener_po
            admin_port=9901, access_log_path="/dev/stdout", route_header=None,
            listen_address="127.0.0.1", admin_address="127.0.0.1", node_id="local",
            extra_clusters=(), ecds_path=None, ecds_watch_dir=None, ecds_name=ECDS_NAME,
-           event_log_path=None, node_metadata=None):
+           event_log_path=None, node_metadata=None, policy_as="string"):
     """Return the bootstrap YAML text.
 
     upstreams: {cluster: (host, port)} for the policy's clusters (missing ones raise);
@@ -227,7 +316,9 @@ def render(policy_text, wasm_path, upstreams, default_upstream=None, listener_po
     event_log_path: where the exposure events go, one JSON line per decided request (default:
     access_log_path + ".events", or /dev/null when the access log is a /dev path);
     node_metadata: {key: string} for the bootstrap's node.metadata (switchyard reads
-    switchyard_environment and switchyard_pseudonym_key there).
+    switchyard_environment and switchyard_pseudonym_key there);
+    policy_as: "string" (the policy text verbatim, a google.protobuf.StringValue) or "struct"
+    (the policy written as YAML, a google.protobuf.Struct; not with ecds_path).
     The clusters a policy's `source`/`consent_source` name are emitted too (their addresses
     must be in upstreams)."""
     if event_log_path is None:
@@ -266,9 +357,15 @@ def render(policy_text, wasm_path, upstreams, default_upstream=None, listener_po
         event_log_path=json.dumps(event_log_path),
         route_header=route_header or policy_route_header(policy_text),
         wasm_path=json.dumps(wasm_path),
-        policy_value=yaml_string(policy_text),
+        policy_value=_STRUCT_MARK if policy_as == "struct" else yaml_string(policy_text),
         clusters=render_clusters(all_up),
     )
+    if policy_as == "struct":
+        if ecds_path is not None:
+            raise ValueError("policy_as='struct' is for the inline filter, not ECDS")
+        text = struct_config(text, policy_text)
+    elif policy_as != "string":
+        raise ValueError("policy_as must be 'string' or 'struct', not %r" % policy_as)
     return with_node_metadata(text, node_id, node_metadata)
 
 
@@ -323,6 +420,9 @@ def main(argv=None):
     ap.add_argument("--node-metadata", action="append", default=[], metavar="KEY=VALUE",
                     help="a string in the bootstrap's node.metadata (switchyard_environment, "
                          "switchyard_pseudonym_key); repeatable")
+    ap.add_argument("--policy-as", choices=("string", "struct"), default="string",
+                    help="give the policy verbatim as a google.protobuf.StringValue (default), "
+                    "or written as YAML, a google.protobuf.Struct")
     ap.add_argument("-o", "--output", help="output file (default: standard output)")
     args = ap.parse_args(argv)
 
@@ -344,7 +444,8 @@ def main(argv=None):
                       args.admin_port, args.access_log, args.route_header,
                       ecds_path=args.ecds_path, ecds_watch_dir=args.ecds_watch_dir,
                       event_log_path=args.event_log,
-                      node_metadata=dict(m.partition("=")[::2] for m in args.node_metadata))
+                      node_metadata=dict(m.partition("=")[::2] for m in args.node_metadata),
+                      policy_as=args.policy_as)
     except ValueError as e:
         ap.error(str(e))
     if args.header_comment:

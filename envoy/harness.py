@@ -313,9 +313,10 @@ class Envoy:
 
     def __init__(self, policy, mocks, workdir=None, concurrency=2, wasm=None, name="envoy",
                  log_level="info", route_header=None, listener_port=0, admin_port=0,
-                 extra_args=(), extra_upstreams=None, node_metadata=None):
+                 extra_args=(), extra_upstreams=None, node_metadata=None, policy_as="string"):
         """extra_upstreams: {cluster: (host, port)} besides the mocks' (e.g. the policy server
-        of a remote `source`); node_metadata: {key: string} for the bootstrap's node.metadata."""
+        of a remote `source`); node_metadata: {key: string} for the bootstrap's node.metadata;
+        policy_as: "string" (a StringValue, verbatim) or "struct" (YAML, a protobuf Struct)."""
         if not policy.lstrip().startswith("{") and os.path.isfile(policy):
             with open(policy, encoding="utf-8") as f:
                 policy = f.read()
@@ -333,6 +334,7 @@ class Envoy:
         self.extra_args = list(extra_args)
         self.extra_upstreams = dict(extra_upstreams or {})
         self.node_metadata = dict(node_metadata or {})
+        self.policy_as = policy_as
         self.config_path = os.path.join(self.workdir, name + ".yaml")
         self.access_log_path = os.path.join(self.workdir, name + "-access.log")
         self.log_path = os.path.join(self.workdir, name + ".log")
@@ -351,7 +353,7 @@ class Envoy:
             listener_port=self.want_listener_port, admin_port=self.want_admin_port,
             access_log_path=self.access_log_path, route_header=self.route_header,
             node_id=self.name, extra_clusters=list(self.extra_upstreams),
-            node_metadata=self.node_metadata)
+            node_metadata=self.node_metadata, policy_as=self.policy_as)
 
     def write_config(self):
         with open(self.config_path, "w", encoding="utf-8") as f:

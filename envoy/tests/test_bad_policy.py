@@ -47,22 +47,13 @@ def test_envoy_refuses_bad_policy(artifacts, mocks, workdir, name, make, pattern
     assert rc != 0 and re.search(pattern, out), out[-3000:]
 
 
-def test_struct_configuration_is_refused(artifacts, mocks, workdir):
-    """google.protobuf.Struct plugin configuration reaches on_configure as serialized protobuf
-    bytes, not JSON: the filter refuses it (so a policy must be given as a StringValue)."""
-    e = Envoy(harness.EXAMPLE_POLICY, mocks, workdir=workdir, name="struct-config")
-    with open(e.config_path) as f:
-        y = f.read()
-    i = y.index('"@type": type.googleapis.com/google.protobuf.StringValue')
-    j = y.index("failure_policy:")
-    with open(harness.EXAMPLE_POLICY) as f:
-        policy = json.dumps(json.load(f))
-    y = (y[:i] + '"@type": type.googleapis.com/google.protobuf.Struct\n' + " " * 18 + "value: "
-         + policy + "\n" + " " * 16 + y[j:])
-    with open(e.config_path, "w") as f:
-        f.write(y)
+def test_a_bad_struct_policy_is_refused_with_its_place(artifacts, mocks, workdir):
+    """Given as a google.protobuf.Struct (YAML), a policy with errors is refused the same way,
+    with the same place."""
+    text = json.dumps(modified(load_example(), _typo))
+    e = Envoy(text, mocks, workdir=workdir, name="bad-struct", policy_as="struct")
     with pytest.raises(EnvoyFailed) as info:
         e.start(timeout=30)
+    e.stop()
     assert info.value.returncode not in (None, 0)
-    assert re.search(r"switchyard: policy rejected: policy: the plugin configuration is not "
-                     r"UTF-8 text", info.value.log), info.value.log[-3000:]
+    assert re.search(CASES[0][2], info.value.log), info.value.log[-3000:]

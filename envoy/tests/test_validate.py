@@ -104,3 +104,49 @@ def test_example_yaml_is_up_to_date():
                          stdout=subprocess.PIPE, check=True).stdout.decode()
     with open(EXAMPLE_YAML) as f:
         assert f.read() == out, "run envoy/make_example.sh"
+
+
+STRUCT_EXAMPLE_YAML = os.path.join(REPO, "examples", "support-copilot", "envoy-yaml-policy.yaml")
+
+
+def test_struct_example_is_the_same_policy_and_up_to_date():
+    import subprocess
+    with open(STRUCT_EXAMPLE_YAML) as f:
+        text = f.read()
+    cfg = _wasm_value(yaml.safe_load(text))
+    assert cfg["configuration"]["@type"] == "type.googleapis.com/google.protobuf.Struct"
+    with open(harness.EXAMPLE_POLICY) as f:
+        assert cfg["configuration"]["value"] == json.load(f)
+    out = subprocess.run(["bash", os.path.join(REPO, "envoy", "make_example.sh"),
+                          "--stdout-struct"], stdout=subprocess.PIPE, check=True).stdout.decode()
+    assert text == out, "run envoy/make_example.sh"
+
+
+def test_generator_writes_any_policy_as_yaml_that_reads_back():
+    """Odd keys and strings (YAML's booleans, dates, numbers-as-text, quotes, control and
+    line-separator characters), nesting and empty containers survive the YAML rendering."""
+    rng = random.Random(5)
+    words = ["on", "off", "yes", "No", "~", "null", "2026-05-12", "1e3", "0x10", "-", "#x",
+             "a: b", "'q'", '"dq"', "\\", "é", "\u2028", "\x01", "\t", "", " lead", "trail ",
+             "@type", "&a", "*b", "!t", "%p", "|", ">"]
+
+    def value(depth):
+        kind = rng.randrange(9 if depth < 4 else 5)
+        if kind == 0:
+            return rng.choice(words)
+        if kind == 1:
+            return rng.choice([0, -3, 2.5, 1e300, True, False, None])
+        if kind == 2:
+            return "".join(rng.choice(words) for _ in range(3))
+        if kind in (3, 4):
+            return rng.choice([{}, [], [rng.choice(words), 1, None]])
+        if kind in (5, 6):
+            return {rng.choice(words) + str(i): value(depth + 1) for i in range(rng.randrange(4))}
+        return [value(depth + 1) for _ in range(rng.randrange(4))]
+
+    mocks_addr = {"default_upstream": ("127.0.0.1", 1)}
+    for _ in range(200):
+        doc = {rng.choice(words) + str(i): value(0) for i in range(rng.randrange(1, 5))}
+        y = genconfig.render(json.dumps(doc), "/x.wasm", mocks_addr, policy_as="struct")
+        conf = _wasm_value(yaml.safe_load(y))["configuration"]
+        assert conf["value"] == doc, y

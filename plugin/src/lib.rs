@@ -30,6 +30,9 @@ mod metrics;
 mod node;
 mod remote;
 mod request;
+mod struct_config;
+#[cfg(test)]
+mod struct_encode;
 
 use std::rc::Rc;
 use std::time::Duration;

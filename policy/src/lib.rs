@@ -32,6 +32,7 @@ pub use compile::{CompiledPolicy, FlagInfo, Settings};
 pub use diff::{content_hash, summarize_change};
 pub use error::{PolicyError, PolicyErrors};
 pub use event::{add_upstream, EventInfo, UpstreamResult};
+pub use json_out::json_str as push_json_string;
 pub use model::RemoteSource;
 pub use outcome::{Decision, ErrorCode, Outcome, Reason, Reject, RuleRef};
 pub use request::{ip_without_port, Request};

@@ -85,6 +85,38 @@ fn empty_and_non_json_configurations_are_refused() {
     }
 }
 
+/// Given as a `google.protobuf.Struct`, the same bad policy is refused with the same placed
+/// errors; Struct bytes that do not decode are refused with the byte where they break.
+#[test]
+fn a_bad_struct_policy_is_refused_with_the_same_places() {
+    let errors = switchyard_policy::load(BAD_POLICY).expect_err("the policy is bad");
+    let mut host = common::host();
+    assert!(!host.configure(&common::struct_bytes(BAD_POLICY)).unwrap());
+    let lines = rejection_lines(&host);
+    for error in errors.iter() {
+        let line = format!(
+            "switchyard: policy rejected: {}: {}",
+            error.place, error.message
+        );
+        assert!(lines.contains(&line), "missing {line:?} in {lines:#?}");
+    }
+    assert_eq!(lines.len(), errors.len(), "{lines:#?}");
+
+    let good = common::struct_bytes(&common::example_policy());
+    let mut host = common::host();
+    assert!(!host.configure(&good[..good.len() - 3]).unwrap());
+    let lines = rejection_lines(&host);
+    assert_eq!(lines.len(), 1, "{lines:#?}");
+    assert!(
+        lines[0].starts_with(
+            "switchyard: policy rejected: policy: the plugin configuration is neither policy \
+             JSON text nor a serialized google.protobuf.Struct ("
+        ) && lines[0].contains(" at byte "),
+        "{lines:#?}"
+    );
+    assert!(host.broken().is_none());
+}
+
 #[test]
 fn a_refused_reconfiguration_keeps_the_running_policy() {
     let mut host = common::host_with(&common::example_policy());

@@ -21,6 +21,38 @@ pub fn host_with(policy: &str) -> FakeHost {
     host
 }
 
+/// A fresh host configured with `policy` given as Envoy hands over a `google.protobuf.Struct`
+/// configuration (serialized protobuf), every object's keys in reverse order: protobuf keeps
+/// no key order, so the filter must not depend on it. The policy must be accepted.
+pub fn host_with_struct(policy: &str) -> FakeHost {
+    let mut host = host();
+    let accepted = host.configure(&struct_bytes(policy)).unwrap();
+    assert!(accepted, "Struct policy refused; logs: {:#?}", host.logs());
+    host
+}
+
+/// `policy` (JSON text) as serialized `google.protobuf.Struct` bytes, keys reversed.
+pub fn struct_bytes(policy: &str) -> Vec<u8> {
+    fn reversed(value: serde_json::Value) -> serde_json::Value {
+        use serde_json::Value;
+        match value {
+            Value::Object(map) => Value::Object(
+                map.into_iter()
+                    .rev()
+                    .map(|(k, v)| (k, reversed(v)))
+                    .collect(),
+            ),
+            Value::Array(items) => Value::Array(items.into_iter().map(reversed).collect()),
+            other => other,
+        }
+    }
+    let doc: serde_json::Value = serde_json::from_str(policy).expect("policy is JSON");
+    match reversed(doc) {
+        serde_json::Value::Object(map) => crate::struct_encode::encode_struct(&map),
+        other => panic!("a Struct policy must be an object, not {other}"),
+    }
+}
+
 pub fn repo_path(relative: &str) -> PathBuf {
     workspace_root().join(relative)
 }

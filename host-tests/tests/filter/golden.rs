@@ -65,6 +65,17 @@ const DECISION_FIELDS: [&str; 8] = [
 
 #[test]
 fn golden_cases_match_through_the_filter_and_the_engine() {
+    run_golden_cases(common::host_with);
+}
+
+/// The same cases with each policy given to the filter as a `google.protobuf.Struct` (its
+/// keys in reverse order, as protobuf keeps none): the decisions must not change.
+#[test]
+fn golden_cases_match_with_each_policy_given_as_a_struct() {
+    run_golden_cases(common::host_with_struct);
+}
+
+fn run_golden_cases(configure: fn(&str) -> FakeHost) {
     let golden: Value = serde_json::from_str(&common::read_repo_file("testdata/golden.json"))
         .expect("testdata/golden.json is JSON");
     let policies: BTreeMap<String, String> = golden["policies"]
@@ -87,7 +98,7 @@ fn golden_cases_match_through_the_filter_and_the_engine() {
             .unwrap_or_else(|| panic!("case {name:?}: unknown policy {policy_name:?}"));
         let host = hosts
             .entry(policy_name.to_string())
-            .or_insert_with(|| common::host_with(text));
+            .or_insert_with(|| configure(text));
         let compiled = switchyard_policy::load(text).expect("golden policies are valid");
         let route_header = compiled.settings().route_header.clone();
 

@@ -18,3 +18,6 @@ mod owned_headers;
 mod reject;
 mod remote_source;
 mod robustness;
+// The plugin's own test encoder for Struct configurations, so both test layers encode alike.
+#[path = "../../../plugin/src/struct_encode.rs"]
+mod struct_encode;

@@ -341,3 +341,56 @@ fn edge_inputs_are_handled_as_documented() {
     assert_eq!(upstream.len(), result.request_headers.len());
     assert!(host.broken().is_none());
 }
+
+/// A damaged `google.protobuf.Struct` configuration (bytes flipped, cut or inserted anywhere
+/// in the example policy's encoding) never traps the module: it is refused with a logged
+/// error, or, if the damage still decodes to a valid policy, accepted and served from.
+#[test]
+fn damaged_struct_configurations_never_trap() {
+    let good = common::struct_bytes(&common::example_policy());
+    let host = RefCell::new(common::host());
+    let refused = std::cell::Cell::new(0usize);
+    let mut runner = TestRunner::new(Config {
+        cases: 400,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    let damage = vec((0..good.len(), any::<u8>(), 0u8..3), 1..4);
+    let outcome = runner.run(&damage, |edits| {
+        let mut bytes = good.clone();
+        for (at, byte, kind) in edits {
+            let at = at.min(bytes.len().saturating_sub(1));
+            match kind {
+                0 => bytes[at] = byte,
+                1 => bytes.truncate(at),
+                _ => bytes.insert(at, byte),
+            }
+        }
+        let mut host = host.borrow_mut();
+        let logs_before = host.logs().len();
+        let accepted = host
+            .configure(&bytes)
+            .map_err(|e| TestCaseError::fail(format!("configure trapped: {e:#}")))?;
+        if !accepted {
+            refused.set(refused.get() + 1);
+            prop_assert!(
+                host.logs()[logs_before..]
+                    .iter()
+                    .any(|l| l.message.starts_with("switchyard: policy rejected: ")),
+                "a refusal without a logged reason"
+            );
+        }
+        host.request(&common::chat("acme", "c-1"))
+            .map_err(|e| TestCaseError::fail(format!("request trapped: {e:#}")))?;
+        prop_assert!(host.broken().is_none());
+        Ok(())
+    });
+    if let Err(error) = outcome {
+        panic!("{error}");
+    }
+    assert!(
+        refused.get() >= 200,
+        "only {} damaged configurations refused",
+        refused.get()
+    );
+}
