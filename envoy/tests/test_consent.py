@@ -95,6 +95,7 @@ def test_opt_in_class_without_record_is_rejected_locally(example_envoy, mocks):
     for req in reqs:
         (line,) = log[req["headers"]["x-request-id"]]
         assert line["response_code"] == 403 and line["upstream_host"] in (None, "-"), line
+        assert line["response_code_details"] == "switchyard_consent_denied", line
         assert '"CONSENT_DENIED"' in (line["exposure"] or ""), line
 
 

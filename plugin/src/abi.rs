@@ -12,6 +12,8 @@
 //! - `add_map_value` and `set_map_value` panic on any status but `Ok` too; Envoy answers
 //!   `BadArgument` for a map that does not exist in the current phase. switchyard's values are
 //!   printable ASCII, but a header write is not worth a trap.
+//! - `send_http_response` sends no response code details, so an access log could not tell
+//!   switchyard's consent reject from any other local reply; [`send_local_response`] does.
 //!
 //! Everything else goes through `proxy_wasm::hostcalls`, whose panicking branches are for
 //! statuses Envoy does not return for those calls.
@@ -67,6 +69,17 @@ extern "C" {
         value_data: *const u8,
         value_size: usize,
     ) -> u32;
+    #[link_name = "proxy_send_local_response"]
+    fn raw_send_local_response(
+        status_code: u32,
+        details_data: *const u8,
+        details_size: usize,
+        body_data: *const u8,
+        body_size: usize,
+        headers_data: *const u8,
+        headers_size: usize,
+        grpc_status: i32,
+    ) -> u32;
 }
 
 // Off wasm (unit tests, `cargo clippy` on the host) there is no proxy: every call fails.
@@ -104,6 +117,20 @@ unsafe fn raw_remove_header_map_value(_: u32, _: *const u8, _: usize) -> u32 {
 }
 #[cfg(not(target_arch = "wasm32"))]
 unsafe fn raw_set_property(_: *const u8, _: usize, _: *const u8, _: usize) -> u32 {
+    10
+}
+#[cfg(not(target_arch = "wasm32"))]
+#[allow(clippy::too_many_arguments)]
+unsafe fn raw_send_local_response(
+    _: u32,
+    _: *const u8,
+    _: usize,
+    _: *const u8,
+    _: usize,
+    _: *const u8,
+    _: usize,
+    _: i32,
+) -> u32 {
     10
 }
 
@@ -186,4 +213,29 @@ pub fn remove_header(map_type: u32, name: &[u8]) -> Result<(), HostStatus> {
 pub fn set_property(name: &str, value: &[u8]) -> Result<(), HostStatus> {
     // SAFETY: the host only reads the two buffers, for the lengths given.
     status(unsafe { raw_set_property(name.as_ptr(), name.len(), value.as_ptr(), value.len()) })
+}
+
+/// Sends a local reply. `details` is Envoy's response code details
+/// (`%RESPONSE_CODE_DETAILS%` in an access log; no whitespace); `headers` is a serialized map
+/// ([`crate::headers::serialize_map`]).
+pub fn send_local_response(
+    status_code: u32,
+    details: &str,
+    headers: &[u8],
+    body: &[u8],
+) -> Result<(), HostStatus> {
+    // SAFETY: the host only reads the three buffers, for the lengths given. A grpc_status of
+    // -1 means "not gRPC".
+    status(unsafe {
+        raw_send_local_response(
+            status_code,
+            details.as_ptr(),
+            details.len(),
+            body.as_ptr(),
+            body.len(),
+            headers.as_ptr(),
+            headers.len(),
+            -1,
+        )
+    })
 }

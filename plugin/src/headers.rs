@@ -101,6 +101,28 @@ pub fn parsed_whole(bytes: &[u8], parsed: &[RawHeader<'_>]) -> bool {
     read_u32(bytes, 0).is_some_and(|count| count as usize == parsed.len())
 }
 
+/// Serializes headers in the proxy-wasm map format that [`parse_map`] reads.
+pub fn serialize_map<N: AsRef<[u8]>, V: AsRef<[u8]>>(map: &[(N, V)]) -> Vec<u8> {
+    let size = 4 + map
+        .iter()
+        .map(|(n, v)| 10 + n.as_ref().len() + v.as_ref().len())
+        .sum::<usize>();
+    let mut out = Vec::with_capacity(size);
+    let len = |n: usize| u32::try_from(n).unwrap_or(u32::MAX).to_le_bytes();
+    out.extend_from_slice(&len(map.len()));
+    for (n, v) in map {
+        out.extend_from_slice(&len(n.as_ref().len()));
+        out.extend_from_slice(&len(v.as_ref().len()));
+    }
+    for (n, v) in map {
+        for part in [n.as_ref(), v.as_ref()] {
+            out.extend_from_slice(part);
+            out.push(0);
+        }
+    }
+    out
+}
+
 fn read_u32(bytes: &[u8], at: usize) -> Option<u32> {
     let raw: [u8; 4] = bytes.get(at..at.checked_add(4)?)?.try_into().ok()?;
     Some(u32::from_le_bytes(raw))
@@ -173,24 +195,13 @@ fn write(map_type: u32, name: &str, value: &str, replace: bool) {
 mod tests {
     use super::*;
 
-    fn serialize(map: &[(&[u8], &[u8])]) -> Vec<u8> {
-        let mut out = (map.len() as u32).to_le_bytes().to_vec();
-        for (n, v) in map {
-            out.extend_from_slice(&(n.len() as u32).to_le_bytes());
-            out.extend_from_slice(&(v.len() as u32).to_le_bytes());
-        }
-        for (n, v) in map {
-            out.extend_from_slice(n);
-            out.push(0);
-            out.extend_from_slice(v);
-            out.push(0);
-        }
-        out
-    }
-
     #[test]
     fn parses_raw_bytes_and_lowercases_names() {
-        let bytes = serialize(&[(b"X-Tenant-Id", b"\xff\xfe"), (b":path", b"/"), (b"e", b"")]);
+        let bytes = serialize_map::<&[u8], &[u8]>(&[
+            (b"X-Tenant-Id", b"\xff\xfe"),
+            (b":path", b"/"),
+            (b"e", b""),
+        ]);
         let map = parse_map(&bytes);
         let map: Vec<(Vec<u8>, Vec<u8>)> = map
             .into_iter()
@@ -208,7 +219,7 @@ mod tests {
 
     #[test]
     fn malformed_maps_never_panic() {
-        let good = serialize(&[(b"a", b"1"), (b"b", b"2")]);
+        let good = serialize_map::<&[u8], &[u8]>(&[(b"a", b"1"), (b"b", b"2")]);
         for cut in 0..good.len() {
             let _ = parse_map(&good[..cut]);
         }

@@ -53,6 +53,10 @@ pub const FILTER_STATE_NAME: &str = "switchyard_exposure";
 /// `%FILTER_STATE(wasm.switchyard_event:PLAIN)%`.
 pub const EVENT_STATE_NAME: &str = "switchyard_event";
 
+/// Envoy's response code details of a consent reject's local reply, as an access log shows
+/// them with `%RESPONSE_CODE_DETAILS%`.
+pub const REJECT_DETAILS: &str = "switchyard_consent_denied";
+
 /// Headers switchyard owns even before any policy loaded (the engine's own prefix).
 use switchyard_policy::OWNED_PREFIX;
 
@@ -341,16 +345,23 @@ impl HttpContext for Filter {
 
         if let Some(reject) = &outcome.reject {
             let body = policy.reject_body(reject);
-            let sent = hostcalls::send_http_response(
+            let headers = headers::serialize_map(&[("content-type", "application/json")]);
+            // The details show in the access log (%RESPONSE_CODE_DETAILS%): the proof that this
+            // 403 is switchyard's consent check, not some other local reply.
+            let sent = abi::send_local_response(
                 u32::from(reject.status),
-                vec![("content-type", "application/json")],
-                Some(body.as_bytes()),
+                REJECT_DETAILS,
+                &headers,
+                body.as_bytes(),
             );
             if let Err(status) = sent {
                 // Without the local reply the request must still not reach an AI route.
                 log(
                     LogLevel::Error,
-                    &format!("switchyard: cannot send the consent reject ({status:?})"),
+                    &format!(
+                        "switchyard: cannot send the consent reject (status {})",
+                        status.0
+                    ),
                 );
             }
             return Action::Pause;

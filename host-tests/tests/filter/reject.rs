@@ -29,6 +29,9 @@ fn a_consent_reject_sends_a_local_reply_and_stops() {
             reply.headers.get_str("content-type"),
             Some("application/json")
         );
+        // An access log tells switchyard's reject from other local replies by these details.
+        assert_eq!(reply.details, b"switchyard_consent_denied");
+        assert_eq!(reply.grpc_status, -1);
         let body: Value = serde_json::from_slice(&reply.body).expect("the body is JSON");
         assert_eq!(body["flag"], "agent_tools", "{body}");
         assert_eq!(body["reason"], "CONSENT_DENIED", "{body}");
