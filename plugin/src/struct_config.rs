@@ -12,6 +12,8 @@
 //! - **integers**: every number is a double; a whole number within ±2^53 is written as an
 //!   integer, so `weight: 5` arrives as `5`, not `5.0`.
 
+use switchyard_policy::push_json_string;
+
 /// Protobuf's own default nesting limit: deeper input is refused, never a stack overflow.
 const MAX_DEPTH: usize = 100;
 
@@ -26,8 +28,6 @@ pub fn to_json(bytes: &[u8]) -> Result<String, String> {
     Ok(json)
 }
 
-use switchyard_policy::push_json_string;
-
 struct Reader<'b> {
     bytes: &'b [u8],
     at: usize,
@@ -38,7 +38,7 @@ const VARINT: u64 = 0;
 const FIXED64: u64 = 1;
 const LEN: u64 = 2;
 
-impl Reader<'_> {
+impl<'b> Reader<'b> {
     fn error(&self, message: impl std::fmt::Display) -> String {
         format!("{message} at byte {}", self.at)
     }
@@ -77,12 +77,12 @@ impl Reader<'_> {
             .ok_or_else(|| self.error(format!("length {len} runs past the end of its message")))
     }
 
-    fn string(&mut self, end: usize) -> Result<String, String> {
+    /// A string field's text, borrowed from the input.
+    fn string(&mut self, end: usize) -> Result<&'b str, String> {
         let field_end = self.length(end)?;
-        let raw = &self.bytes[self.at..field_end];
-        let text = std::str::from_utf8(raw)
-            .map_err(|_| self.error("a string that is not UTF-8"))?
-            .to_string();
+        let bytes: &'b [u8] = self.bytes;
+        let text = std::str::from_utf8(&bytes[self.at..field_end])
+            .map_err(|_| self.error("a string that is not UTF-8"))?;
         self.at = field_end;
         Ok(text)
     }
@@ -105,13 +105,13 @@ impl Reader<'_> {
     fn read_struct(&mut self, end: usize, depth: usize, out: &mut String) -> Result<(), String> {
         let depth = self.deeper(depth)?;
         // (key, the value's JSON), in wire order.
-        let mut fields: Vec<(String, String)> = Vec::new();
+        let mut fields: Vec<(&str, String)> = Vec::new();
         while let Some((field, wire)) = self.tag(end)? {
             if (field, wire) != (1, LEN) {
                 return Err(self.unexpected("google.protobuf.Struct", field, wire));
             }
             let entry_end = self.length(end)?;
-            let (mut key, mut value) = (String::new(), String::from("null"));
+            let (mut key, mut value) = ("", String::from("null"));
             while let Some((field, wire)) = self.tag(entry_end)? {
                 match (field, wire) {
                     (1, LEN) => key = self.string(entry_end)?,
@@ -161,7 +161,7 @@ impl Reader<'_> {
                     out.push_str("null");
                 }
                 (2, FIXED64) => self.number(out)?,
-                (3, LEN) => push_json_string(out, &self.string(end)?),
+                (3, LEN) => push_json_string(out, self.string(end)?),
                 (4, VARINT) => out.push_str(if self.varint()? != 0 { "true" } else { "false" }),
                 (5, LEN) => {
                     let field_end = self.length(end)?;
@@ -222,7 +222,7 @@ impl Reader<'_> {
 /// A stable merge sort by key. `slice::sort_by` would do, but adds about 4.5 KB of generic
 /// code to the module (it has no other sort); this is O(n log n) for the 10,000-tenant
 /// consent maps all the same.
-fn sorted_by_key(mut fields: Vec<(String, String)>) -> Vec<(String, String)> {
+fn sorted_by_key(mut fields: Vec<(&str, String)>) -> Vec<(&str, String)> {
     if fields.len() <= 1 {
         return fields;
     }
@@ -339,20 +339,21 @@ mod tests {
 
     #[test]
     fn keys_are_sorted_stably() {
-        let fields: Vec<(String, String)> =
+        let fields: Vec<(&str, String)> =
             [("b", "1"), ("a", "2"), ("c", "3"), ("a", "4"), ("b", "5")]
                 .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .map(|(k, v)| (*k, v.to_string()))
                 .collect();
         let sorted: Vec<String> = sorted_by_key(fields)
             .into_iter()
-            .map(|(k, v)| k + &v)
+            .map(|(k, v)| format!("{k}{v}"))
             .collect();
         assert_eq!(sorted, ["a2", "a4", "b1", "b5", "c3"]);
-        let many: Vec<(String, String)> = (0..10_000)
-            .map(|i| (format!("t{}", (i * 7919) % 10_000), String::new()))
+        let names: Vec<String> = (0..10_000)
+            .map(|i| format!("t{}", (i * 7919) % 10_000))
             .collect();
-        let keys: Vec<String> = sorted_by_key(many).into_iter().map(|(k, _)| k).collect();
+        let many: Vec<(&str, String)> = names.iter().map(|k| (k.as_str(), String::new())).collect();
+        let keys: Vec<&str> = sorted_by_key(many).into_iter().map(|(k, _)| k).collect();
         assert!(keys.windows(2).all(|w| w[0] <= w[1]));
     }
 
