@@ -246,16 +246,37 @@ fn set_rule<'p>(rule: Option<(usize, &'p CompiledRule)>, d: &mut Decision<'p>) {
     d.rule = rule.map(|(i, r)| RuleRef::of(r.name.as_deref(), i));
 }
 
-/// Per-request results of interned clauses: 0 untested, 1 false, 2 true.
-struct ClauseMemo(Vec<u8>);
+/// Per-request results of interned clauses. The first 64 are two bit sets, so a policy of up
+/// to 64 distinct clauses (the example has 3) evaluates without allocating for them; the
+/// rest take a byte each (0 untested, 1 false, 2 true).
+struct ClauseMemo {
+    tested: u64,
+    held: u64,
+    more: Vec<u8>,
+}
 
 impl ClauseMemo {
+    const BITS: usize = u64::BITS as usize;
+
     fn new(n: usize) -> Self {
-        ClauseMemo(vec![0; n])
+        ClauseMemo {
+            tested: 0,
+            held: 0,
+            // `Vec::new` does not allocate.
+            more: if n > Self::BITS {
+                vec![0; n - Self::BITS]
+            } else {
+                Vec::new()
+            },
+        }
     }
 
     fn get(&self, id: usize) -> Option<bool> {
-        match self.0.get(id) {
+        if id < Self::BITS {
+            let bit = 1u64 << id;
+            return (self.tested & bit != 0).then_some(self.held & bit != 0);
+        }
+        match self.more.get(id - Self::BITS) {
             Some(1) => Some(false),
             Some(2) => Some(true),
             _ => None,
@@ -263,7 +284,13 @@ impl ClauseMemo {
     }
 
     fn set(&mut self, id: usize, value: bool) {
-        if let Some(slot) = self.0.get_mut(id) {
+        if id < Self::BITS {
+            let bit = 1u64 << id;
+            self.tested |= bit;
+            if value {
+                self.held |= bit;
+            }
+        } else if let Some(slot) = self.more.get_mut(id - Self::BITS) {
             *slot = 1 + u8::from(value);
         }
     }
@@ -283,4 +310,36 @@ fn in_scope(scope: &CompiledScope, req: &Request, path: &str, host: &str) -> boo
             .header_present
             .as_deref()
             .is_none_or(|h| req.header(h).is_some())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ClauseMemo;
+
+    #[test]
+    fn clause_memo_remembers_each_clause_on_both_sides_of_the_bit_sets() {
+        let mut memo = ClauseMemo::new(70);
+        let ids = [0, 1, 62, 63, 64, 65, 69];
+        for id in ids {
+            assert_eq!(memo.get(id), None, "clause {id} starts untested");
+        }
+        for (n, id) in ids.into_iter().enumerate() {
+            memo.set(id, n % 2 == 0);
+        }
+        for (n, id) in ids.into_iter().enumerate() {
+            assert_eq!(memo.get(id), Some(n % 2 == 0), "clause {id}");
+        }
+        // Untouched neighbours stay untested.
+        assert_eq!(memo.get(2), None);
+        assert_eq!(memo.get(66), None);
+        // An id past the policy's clauses is ignored, never a panic.
+        memo.set(70, true);
+        assert_eq!(memo.get(70), None);
+    }
+
+    #[test]
+    fn a_small_policy_memo_allocates_nothing() {
+        assert_eq!(ClauseMemo::new(64).more.capacity(), 0);
+        assert_eq!(ClauseMemo::new(65).more.len(), 1);
+    }
 }
