@@ -361,7 +361,12 @@ fn damaged_struct_configurations_never_trap() {
         for (at, byte, kind) in edits {
             let at = at.min(bytes.len().saturating_sub(1));
             match kind {
-                0 => bytes[at] = byte,
+                // An earlier edit may have cut the bytes to nothing: then there is none to replace.
+                0 => {
+                    if let Some(b) = bytes.get_mut(at) {
+                        *b = byte;
+                    }
+                }
                 1 => bytes.truncate(at),
                 _ => bytes.insert(at, byte),
             }
