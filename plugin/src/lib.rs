@@ -106,6 +106,8 @@ fn is_truthy(value: &str) -> bool {
 struct Loaded {
     policy: CompiledPolicy,
     metrics: Metrics,
+    /// A consent reject's response headers, serialized for the host once, not per reject.
+    reject_headers: Vec<u8>,
 }
 
 /// The longest a worker keeps its counts before adding them to Envoy's counters (the tick
@@ -129,7 +131,11 @@ impl Root {
             old.metrics.flush();
         }
         let metrics = Metrics::define(&policy, self.ticking);
-        self.loaded = Some(Rc::new(Loaded { policy, metrics }));
+        self.loaded = Some(Rc::new(Loaded {
+            policy,
+            metrics,
+            reject_headers: headers::serialize_map(&[("content-type", "application/json")]),
+        }));
     }
 
     /// Ticks for remote polling and for flushing counters, whichever needs it sooner.
@@ -345,13 +351,12 @@ impl HttpContext for Filter {
 
         if let Some(reject) = &outcome.reject {
             let body = policy.reject_body(reject);
-            let headers = headers::serialize_map(&[("content-type", "application/json")]);
             // The details show in the access log (%RESPONSE_CODE_DETAILS%): the proof that this
             // 403 is switchyard's consent check, not some other local reply.
             let sent = abi::send_local_response(
                 u32::from(reject.status),
                 REJECT_DETAILS,
-                &headers,
+                &loaded.reject_headers,
                 body.as_bytes(),
             );
             if let Err(status) = sent {
