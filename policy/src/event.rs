@@ -59,9 +59,10 @@ impl CompiledPolicy {
 
 /// Fills in `upstream` of an event [`CompiledPolicy::exposure_event`] rendered without one:
 /// what actually ran, once the response is known. The filter renders the event at request time
-/// and completes it here, without keeping the outcome alive; the event's own buffer (rendered
-/// with room to spare) takes the result, so nothing is copied. An event that does not end in
-/// `"upstream":null` is left as it is.
+/// and completes it here, without keeping the outcome alive, in the event's own buffer: no
+/// copy while the buffer has room (a large event grows it once; sizing every event exactly
+/// cost more than that, `bench/README.md`). An event that does not end in `"upstream":null`
+/// is left as it is.
 pub fn add_upstream(event: &mut String, upstream: &UpstreamResult) {
     const OPEN: &str = ",\"upstream\":null}";
     if !event.ends_with(OPEN) {
