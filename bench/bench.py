@@ -455,6 +455,27 @@ class Envoy:
                 pass
         return total
 
+    def detail(self):
+        """What may explain a slow run: user and system ticks, minor page faults (process), and
+        the worker thread's involuntary context switches (preempted by another task)."""
+        with open("/proc/%d/stat" % self.proc.pid) as f:
+            data = f.read()
+        fields = data[data.rindex(")") + 2:].split()
+        out = {"utime": int(fields[11]), "stime": int(fields[12]), "minflt": int(fields[7]),
+               "worker_nvcsw": 0}
+        for task in glob.glob("/proc/%d/task/*" % self.proc.pid):
+            try:
+                with open(task + "/comm") as f:
+                    if not f.read().startswith("wrk:worker"):
+                        continue
+                with open(task + "/status") as f:
+                    for line in f:
+                        if line.startswith("nonvoluntary_ctxt_switches:"):
+                            out["worker_nvcsw"] += int(line.split()[1])
+            except OSError:
+                pass
+        return out
+
     def rss_kib(self):
         with open("/proc/%d/status" % self.proc.pid) as f:
             for line in f:
@@ -610,6 +631,31 @@ def fmt(x, nd=1):
     return "%.*f" % (nd, x)
 
 
+SLOW_ROUND_PCT = 8
+
+
+def slow_rounds(runs, cases):
+    """One line per round whose CPU/request is more than SLOW_ROUND_PCT% above its case's median,
+    saying whether user time (the code ran slower), system time or preemption grew."""
+    out = []
+    for case in cases:
+        rs = [r for r in runs[case] if r.get("cpu_us") and r.get("detail")]
+        if len(rs) < 3:
+            continue
+        per_req = lambda r, k: r["detail"][k] / CLK_TCK / r["requests"] * 1e6
+        med = {k: statistics.median(per_req(r, k) for r in rs) for k in ("utime", "stime")}
+        med_cpu = statistics.median(r["cpu_us"] for r in rs)
+        med_pre = statistics.median(r["detail"]["worker_nvcsw"] for r in rs)
+        for r in rs:
+            if r["cpu_us"] > med_cpu * (1 + SLOW_ROUND_PCT / 100):
+                out.append("(%s) round %d: %.1f µs (+%.0f%%); user %.1f µs (median %.1f), system %.1f µs "
+                           "(median %.1f), preempted %d times (median %d)" % (
+                               case, r["round"], r["cpu_us"], (r["cpu_us"] / med_cpu - 1) * 100,
+                               per_req(r, "utime"), med["utime"], per_req(r, "stime"), med["stime"],
+                               r["detail"]["worker_nvcsw"], med_pre))
+    return out
+
+
 def report(res):
     m = res["machine"]
     p = res["params"]
@@ -647,6 +693,14 @@ def report(res):
     for case in p["cases"]:
         L.append("| %s | %s |" % (case, " | ".join(fmt(r["cpu_us"], 2) for r in res["runs"][case])))
     L.append("")
+    slow = slow_rounds(res["runs"], p["cases"])
+    if slow:
+        L.append("Rounds more than %d%% above their case's median, with what the Envoy process did in them "
+                 "against its median round (user and system CPU per request, the worker thread's "
+                 "involuntary context switches):" % SLOW_ROUND_PCT)
+        L.append("")
+        L.extend("- " + line for line in slow)
+        L.append("")
     if res["targets"]:
         L.append("| target | value | met |")
         L.append("| --- | ---: | :---: |")
@@ -873,9 +927,9 @@ def main():
                         prof_data = os.path.join(workdir, "perf-%s.data" % case)
                         prof = perf_profile(env.proc.pid, args.seconds, prof_data)
                         time.sleep(0.3)
-                    c0, w0 = env.cpu_ticks(), env.worker_ticks()
+                    c0, w0, d0 = env.cpu_ticks(), env.worker_ticks(), env.detail()
                     w = run_wrk(scripts[case], env.port, args.seconds, args.connections)
-                    c1, w1 = env.cpu_ticks(), env.worker_ticks()
+                    c1, w1, d1 = env.cpu_ticks(), env.worker_ticks(), env.detail()
                     if prof is not None:
                         prof.wait(30)
                     rss_after = env.rss_kib()
@@ -893,6 +947,7 @@ def main():
                     "p50_us": w["p50_us"], "p90_us": w["p90_us"], "p99_us": w["p99_us"],
                     "rss_kib": rss, "rss_after_kib": rss_after, "errors": errors,
                     "start_s": start_s, "upstream_connections": upstream_cx, "wrk": w,
+                    "detail": {k: d1[k] - d0[k] for k in d0},
                 }
                 if profiling:
                     r["perf"] = perf_shares(prof_data)
@@ -901,10 +956,13 @@ def main():
                         case, r["cpu_us"] or 0, ", ".join("%s %.1f%%" % kv for kv in r["perf"].items())))
                     continue
                 runs[case].append(r)
-                log("round %d case %s: %.2f µs CPU/req (worker %.2f), %.0f req/s, p50 %.2f ms, p99 %.2f ms, "
-                    "RSS %.1f MiB, errors %d, upstream connections %d, start %.1fs" % (
-                        rnd + 1, case, r["cpu_us"] or 0, r["worker_us"] or 0, r["rps"], r["p50_us"] / 1000,
-                        r["p99_us"] / 1000, rss / 1024, errors, upstream_cx, start_s))
+                dd = r["detail"]
+                log("round %d case %s: %.2f µs CPU/req (worker %.2f; user %d, sys %d ticks), %.0f req/s, "
+                    "p50 %.2f ms, p99 %.2f ms, RSS %.1f MiB, errors %d, upstream connections %d, start %.1fs, "
+                    "minor faults %d, worker preempted %d" % (
+                        rnd + 1, case, r["cpu_us"] or 0, r["worker_us"] or 0, dd["utime"], dd["stime"], r["rps"],
+                        r["p50_us"] / 1000, r["p99_us"] / 1000, rss / 1024, errors, upstream_cx, start_s,
+                        dd["minflt"], dd["worker_nvcsw"]))
     finally:
         upstream.stop()
     loadavg_after = open("/proc/loadavg").read().split()[:3]
