@@ -11,7 +11,7 @@
 //! extra calls per request, as space-separated `NAME=COUNT`: `map` (read the whole request
 //! header map), `header` (set an extra request header), `prop` (write filter state), `time`
 //! (read the clock), `counter` (increment a counter), `histogram` (record a histogram value),
-//! `status` (read the response `:status`), `reroute` (call the `clear_route_cache` foreign
+//! `status` (read the response `:status`), `code` (read the `response.code` property), `reroute` (call the `clear_route_cache` foreign
 //! function). Empty: the floor as above.
 
 use proxy_wasm::hostcalls;
@@ -36,6 +36,7 @@ struct Extra {
     counter: u32,
     histogram: u32,
     status: u32,
+    code: u32,
     reroute: u32,
     counter_id: u32,
     histogram_id: u32,
@@ -75,6 +76,7 @@ impl RootContext for FloorRoot {
                 "counter" => &mut extra.counter,
                 "histogram" => &mut extra.histogram,
                 "status" => &mut extra.status,
+                "code" => &mut extra.code,
                 "reroute" => &mut extra.reroute,
                 _ => return false,
             };
@@ -168,6 +170,9 @@ impl HttpContext for Floor {
         let e = self.extra;
         for _ in 0..e.status {
             let _ = hostcalls::get_map_value_bytes(MapType::HttpResponseHeaders, ":status");
+        }
+        for _ in 0..e.code {
+            let _ = hostcalls::get_property(vec!["response", "code"]);
         }
         for _ in 0..e.histogram {
             let _ = hostcalls::record_metric(e.histogram_id, 3);
