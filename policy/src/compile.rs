@@ -326,22 +326,25 @@ pub fn compile(
     for (name, builtin) in Builtin::ALL {
         c.add_attribute(name, AttrSource::Builtin(builtin));
     }
+    // Every header switchyard sets; client copies of these are removed before anything reads
+    // the request, so a policy that reads one would see it in `switchyard eval` but never in
+    // the filter.
+    let owned_headers = OwnedNames::new(
+        [
+            &doc.settings.route_header,
+            &doc.settings.exposure_header,
+            &doc.settings.version_header,
+        ]
+        .into_iter()
+        .chain(doc.settings.attribute_headers.iter().map(|(_, h)| h))
+        .map(String::as_str),
+    );
     for (name, source) in &doc.context {
         let place = field("context", name);
         let source = match source {
             Source::Header(h) => {
-                let owned = h.starts_with(OWNED_PREFIX)
-                    || [
-                        &doc.settings.route_header,
-                        &doc.settings.exposure_header,
-                        &doc.settings.version_header,
-                    ]
-                    .contains(&h);
-                if owned {
-                    c.errors.push(
-                        field(&place, "header"),
-                        format!("\"{h}\" is a header switchyard owns; client copies are removed before the policy reads anything"),
-                    );
+                if owned_headers.contains(h.as_bytes()) {
+                    c.errors.push(field(&place, "header"), owned_header_read(h));
                 }
                 AttrSource::Header(h.clone())
             }
@@ -379,30 +382,16 @@ pub fn compile(
         } else if !flag.key.is_empty() {
             seen_keys.insert(&flag.key, place);
         }
+        if let Some(h) = &flag.scope.header_present {
+            if owned_headers.contains(h.as_bytes()) {
+                c.errors.push(
+                    field(&field(place, "match"), "header_present"),
+                    owned_header_read(h),
+                );
+            }
+        }
         if let Some(f) = c.flag(flag, place, &doc.settings, &class_index, &segment_index) {
             flags.push(f);
-        }
-    }
-
-    let owned_headers = OwnedNames::new(
-        [
-            &doc.settings.route_header,
-            &doc.settings.exposure_header,
-            &doc.settings.version_header,
-        ]
-        .into_iter()
-        .chain(doc.settings.attribute_headers.iter().map(|(_, h)| h))
-        .map(String::as_str),
-    );
-    for (attr, header) in &doc.settings.attribute_headers {
-        if c.attributes
-            .iter()
-            .any(|s| matches!(s, AttrSource::Header(h) if h == header))
-        {
-            c.errors.push(
-                field("settings.attribute_headers", attr),
-                format!("\"{header}\" is also read as a context attribute; switchyard removes client copies of the headers it sets"),
-            );
         }
     }
 
@@ -583,8 +572,10 @@ impl Compiler {
         }
         let test = match Test::compile(clause.op, &clause.values) {
             Ok(t) => t,
-            Err((i, message)) => {
-                self.errors.push(index(&field(place, "values"), i), message);
+            Err(bad) => {
+                for (i, message) in bad {
+                    self.errors.push(index(&field(place, "values"), i), message);
+                }
                 return None;
             }
         };
@@ -848,6 +839,11 @@ impl Compiler {
 }
 
 /// `flags[3].rules[2]` → `flags[3].variations`.
+/// The error for a policy that reads a header switchyard owns.
+fn owned_header_read(header: &str) -> String {
+    format!("\"{header}\" is a header switchyard owns; client copies are removed before the policy reads anything")
+}
+
 fn variations_place(place: &str) -> String {
     let flag = place.split('.').next().unwrap_or(place);
     format!("{flag}.variations")

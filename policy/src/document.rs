@@ -22,8 +22,17 @@ pub fn parse(json: &str) -> (Option<PolicyDoc>, PolicyErrors) {
         );
         return (None, errors);
     }
-    let value: Value = match serde_json::from_str(json) {
-        Ok(v) => v,
+    let value = match crate::repeated_keys::parse(json) {
+        Ok((value, repeats)) => {
+            for place in repeats {
+                errors.push(
+                    place,
+                    "appears more than once in its object; the copies would silently replace \
+                     each other, so keep one",
+                );
+            }
+            value
+        }
         Err(e) => {
             errors.push("", format!("not valid JSON: {e}"));
             return (None, errors);

@@ -23,6 +23,7 @@ mod model;
 mod outcome;
 mod owned;
 mod render;
+mod repeated_keys;
 mod request;
 pub mod simulate;
 

@@ -98,8 +98,9 @@ impl CompiledClause {
 }
 
 impl Test {
-    /// Builds the test for `op` and `values`, or says what is wrong with one value.
-    pub fn compile(op: Op, values: &[String]) -> Result<Test, (usize, String)> {
+    /// Builds the test for `op` and `values`, or says what is wrong with each bad value (its
+    /// index and the problem).
+    pub fn compile(op: Op, values: &[String]) -> Result<Test, Vec<(usize, String)>> {
         Ok(match op {
             Op::In => Test::In(ValueSet::new(values)),
             Op::NotIn => Test::NotIn(ValueSet::new(values)),
@@ -107,52 +108,28 @@ impl Test {
             Op::EndsWith => Test::EndsWith(values.to_vec()),
             Op::Contains => Test::Contains(values.to_vec()),
             Op::Exists => Test::Exists,
-            Op::Matches => {
-                let mut regexes = Vec::with_capacity(values.len());
-                for (i, v) in values.iter().enumerate() {
-                    if v.len() > crate::limits::MAX_REGEX_LEN {
-                        return Err((
-                            i,
-                            format!(
-                                "the regular expression is {} bytes long; the limit is {}",
-                                v.len(),
-                                crate::limits::MAX_REGEX_LEN
-                            ),
-                        ));
-                    }
-                    let re = regex_lite::RegexBuilder::new(v)
-                        .size_limit(1 << 20)
-                        .nest_limit(64)
-                        .build()
-                        .map_err(|e| (i, format!("bad regular expression: {e}")))?;
-                    regexes.push(re);
-                }
-                Test::Matches(regexes)
-            }
+            Op::Matches => Test::Matches(each(values, regex)?),
             Op::Lt | Op::Lte | Op::Gt | Op::Gte => {
                 let v = first(values)?;
-                let n = parse_number(v).ok_or_else(|| (0, format!("\"{v}\" is not a number")))?;
+                let n =
+                    parse_number(v).ok_or_else(|| vec![(0, format!("\"{v}\" is not a number"))])?;
                 Test::Number(op, n)
             }
             Op::SemverLt | Op::SemverLte | Op::SemverGt | Op::SemverGte | Op::SemverEq => {
                 let v = first(values)?;
                 let version = parse_semver(v).ok_or_else(|| {
-                    (
+                    vec![(
                         0,
                         format!("\"{v}\" is not a semantic version (like 1.4.0 or 2.0.0-rc.1)"),
-                    )
+                    )]
                 })?;
                 Test::Semver(op, version)
             }
-            Op::Cidr => {
-                let mut nets = Vec::with_capacity(values.len());
-                for (i, v) in values.iter().enumerate() {
-                    nets.push(parse_cidr(v).ok_or_else(|| {
-                        (i, format!("\"{v}\" is not a CIDR block (like 10.0.0.0/8 or 2001:db8::/32) or an IP address"))
-                    })?);
-                }
-                Test::Cidr(nets)
-            }
+            Op::Cidr => Test::Cidr(each(values, |v| {
+                parse_cidr(v).ok_or_else(|| {
+                    format!("\"{v}\" is not a CIDR block (like 10.0.0.0/8 or 2001:db8::/32) or an IP address")
+                })
+            })?),
         })
     }
 
@@ -195,11 +172,47 @@ impl Test {
     }
 }
 
-fn first(values: &[String]) -> Result<&str, (usize, String)> {
+fn first(values: &[String]) -> Result<&str, Vec<(usize, String)>> {
     values
         .first()
         .map(String::as_str)
-        .ok_or_else(|| (0, "needs a value".to_string()))
+        .ok_or_else(|| vec![(0, "needs a value".to_string())])
+}
+
+/// Converts every value, or reports every one that does not convert, with its index.
+fn each<T>(
+    values: &[String],
+    convert: impl Fn(&str) -> Result<T, String>,
+) -> Result<Vec<T>, Vec<(usize, String)>> {
+    let mut out = Vec::with_capacity(values.len());
+    let mut bad = Vec::new();
+    for (i, v) in values.iter().enumerate() {
+        match convert(v) {
+            Ok(x) => out.push(x),
+            Err(e) => bad.push((i, e)),
+        }
+    }
+    if bad.is_empty() {
+        Ok(out)
+    } else {
+        Err(bad)
+    }
+}
+
+/// A regular expression within the length and compiled-size limits.
+fn regex(v: &str) -> Result<regex_lite::Regex, String> {
+    if v.len() > crate::limits::MAX_REGEX_LEN {
+        return Err(format!(
+            "the regular expression is {} bytes long; the limit is {}",
+            v.len(),
+            crate::limits::MAX_REGEX_LEN
+        ));
+    }
+    regex_lite::RegexBuilder::new(v)
+        .size_limit(1 << 20)
+        .nest_limit(64)
+        .build()
+        .map_err(|e| format!("bad regular expression: {e}"))
 }
 
 /// A finite decimal number; `NaN` and infinities are not numbers here.
@@ -341,8 +354,21 @@ mod tests {
 
     #[test]
     fn bad_regex_is_refused() {
-        let err = Test::compile(Op::Matches, &["ok".into(), "(unclosed".into()]).unwrap_err();
-        assert_eq!(err.0, 1);
-        assert!(err.1.contains("bad regular expression"));
+        let err = Test::compile(
+            Op::Matches,
+            &["ok".into(), "(unclosed".into(), "fine".into(), "[".into()],
+        )
+        .unwrap_err();
+        assert_eq!(err.len(), 2, "every bad value: {err:?}");
+        assert_eq!((err[0].0, err[1].0), (1, 3));
+        assert!(err
+            .iter()
+            .all(|(_, e)| e.contains("bad regular expression")));
+        let err = Test::compile(
+            Op::Cidr,
+            &["ten".into(), "10.0.0.0/8".into(), "10.0.0.0/33".into()],
+        )
+        .unwrap_err();
+        assert_eq!(err.iter().map(|e| e.0).collect::<Vec<_>>(), [0, 2]);
     }
 }

@@ -316,12 +316,31 @@ fn not_json_and_not_an_object() {
 }
 
 #[test]
-fn owned_headers_cannot_be_context() {
-    let p = modified(|p| p["context"]["plan"] = json!({"header": "x-switchyard-plan"}));
-    assert_error(
-        &p,
-        "context.plan.header: \"x-switchyard-plan\" is a header switchyard owns; client copies are removed before the policy reads anything",
-    );
+fn owned_headers_cannot_be_read() {
+    // The filter removes client copies of these before evaluating, so `switchyard eval` would
+    // otherwise see what the filter never does.
+    let owned = |h: &str| {
+        format!("\"{h}\" is a header switchyard owns; client copies are removed before the policy reads anything")
+    };
+    let p = modified(|p| {
+        p["context"]["plan"] = json!({"header": "x-switchyard-plan"});
+        p["settings"]["attribute_headers"] = json!({"model_route": "x-model-route"});
+        p["context"]["region"] = json!({"header": "x-model-route"});
+        p["settings"]["route_header"] = json!("x-route");
+        p["flags"][0]["match"]["header_present"] = json!("x-switchyard-debug");
+        p["flags"][1]["match"] = json!({"header_present": "x-route"});
+    });
+    let errs = errors(&p);
+    for (place, header) in [
+        ("context.plan.header", "x-switchyard-plan"),
+        ("context.region.header", "x-model-route"),
+        ("flags[0].match.header_present", "x-switchyard-debug"),
+        ("flags[1].match.header_present", "x-route"),
+    ] {
+        let want = format!("{place}: {}", owned(header));
+        assert!(errs.contains(&want), "missing {want:?} in {errs:#?}");
+    }
+    assert_eq!(errs.len(), 4, "one error each: {errs:#?}");
 }
 
 #[test]
@@ -389,4 +408,44 @@ fn every_problem_is_reported_at_once() {
     });
     let errs = errors(&p);
     assert!(errs.len() >= 4, "{errs:#?}");
+}
+
+/// The example policy's text with one replacement (for what a `Value` cannot hold).
+fn example_text_with(from: &str, to: &str) -> String {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/support-copilot/policy.json"
+    );
+    let text = std::fs::read_to_string(path).unwrap();
+    assert_eq!(text.matches(from).count(), 1, "{from:?} must occur once");
+    text.replacen(from, to, 1)
+}
+
+#[test]
+fn a_repeated_key_is_refused_with_its_place() {
+    // serde_json alone would keep the last copy: the empty record would drop globex's opt-out
+    // and send an opted-out tenant to the AI route.
+    let text = example_text_with(
+        "\"initech\": {",
+        "\"globex\": {}, \"initech\": {\"agent_actions\": {\"state\": \"opt_out\"},",
+    );
+    let text = text.replacen(
+        "\"enabled\": true,",
+        "\"enabled\": false, \"enabled\": true,",
+        1,
+    );
+    let errs: Vec<String> = match load(&text) {
+        Ok(_) => panic!("a policy with repeated keys was accepted"),
+        Err(e) => e.iter().map(|e| e.to_string()).collect(),
+    };
+    for place in [
+        "consent.tenants.globex",
+        "consent.tenants.initech.agent_actions",
+        "flags[0].enabled",
+    ] {
+        let want = format!(
+            "{place}: appears more than once in its object; the copies would silently replace each other, so keep one"
+        );
+        assert!(errs.contains(&want), "missing {want:?} in {errs:#?}");
+    }
 }

@@ -1,0 +1,172 @@
+//! Reads JSON into a [`Value`] while noting every object key that appears twice.
+//!
+//! `serde_json` keeps the last copy of a repeated key without a word. In a policy that is a
+//! silent override: a second `"globex": {}` in the consent table would drop the tenant's
+//! opt-out, a second `"enabled": true` would undo a kill switch. So the document is read with
+//! this visitor instead, which builds the same `Value` and reports the place of each repeat;
+//! [`crate::document::parse`] turns those into errors, refusing the policy.
+//!
+//! The place is kept as a chain of borrowed steps on the stack and formatted only for a
+//! repeat, so reading costs what `serde_json`'s own `Value` reader costs. Nesting depth stays
+//! bounded by `serde_json`'s recursion limit, which applies to any visitor.
+
+use std::cell::RefCell;
+use std::fmt;
+
+use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_json::{Map, Number, Value};
+
+use crate::document::{field, index};
+
+/// Parses `json`; also returns the place of every repeated key, in document order.
+pub fn parse(json: &str) -> Result<(Value, Vec<String>), serde_json::Error> {
+    let repeats = RefCell::new(Vec::new());
+    let mut de = serde_json::Deserializer::from_str(json);
+    let value = Reader {
+        at: &Step::Root,
+        repeats: &repeats,
+    }
+    .deserialize(&mut de)?;
+    de.end()?;
+    Ok((value, repeats.into_inner()))
+}
+
+/// Where a value sits: its parent's place and the key or index under it.
+enum Step<'a> {
+    Root,
+    Key(&'a Step<'a>, &'a str),
+    Index(&'a Step<'a>, usize),
+}
+
+impl Step<'_> {
+    /// The place in the format every policy error uses (`flags[0].rules[2]`).
+    fn place(&self) -> String {
+        match self {
+            Step::Root => String::new(),
+            Step::Key(parent, key) => field(&parent.place(), key),
+            Step::Index(parent, i) => index(&parent.place(), *i),
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Reader<'a, 'r> {
+    at: &'a Step<'a>,
+    repeats: &'r RefCell<Vec<String>>,
+}
+
+impl<'de> DeserializeSeed<'de> for Reader<'_, '_> {
+    type Value = Value;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Reader<'_, '_> {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::Number(v.into()))
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::Number(v.into()))
+    }
+
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        // JSON text has no NaN or infinity, so this is always a number.
+        Ok(Number::from_f64(v).map_or(Value::Null, Value::Number))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+        loop {
+            let at = Step::Index(self.at, items.len());
+            let reader = Reader {
+                at: &at,
+                repeats: self.repeats,
+            };
+            match seq.next_element_seed(reader)? {
+                Some(item) => items.push(item),
+                None => return Ok(Value::Array(items)),
+            }
+        }
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut object = Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            let at = Step::Key(self.at, &key);
+            let value = map.next_value_seed(Reader {
+                at: &at,
+                repeats: self.repeats,
+            })?;
+            if object.contains_key(&key) {
+                self.repeats.borrow_mut().push(at.place());
+            }
+            object.insert(key, value);
+        }
+        Ok(Value::Object(object))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_what_serde_json_reads() {
+        let text =
+            r#"{"a": [1, -2, 3.5, "x", null, true, {"b": {}}], "c\"d": 18446744073709551615}"#;
+        let (value, repeats) = parse(text).unwrap();
+        assert_eq!(value, serde_json::from_str::<Value>(text).unwrap());
+        assert!(repeats.is_empty());
+    }
+
+    #[test]
+    fn every_repeated_key_is_placed() {
+        let text = r#"{"x": 1, "flags": [{"k": 1}, {"k": 2, "k": 3}], "x": 2,
+                      "t": {"a b": {}, "a b": {}, "a b": {}}}"#;
+        let (value, repeats) = parse(text).unwrap();
+        assert_eq!(
+            repeats,
+            ["flags[1].k", "x", "t[\"a b\"]", "t[\"a b\"]"],
+            "each repeat once, where it appears"
+        );
+        assert_eq!(
+            value["x"], 2,
+            "the value read is serde_json's: the last copy"
+        );
+    }
+
+    #[test]
+    fn bad_json_and_trailing_text_are_errors() {
+        assert!(parse("{\"a\": ").is_err());
+        assert!(parse("{} x").is_err());
+        assert!(
+            parse(&"[".repeat(200)).is_err(),
+            "the recursion limit holds"
+        );
+    }
+}
