@@ -48,7 +48,7 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::types::{BufferType, LogLevel, MetricType, Status};
 use serde_json::Value;
 use switchyard_policy::{
-    content_hash, summarize_change, CompiledPolicy, LoadOptions, RemoteSource,
+    content_hash, read_json_unique, summarize_change, CompiledPolicy, LoadOptions, RemoteSource,
 };
 
 use crate::{abi, headers, log, warn};
@@ -550,10 +550,12 @@ impl Remote {
 
 /// The policy with `consent.tenants` replaced by the consent document's `tenants`.
 pub fn merge_consent(policy: &str, consent: &str) -> Result<String, String> {
-    let mut doc: Value = serde_json::from_str(policy.strip_prefix('\u{feff}').unwrap_or(policy))
-        .map_err(|e| format!("the policy is not valid JSON: {e}"))?;
-    let consent: Value = serde_json::from_str(consent.strip_prefix('\u{feff}').unwrap_or(consent))
-        .map_err(|e| format!("the consent document is not valid JSON: {e}"))?;
+    // Read strictly: a repeated key would otherwise vanish here, before the policy's own
+    // check could refuse it (a second, empty record for a tenant would undo an opt-out).
+    let mut doc = read_json_unique(policy.strip_prefix('\u{feff}').unwrap_or(policy))
+        .map_err(|e| format!("the policy {e}"))?;
+    let consent = read_json_unique(consent.strip_prefix('\u{feff}').unwrap_or(consent))
+        .map_err(|e| format!("the consent document {e}"))?;
     let Value::Object(mut records) = consent else {
         return Err("the consent document must be an object {\"tenants\": {...}}".to_string());
     };
@@ -642,6 +644,14 @@ mod tests {
         assert_eq!(v["version"], "1");
         assert!(merge_consent(policy, r#"{"tenants": {}, "x": 1}"#).is_err());
         assert!(merge_consent(policy, "[]").is_err());
+        let repeated = r#"{"tenants": {"b": {"c": {"state": "opt_out"}}, "b": {}}}"#;
+        assert_eq!(
+            merge_consent(policy, repeated).err().as_deref(),
+            Some("the consent document repeats a key within an object at tenants.b; the copies would silently replace each other")
+        );
+        let repeated_policy = policy.replacen('{', r#"{"version": "0", "#, 1);
+        assert!(merge_consent(&repeated_policy, r#"{"tenants": {}}"#)
+            .is_err_and(|e| e.starts_with("the policy repeats a key within an object at version")));
         assert!(merge_consent(r#"{"version": "1", "flags": []}"#, r#"{"tenants": {}}"#).is_err());
     }
 }

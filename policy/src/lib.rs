@@ -62,6 +62,20 @@ pub fn load_with(json: &str, options: &LoadOptions) -> Result<CompiledPolicy, Po
     }
 }
 
+/// Reads a JSON document as `serde_json` does, but refuses one that repeats a key within an
+/// object (`serde_json` would silently keep the last copy), naming the place of each repeat.
+/// For JSON a host combines before [`load`] sees it, such as a fetched consent document.
+pub fn read_json_unique(text: &str) -> Result<serde_json::Value, String> {
+    match repeated_keys::parse(text) {
+        Err(e) => Err(format!("not valid JSON: {e}")),
+        Ok((value, repeats)) if repeats.is_empty() => Ok(value),
+        Ok((_, repeats)) => Err(format!(
+            "repeats a key within an object at {}; the copies would silently replace each other",
+            repeats.join(", ")
+        )),
+    }
+}
+
 /// A 128-bit key from 32 hexadecimal digits (as node metadata gives it).
 pub fn parse_key(text: &str) -> Option<[u8; 16]> {
     document::parse_key(text)
