@@ -379,8 +379,8 @@ impl Reader {
                 continue;
             }
             let source = if let Some(h) = spec_map.get("header") {
-                self.name(h, &field(&place, "header"))
-                    .map(|h| Source::Header(h.to_ascii_lowercase()))
+                self.request_header(h, &field(&place, "header"))
+                    .map(Source::Header)
             } else if let Some(c) = spec_map.get("cookie") {
                 self.name(c, &field(&place, "cookie")).map(Source::Cookie)
             } else if let Some(q) = spec_map.get("query") {
@@ -756,8 +756,7 @@ impl Reader {
             .map(|m| m.to_ascii_uppercase());
         scope.header_present = map
             .get("header_present")
-            .and_then(|h| self.name(h, &field(place, "header_present")))
-            .map(|h| h.to_ascii_lowercase());
+            .and_then(|h| self.request_header(h, &field(place, "header_present")));
         scope
     }
 
@@ -1090,6 +1089,21 @@ impl Reader {
     }
 
     /// A header name switchyard may set: lower-case token characters, not a pseudo-header.
+    /// A request header the policy reads, lower-cased. Pseudo-headers are refused: the filter
+    /// reads `:path`, `:authority` and `:method` only as the built-in attributes, so a header
+    /// attribute named after one would be set in `switchyard eval` and never in the filter.
+    fn request_header(&mut self, v: &Value, place: &str) -> Option<String> {
+        let h = self.name(v, place)?.to_ascii_lowercase();
+        if h.starts_with(':') {
+            self.err(
+                place,
+                format!("\"{h}\" is a pseudo-header; read the built-in attributes path, host and method instead"),
+            );
+            return None;
+        }
+        Some(h)
+    }
+
     fn header_name(&mut self, v: &Value, place: &str) -> Option<String> {
         let h = self.name(v, place)?;
         let ok = h

@@ -449,3 +449,18 @@ fn a_repeated_key_is_refused_with_its_place() {
         assert!(errs.contains(&want), "missing {want:?} in {errs:#?}");
     }
 }
+
+#[test]
+fn pseudo_headers_are_read_only_as_built_in_attributes() {
+    let p = modified(|p| {
+        p["context"]["tenant"] = json!({"header": ":authority"});
+        p["flags"][0]["match"]["header_present"] = json!(":Path");
+    });
+    let errs = errors(&p);
+    for want in [
+        "context.tenant.header: \":authority\" is a pseudo-header; read the built-in attributes path, host and method instead",
+        "flags[0].match.header_present: \":path\" is a pseudo-header; read the built-in attributes path, host and method instead",
+    ] {
+        assert!(errs.iter().any(|e| e == want), "missing {want:?} in {errs:#?}");
+    }
+}
