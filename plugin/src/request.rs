@@ -15,8 +15,10 @@ use crate::headers::RawHeader;
 ///
 /// Pseudo-headers fill `method`, `path` and `host` (the first of each wins; `host` falls back
 /// to a `host` header, which Envoy normally folds into `:authority`); the other
-/// pseudo-headers (`:scheme`, ...) are not request attributes. A header whose name or value is
-/// not UTF-8 is left out (see [`crate::headers`]).
+/// pseudo-headers (`:scheme`, ...) are not request attributes. Bytes that are not UTF-8 in
+/// those three are replaced by U+FFFD, so a stray byte in the query string cannot take the
+/// path out of a flag's `path_prefix` scope. A header whose name or value is not UTF-8 is left
+/// out (see [`crate::headers`]): a mangled tenant id must not match someone else's rule.
 pub fn build<'m>(headers: &'m [RawHeader<'_>], wanted: impl Fn(&[u8]) -> bool) -> Request<'m> {
     let mut request = Request {
         headers: Vec::with_capacity(8),
@@ -24,19 +26,20 @@ pub fn build<'m>(headers: &'m [RawHeader<'_>], wanted: impl Fn(&[u8]) -> bool) -
     };
     let mut host_header = None;
     for (name, value) in headers {
-        // Names and values are checked for UTF-8 only when used: most are not.
-        let value = || std::str::from_utf8(value).ok();
         match name.as_ref() {
-            b":method" => first(&mut request.method, value()),
-            b":path" => first(&mut request.path, value()),
-            b":authority" => first(&mut request.host, value()),
+            b":method" => first(&mut request.method, value),
+            b":path" => first(&mut request.path, value),
+            b":authority" => first(&mut request.host, value),
             [b':', ..] => {}
             name => {
                 if name == b"host" && host_header.is_none() {
-                    host_header = value();
+                    host_header = Some(*value);
                 }
+                // Names and values are checked for UTF-8 only when used: most are not.
                 if wanted(name) {
-                    if let (Ok(name), Some(value)) = (std::str::from_utf8(name), value()) {
+                    if let (Ok(name), Ok(value)) =
+                        (std::str::from_utf8(name), std::str::from_utf8(value))
+                    {
                         request.headers.push((name.into(), value.into()));
                     }
                 }
@@ -45,15 +48,16 @@ pub fn build<'m>(headers: &'m [RawHeader<'_>], wanted: impl Fn(&[u8]) -> bool) -
     }
     if request.host.is_empty() {
         if let Some(host) = host_header {
-            request.host = host.into();
+            first(&mut request.host, host);
         }
     }
     request
 }
 
-fn first<'m>(slot: &mut Cow<'m, str>, value: Option<&'m str>) {
-    if let (true, Some(value)) = (slot.is_empty(), value) {
-        *slot = Cow::Borrowed(value);
+/// Fills an empty pseudo-header slot; text that is not UTF-8 is decoded with U+FFFD.
+fn first<'m>(slot: &mut Cow<'m, str>, value: &'m [u8]) {
+    if slot.is_empty() {
+        *slot = String::from_utf8_lossy(value);
     }
 }
 
@@ -93,6 +97,28 @@ mod tests {
         assert_eq!(
             request.headers,
             vec![(Cow::Borrowed("x-tenant-id"), Cow::Borrowed("acme"))]
+        );
+    }
+
+    #[test]
+    fn a_stray_byte_keeps_the_path_and_host() {
+        let h = |n: &'static str, v: &'static [u8]| (Cow::Borrowed(n.as_bytes()), v);
+        let headers = vec![
+            h(":path", b"/v1/agent/run?x=\xff"),
+            h(":path", b"/second"),
+            h("host", b"api\xfe.example"),
+            h("x-tenant-id", b"\xffacme"),
+        ];
+        let request = build(&headers, |_| true);
+        assert_eq!(
+            request.path, "/v1/agent/run?x=\u{fffd}",
+            "the first :path, decoded"
+        );
+        assert!(request.path_only().starts_with("/v1/agent/"));
+        assert_eq!(request.host, "api\u{fffd}.example");
+        assert!(
+            request.headers.is_empty(),
+            "a header value is never guessed"
         );
     }
 }

@@ -140,12 +140,14 @@ fn documented_request(
     for (name, value) in headers {
         let name = name.to_ascii_lowercase();
         let owned = policy.is_owned_header(String::from_utf8_lossy(&name).as_bytes());
-        let (Ok(name), Ok(value)) = (String::from_utf8(name), std::str::from_utf8(value)) else {
+        let Ok(name) = String::from_utf8(name) else {
             continue;
         };
         if owned {
             continue;
         }
+        // Method, path and host are decoded with U+FFFD; other values must be UTF-8.
+        let lossy = || String::from_utf8_lossy(value).into_owned();
         let slot = match name.as_str() {
             ":method" => &mut request.method,
             ":path" => &mut request.path,
@@ -153,16 +155,18 @@ fn documented_request(
             n if n.starts_with(':') => continue,
             _ => {
                 if name == "host" && host_header.is_none() {
-                    host_header = Some(value.to_string().into());
+                    host_header = Some(lossy().into());
                 }
-                request
-                    .headers
-                    .push((name.into(), value.to_string().into()));
+                if let Ok(value) = std::str::from_utf8(value) {
+                    request
+                        .headers
+                        .push((name.into(), value.to_string().into()));
+                }
                 continue;
             }
         };
         if slot.is_empty() {
-            *slot = value.to_string().into();
+            *slot = lossy().into();
         }
     }
     if request.host.is_empty() {
@@ -299,6 +303,17 @@ fn edge_inputs_are_handled_as_documented() {
         .header("x-tenant-id", b"initech\xff")
         .header("x-user-id", "u-1");
     let result = host.request(&agent).unwrap();
+    assert_eq!(result.local_reply.as_ref().map(|r| r.status), Some(403));
+
+    // A stray byte in the query string leaves the path in the agent flag's scope: the
+    // unconsented tenant is still refused, not passed through to the default route.
+    let stray = HttpRequest::empty()
+        .header(":method", "POST")
+        .header(":path", b"/v1/agent/run?x=\xff")
+        .header(":authority", "api.example")
+        .header("x-tenant-id", "acme")
+        .header("x-user-id", "u-1");
+    let result = host.request(&stray).unwrap();
     assert_eq!(result.local_reply.as_ref().map(|r| r.status), Some(403));
 
     // ... and on the chat route the request is decided as if the header were missing, while
