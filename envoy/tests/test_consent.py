@@ -15,7 +15,10 @@ def _chat_requests():
     n = 0
     for plan, conv, spoof, path in itertools.product(
             ["free", "pro", "enterprise", None], ["c1", "c2", "c3", None], SPOOF,
-            ["/v1/chat/completions", "/v1/chat/completions?x=1", "/v1/chat/completions/stream"]):
+            ["/v1/chat/completions", "/v1/chat/completions?x=1", "/v1/chat/completions/stream",
+             # other spellings of the path: Envoy normalizes them (normalize_path,
+             # merge_slashes) before the filter compares the path_prefix
+             "/v1//chat/completions", "/v1/./chat/completions"]):
         h = {"x-tenant-id": "globex", "x-user-id": "gx-%d" % n, "x-request-id": "consent-c-%d" % n}
         if plan:
             h["x-plan"] = plan
@@ -34,7 +37,10 @@ def _agent_requests():
     n = 0
     for tenant, spoof, path in itertools.product(
             ["acme", "globex", "bank-one", "our-company", "hooli", "INITECH", "initech2", None],
-            SPOOF, ["/v1/agent", "/v1/agent/actions", "/v1/agent?tool=search"]):
+            SPOOF, ["/v1/agent", "/v1/agent/actions", "/v1/agent?tool=search",
+                    # spellings that would step around a raw prefix test
+                    "//v1/agent", "/v1//agent/actions", "/v1/./agent", "/v1/x/../agent/actions",
+                    "/%761/agent"]):
         h = {"x-user-id": "agent-user-%d" % n, "x-request-id": "consent-a-%d" % n}
         if tenant:
             h["x-tenant-id"] = tenant
