@@ -562,6 +562,37 @@ impl Compiler {
         (compiled, class_index)
     }
 
+    /// The plain headers a variation's attributes go out as must differ from each other and
+    /// from the route, exposure and version headers: `model_route` and `model-route` both
+    /// default to `x-switchyard-attr-model-route`, and the upstream would get two copies.
+    fn distinct_attribute_headers(&mut self, v: &Variation, place: &str, settings: &SettingsDoc) {
+        let fixed = [
+            ("settings.route_header", &settings.route_header),
+            ("settings.exposure_header", &settings.exposure_header),
+            ("settings.version_header", &settings.version_header),
+        ];
+        let mut seen: Vec<(&str, String)> = Vec::new();
+        for (attr, _) in &v.attributes {
+            let header = attribute_header(attr, settings);
+            let clash = fixed
+                .iter()
+                .find(|(_, h)| **h == header)
+                .map(|(setting, _)| setting.to_string())
+                .or_else(|| {
+                    seen.iter()
+                        .find(|(_, h)| *h == header)
+                        .map(|(other, _)| format!("the header of attribute \"{other}\""))
+                });
+            if let Some(other) = clash {
+                self.errors.push(
+                    field(&field(place, "attributes"), attr),
+                    format!("goes out as the header \"{header}\", which is also {other}; each header switchyard sets needs its own name"),
+                );
+            }
+            seen.push((attr, header));
+        }
+    }
+
     /// Compiles a clause, or finds the identical one compiled before; returns its id.
     fn clause(&mut self, clause: &Clause) -> Option<usize> {
         let place = clause.place.as_str();
@@ -735,6 +766,9 @@ impl Compiler {
             .as_ref()
             .and_then(|d| self.serve(d, &dplace, flag, &variation_index));
 
+        for v in &flag.variations {
+            self.distinct_attribute_headers(v, &field(&variations_place(place), &v.name), settings);
+        }
         let variations = flag
             .variations
             .iter()
@@ -849,19 +883,21 @@ fn variations_place(place: &str) -> String {
     format!("{flag}.variations")
 }
 
+/// The plain header an attribute goes out as: `settings.attribute_headers`, else the default.
+fn attribute_header(attribute: &str, settings: &SettingsDoc) -> String {
+    settings
+        .attribute_headers
+        .iter()
+        .find(|(a, _)| a == attribute)
+        .map(|(_, h)| h.clone())
+        .unwrap_or_else(|| render::default_attribute_header(attribute))
+}
+
 fn compile_variation(flag_key: &str, v: &Variation, settings: &SettingsDoc) -> CompiledVariation {
     let attribute_headers = v
         .attributes
         .iter()
-        .map(|(name, value)| {
-            let header = settings
-                .attribute_headers
-                .iter()
-                .find(|(a, _)| a == name)
-                .map(|(_, h)| h.clone())
-                .unwrap_or_else(|| render::default_attribute_header(name));
-            (header, value.clone())
-        })
+        .map(|(name, value)| (attribute_header(name, settings), value.clone()))
         .collect();
     CompiledVariation {
         name: v.name.clone(),

@@ -778,9 +778,13 @@ impl Reader {
                 ..Variation::default()
             };
             if let Some(smap) = self.object(spec, &vplace, &["cluster", "attributes"]) {
-                variation.cluster = smap
-                    .get("cluster")
-                    .and_then(|c| self.name(c, &field(&vplace, "cluster")));
+                let cplace = field(&vplace, "cluster");
+                variation.cluster = smap.get("cluster").and_then(|c| self.name(c, &cplace));
+                if let Some(c) = &variation.cluster {
+                    if !is_visible_ascii(c) {
+                        self.err(&cplace, "a cluster name must be printable ASCII without spaces (it travels in the route header)");
+                    }
+                }
                 if let Some(attrs) = smap.get("attributes") {
                     let aplace = field(&vplace, "attributes");
                     if let Some(amap) = self.named_map(attrs, &aplace, MAX_ATTRIBUTES) {
@@ -1088,7 +1092,6 @@ impl Reader {
         }
     }
 
-    /// A header name switchyard may set: lower-case token characters, not a pseudo-header.
     /// A request header the policy reads, lower-cased. Pseudo-headers are refused: the filter
     /// reads `:path`, `:authority` and `:method` only as the built-in attributes, so a header
     /// attribute named after one would be set in `switchyard eval` and never in the filter.
@@ -1104,6 +1107,7 @@ impl Reader {
         Some(h)
     }
 
+    /// A header name switchyard may set: lower-case token characters, not a pseudo-header.
     fn header_name(&mut self, v: &Value, place: &str) -> Option<String> {
         let h = self.name(v, place)?;
         let ok = h

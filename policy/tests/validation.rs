@@ -464,3 +464,22 @@ fn pseudo_headers_are_read_only_as_built_in_attributes() {
         assert!(errs.iter().any(|e| e == want), "missing {want:?} in {errs:#?}");
     }
 }
+
+#[test]
+fn every_header_switchyard_sets_is_well_formed_and_distinct() {
+    let p = modified(|p| {
+        let v = &mut p["flags"][0]["variations"]["control"];
+        v["cluster"] = json!("support_model_a\r\nx-injected: 1");
+        v["attributes"]["model-route"] = json!("a");
+        p["flags"][0]["variations"]["candidate"]["attributes"]["policy-version"] = json!("b");
+        p["settings"]["version_header"] = json!("x-switchyard-attr-policy-version");
+    });
+    let errs = errors(&p);
+    for want in [
+        "flags[0].variations.control.cluster: a cluster name must be printable ASCII without spaces (it travels in the route header)",
+        "flags[0].variations.control.attributes.model-route: goes out as the header \"x-switchyard-attr-model-route\", which is also the header of attribute \"model_route\"; each header switchyard sets needs its own name",
+        "flags[0].variations.candidate.attributes.policy-version: goes out as the header \"x-switchyard-attr-policy-version\", which is also settings.version_header; each header switchyard sets needs its own name",
+    ] {
+        assert!(errs.iter().any(|e| e == want), "missing {want:?} in {errs:#?}");
+    }
+}
