@@ -467,10 +467,17 @@ impl Reader {
 
     fn consent_record(&mut self, v: &Value, place: &str) -> Option<ConsentState> {
         let map = self.object(v, place, &["state", "actor", "at"])?;
-        if let Some(actor) = map.get("actor") {
-            self.string(actor, &field(place, "actor"));
+        // Who set the record and when are what an audit of an opt-out asks for: required.
+        if let Some(actor) = self.required(map, "actor", place) {
+            let actor_place = field(place, "actor");
+            if self
+                .string(actor, &actor_place)
+                .is_some_and(|a| a.trim().is_empty())
+            {
+                self.err(&actor_place, "must name who set the record");
+            }
         }
-        if let Some(at) = map.get("at") {
+        if let Some(at) = self.required(map, "at", place) {
             let at_place = field(place, "at");
             if let Some(at) = self.string(at, &at_place) {
                 if !is_rfc3339(&at) {

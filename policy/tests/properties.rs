@@ -115,13 +115,7 @@ proptest! {
         flags in prop::collection::vec(flag_strategy(), 1..6),
         requests in prop::collection::vec(prop::collection::vec(("x-[a-c]", "[a-z0-9.:/ -]{0,12}"), 0..6), 1..10),
     ) {
-        let p = json!({
-            "version": "gen",
-            "context": {"a": {"header": "x-a"}, "b": {"cookie": "b"}, "c": {"query": "c"}},
-            "consent": {"tenant_attribute": "a", "classes": {"k": {"mode": "opt_in"}}, "tenants": {"t1": {"k": {"state": "opt_in"}}}},
-            "segments": {"s": [{"attribute": "b", "op": "exists"}]},
-            "flags": flags,
-        });
+        let p = generated_policy(flags);
         if let Ok(policy) = load(&p.to_string()) {
             for headers in requests {
                 let req = Request {
@@ -174,6 +168,33 @@ fn clause_strategy() -> impl Strategy<Value = Value> {
             };
             json!({"attribute": attr, "op": op, "values": values, "negate": negate})
         })
+}
+
+/// The frame the generated flags go in.
+fn generated_policy(flags: Vec<Value>) -> Value {
+    json!({
+        "version": "gen",
+        "context": {"a": {"header": "x-a"}, "b": {"cookie": "b"}, "c": {"query": "c"}},
+        "consent": {"tenant_attribute": "a", "classes": {"k": {"mode": "opt_in"}},
+                    "tenants": {"t1": {"k": {"state": "opt_in", "actor": "a", "at": "2026-01-01T00:00:00Z"}}}},
+        "segments": {"s": [{"attribute": "b", "op": "exists"}]},
+        "flags": flags,
+    })
+}
+
+/// The property above only evaluates policies that load: the frame itself must be valid, or
+/// it would pass without evaluating anything.
+#[test]
+fn the_generated_policy_frame_loads() {
+    let flag = json!({
+        "key": "f", "enabled": true, "unit": "a", "feature_class": "k",
+        "on_consent_denied": {"reject": {"status": 403}},
+        "variations": {"on": {"cluster": "c_on"}, "off": {}},
+        "off_variation": "off", "rules": [{"when": [], "serve": "on"}], "default": {"serve": "off"}
+    });
+    if let Err(e) = load(&generated_policy(vec![flag]).to_string()) {
+        panic!("the frame is refused: {e}");
+    }
 }
 
 fn flag_strategy() -> impl Strategy<Value = Value> {

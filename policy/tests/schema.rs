@@ -105,9 +105,9 @@ fn every_field() -> Value {
             "tenants": {
                 "t1": {
                     "c1": {"state": "opt_in", "actor": "a@b.example", "at": "2026-05-12T09:00:00.5+02:00"},
-                    "c2": {"state": "unset"}
+                    "c2": {"state": "unset", "actor": "ops", "at": "2026-05-13T00:00:00Z"}
                 },
-                "t 2": {"c2": {"state": "opt_out", "at": "2026-05-12t09:00:00z"}},
+                "t 2": {"c2": {"state": "opt_out", "actor": "x", "at": "2026-05-12t09:00:00z"}},
                 "t3": {}
             }
         },

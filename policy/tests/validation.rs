@@ -104,7 +104,8 @@ fn dangling_references() {
         p["flags"][1]["unit"] = json!("usr");
         p["flags"][1]["default"]["split"][1]["variation"] = json!("of");
         p["consent"]["tenant_attribute"] = json!("org");
-        p["consent"]["tenants"]["globex"] = json!({"support": {"state": "opt_out"}});
+        p["consent"]["tenants"]["globex"] =
+            json!({"support": {"state": "opt_out", "actor": "a", "at": "2026-05-12T09:00:00Z"}});
     });
     let errs = errors(&p);
     let expected = [
@@ -482,4 +483,19 @@ fn every_header_switchyard_sets_is_well_formed_and_distinct() {
     ] {
         assert!(errs.iter().any(|e| e == want), "missing {want:?} in {errs:#?}");
     }
+}
+
+#[test]
+fn a_consent_record_says_who_set_it_and_when() {
+    let p = modified(|p| {
+        p["consent"]["tenants"]["globex"]["support_copilot"] = json!({"state": "opt_out"});
+        p["consent"]["tenants"]["initech"]["agent_actions"]["actor"] = json!("  ");
+    });
+    let errs = errors(&p);
+    let expected = [
+        "consent.tenants.globex.support_copilot.actor: is required",
+        "consent.tenants.globex.support_copilot.at: is required",
+        "consent.tenants.initech.agent_actions.actor: must name who set the record",
+    ];
+    assert_eq!(errs, expected);
 }

@@ -57,7 +57,8 @@ fn load_policy(path: &str) -> Result<CompiledPolicy, ExitCode> {
 
 fn check(path: &str) -> ExitCode {
     match load_policy(path) {
-        Err(code) => code,
+        // The contract: anything but a valid policy exits 1, an unreadable file included.
+        Err(_) => ExitCode::from(1),
         Ok(policy) => {
             println!("{}", policy.summary());
             ExitCode::SUCCESS

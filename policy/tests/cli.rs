@@ -1,5 +1,5 @@
-//! `switchyard simulate` as a user runs it: the table, determinism, a requests file, JSON
-//! output, and the exit codes.
+//! The `switchyard` command as a user runs it: `check`'s exit codes and messages, and
+//! `simulate`'s table, determinism, requests file, JSON output and exit codes.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -164,5 +164,40 @@ fn simulate_refuses_bad_policies_and_bad_usage() {
     ] {
         assert_eq!(switchyard(&args).status.code(), Some(2), "{args:?}");
     }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn check_exits_0_for_a_valid_policy_and_1_for_anything_else() {
+    let good = switchyard(&["check", &repo_file("examples/support-copilot/policy.json")]);
+    assert_eq!(good.status.code(), Some(0));
+    assert!(!stdout(&good).is_empty(), "a summary");
+
+    let dir = std::env::temp_dir().join(format!("switchyard-check-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bad = dir.join("bad.json");
+    std::fs::write(
+        &bad,
+        r#"{"version": "1", "flags": [], "flags": [], "extra": 1}"#,
+    )
+    .unwrap();
+    let out = switchyard(&["check", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.starts_with("flags: appears more than once")),
+        "{stderr}"
+    );
+    assert!(stderr.lines().any(|l| l.starts_with("extra: ")), "{stderr}");
+
+    // The contract: anything but a valid policy exits 1, an unreadable file included.
+    let missing = dir.join("missing.json");
+    let out = switchyard(&["check", missing.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8(out.stderr)
+        .unwrap()
+        .contains("cannot read"));
     std::fs::remove_dir_all(&dir).ok();
 }
