@@ -1074,6 +1074,12 @@ impl Reader {
             .map(|(attr, h)| (field("settings.attribute_headers", attr), h, true));
         let mut seen: Vec<(String, &String, bool)> = Vec::new();
         for (place, h, written) in fixed.into_iter().chain(attributes) {
+            if CLIENT_HEADERS.contains(&h.as_str()) {
+                self.err(
+                    &place,
+                    format!("\"{h}\" is a request header clients send and the request relies on; switchyard removes client copies of the headers it sets, so pick another name"),
+                );
+            }
             let Some((first, _, first_written)) = seen.iter().find(|(_, earlier, _)| *earlier == h)
             else {
                 seen.push((place, h, written));
@@ -1132,6 +1138,25 @@ impl Reader {
         Some(h)
     }
 }
+
+/// Request headers a header switchyard sets must not be named after: switchyard removes every
+/// client copy of its own headers, so the request would lose its host, cookies, credentials,
+/// framing or the ids its exposure event carries.
+const CLIENT_HEADERS: [&str; 13] = [
+    "host",
+    "cookie",
+    "authorization",
+    "proxy-authorization",
+    "content-type",
+    "content-length",
+    "content-encoding",
+    "transfer-encoding",
+    "connection",
+    "te",
+    "upgrade",
+    "x-request-id",
+    "traceparent",
+];
 
 /// A non-negative whole number, written `5` or `5.0`: JSON does not tell them apart, nor does
 /// JSON Schema's `integer` (schema/policy.schema.json), and a generator may print either.

@@ -499,3 +499,19 @@ fn a_consent_record_says_who_set_it_and_when() {
     ];
     assert_eq!(errs, expected);
 }
+
+#[test]
+fn a_header_switchyard_sets_is_not_one_the_request_needs() {
+    let p = modified(|p| {
+        p["settings"]["route_header"] = json!("cookie");
+        p["settings"]["attribute_headers"] = json!({"model_route": "authorization"});
+    });
+    let errs = errors(&p);
+    for (place, h) in [
+        ("settings.route_header", "cookie"),
+        ("settings.attribute_headers.model_route", "authorization"),
+    ] {
+        let want = format!("{place}: \"{h}\" is a request header clients send and the request relies on; switchyard removes client copies of the headers it sets, so pick another name");
+        assert!(errs.contains(&want), "missing {want:?} in {errs:#?}");
+    }
+}
