@@ -75,18 +75,24 @@ pub fn source_ip(address: &[u8]) -> &str {
 mod tests {
     use super::*;
 
+    fn raw(pairs: &[(&'static str, &'static [u8])]) -> Vec<RawHeader<'static>> {
+        pairs
+            .iter()
+            .map(|(n, v)| (Cow::Borrowed(n.as_bytes()), *v))
+            .collect()
+    }
+
     #[test]
     fn pseudo_headers_fill_the_request() {
-        let h = |n: &'static str, v: &'static [u8]| (Cow::Borrowed(n.as_bytes()), v);
-        let headers = vec![
-            h(":method", b"POST"),
-            h(":path", b"/v1/chat?x=1"),
-            h(":authority", b"api.example"),
-            h(":scheme", b"https"),
-            h("x-tenant-id", b"acme"),
-            h("x-bad", b"\xff"),
-            h(":path", b"/second"),
-        ];
+        let headers = raw(&[
+            (":method", b"POST"),
+            (":path", b"/v1/chat?x=1"),
+            (":authority", b"api.example"),
+            (":scheme", b"https"),
+            ("x-tenant-id", b"acme"),
+            ("x-bad", b"\xff"),
+            (":path", b"/second"),
+        ]);
         let request = build(&headers, |_| true);
         assert_eq!(request.method, "POST");
         assert_eq!(request.path, "/v1/chat?x=1");
@@ -102,13 +108,12 @@ mod tests {
 
     #[test]
     fn a_stray_byte_keeps_the_path_and_host() {
-        let h = |n: &'static str, v: &'static [u8]| (Cow::Borrowed(n.as_bytes()), v);
-        let headers = vec![
-            h(":path", b"/v1/agent/run?x=\xff"),
-            h(":path", b"/second"),
-            h("host", b"api\xfe.example"),
-            h("x-tenant-id", b"\xffacme"),
-        ];
+        let headers = raw(&[
+            (":path", b"/v1/agent/run?x=\xff"),
+            (":path", b"/second"),
+            ("host", b"api\xfe.example"),
+            ("x-tenant-id", b"\xffacme"),
+        ]);
         let request = build(&headers, |_| true);
         assert_eq!(
             request.path, "/v1/agent/run?x=\u{fffd}",

@@ -21,6 +21,17 @@ fn errors(policy: &Value) -> Vec<String> {
     }
 }
 
+/// Each of `expected` is among the policy's errors.
+fn assert_errors(policy: &Value, expected: &[&str]) {
+    let errs = errors(policy);
+    for want in expected {
+        assert!(
+            errs.iter().any(|e| e == want),
+            "missing {want:?} in {errs:#?}"
+        );
+    }
+}
+
 fn assert_error(policy: &Value, expected: &str) {
     let errs = errors(policy);
     assert!(
@@ -457,13 +468,10 @@ fn pseudo_headers_are_read_only_as_built_in_attributes() {
         p["context"]["tenant"] = json!({"header": ":authority"});
         p["flags"][0]["match"]["header_present"] = json!(":Path");
     });
-    let errs = errors(&p);
-    for want in [
+    assert_errors(&p, &[
         "context.tenant.header: \":authority\" is a pseudo-header; read the built-in attributes path, host and method instead",
         "flags[0].match.header_present: \":path\" is a pseudo-header; read the built-in attributes path, host and method instead",
-    ] {
-        assert!(errs.iter().any(|e| e == want), "missing {want:?} in {errs:#?}");
-    }
+    ]);
 }
 
 #[test]
@@ -475,14 +483,11 @@ fn every_header_switchyard_sets_is_well_formed_and_distinct() {
         p["flags"][0]["variations"]["candidate"]["attributes"]["policy-version"] = json!("b");
         p["settings"]["version_header"] = json!("x-switchyard-attr-policy-version");
     });
-    let errs = errors(&p);
-    for want in [
+    assert_errors(&p, &[
         "flags[0].variations.control.cluster: a cluster name must be printable ASCII without spaces (it travels in the route header)",
         "flags[0].variations.control.attributes.model-route: goes out as the header \"x-switchyard-attr-model-route\", which is also the header of attribute \"model_route\"; each header switchyard sets needs its own name",
         "flags[0].variations.candidate.attributes.policy-version: goes out as the header \"x-switchyard-attr-policy-version\", which is also settings.version_header; each header switchyard sets needs its own name",
-    ] {
-        assert!(errs.iter().any(|e| e == want), "missing {want:?} in {errs:#?}");
-    }
+    ]);
 }
 
 #[test]
