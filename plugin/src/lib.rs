@@ -192,7 +192,22 @@ impl RootContext for Root {
                     );
                 }
                 audit::configured(&text, &policy, &options);
-                self.remote = remote::Remote::start(&text, &policy, options);
+                let mut remote = remote::Remote::start(&text, &policy, options);
+                // Workers already serving fetched documents keep serving them: the new
+                // configuration only takes them over, or is refused if it cannot.
+                let policy = match remote.as_mut().map(remote::Remote::join_live) {
+                    Some(Ok(Some(fetched))) => fetched,
+                    Some(Err(why)) => {
+                        log(
+                            LogLevel::Error,
+                            &format!("switchyard: policy rejected: {why}"),
+                        );
+                        metrics::count_load_failure();
+                        return false;
+                    }
+                    _ => policy,
+                };
+                self.remote = remote;
                 self.start_ticking();
                 log(
                     LogLevel::Info,

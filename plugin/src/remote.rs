@@ -13,11 +13,24 @@
 //!   which someone holds the fetch. On every tick a worker reads it; once it has expired, the
 //!   worker writes `now + interval_ms` with the CAS value it read. Only one write with that CAS
 //!   value succeeds, so exactly one worker fetches per interval.
-//! - **Document** `switchyard.<policy|consent>.<id>`: the last good document as fetched,
-//!   `switchyard/1\n<etag>\n<fetched at, ms>\n<body>`. Only the fetcher writes it, and only
-//!   after the engine accepted the document. Every worker compares its CAS value on each tick
-//!   and, when it changed, recompiles and swaps. The fetcher sends the stored ETag as
-//!   `If-None-Match`, so an unchanged document costs a `304`.
+//! - **Latest fetch** `switchyard.<policy|consent>.<id>`: the source's latest document as
+//!   fetched, `switchyard/1\n<etag>\n<fetched at, ms>\n<body>`, whether or not it was applied,
+//!   so that a document waiting for its partner can be paired when the partner arrives.
+//! - **Live pair** `switchyard.live.<policy id or ->|<consent id or ->`: the policy document
+//!   and the consent document every worker serves, in one value so that they change together
+//!   (`switchyard-live/1 <length> <length>\n` and the two documents). Only the fetcher writes
+//!   it, only after the engine accepted the pair, and only with the CAS value it read it with:
+//!   two workers deciding at once cannot publish two different pairs, the second re-reads and
+//!   decides again. Every worker compares its CAS value on each tick and, when it changed,
+//!   recompiles and swaps. The fetcher sends the live document's ETag as `If-None-Match`, so an
+//!   unchanged document costs a `304`.
+//!
+//! A fetched document is tried first with the other source's latest fetch, if that one is
+//! waiting (a policy that renames a consent class and the records moved to the new name arrive
+//! one after the other: each alone is refused against the other's live document), then with the
+//! other's live document. A configuration (the bootstrap, perhaps pushed by ECDS) given while
+//! a live pair exists serves that pair at once, or is refused when it cannot take it (a
+//! bootstrap without a consent class the fetched records name).
 //!
 //! The tick period is a quarter of the shortest interval (50 ms to 1 s), so a change reaches
 //! every worker within about `interval_ms × 1.5` of being served (one interval plus a tick to
@@ -34,8 +47,9 @@
 //!
 //! ## Failures
 //!
-//! A failed fetch (no connection, reset, timeout), a status other than 200 and 304, a body that
-//! is not UTF-8, or a document the engine refuses keeps the last good policy: the fetcher logs
+//! A failed fetch (no connection, reset, timeout), a status other than 200 and 304, a body
+//! over the engine's document limit (refused before it is read), a body that is not UTF-8, or
+//! a document the engine refuses keeps the last good policy: the fetcher logs
 //! why at warning level and counts `switchyard.policy.fetch_failures`. Every swap logs one info
 //! line (by the worker that fetched the document; the others adopt it at debug level):
 //! `switchyard: policy swap: <old version> -> <new version>, hash <content hash>, <changes>`
@@ -47,6 +61,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{BufferType, LogLevel, MetricType, Status};
 use serde_json::Value;
+use switchyard_policy::limits::MAX_DOCUMENT_BYTES;
 use switchyard_policy::{
     content_hash, read_json_unique, summarize_change, CompiledPolicy, LoadOptions, RemoteSource,
 };
@@ -65,6 +80,10 @@ const SHARED_FORMAT: &str = "switchyard/1";
 const LOST_FETCH_GRACE_MS: u64 = 5_000;
 /// At most this many of a refused document's errors are logged.
 const MAX_LOGGED_ERRORS: usize = 10;
+/// First line of the shared live pair.
+const LIVE_FORMAT: &str = "switchyard-live/1";
+/// How often a fetcher re-decides when other workers publish while it checks its document.
+const MAX_PUBLISH_ATTEMPTS: usize = 3;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
@@ -124,32 +143,29 @@ struct InFlight {
 struct Feed {
     kind: Kind,
     source: RemoteSource,
-    doc_key: String,
+    /// Shared key of the latest document fetched from this source, applied or not, so that a
+    /// document waiting for its partner (a policy and the consent records that go with it) can
+    /// be paired when the partner arrives, whichever worker fetches it.
+    pending_key: String,
     lease_key: String,
-    /// CAS value of the shared document when this worker last read it.
-    seen_cas: Option<u32>,
-    /// The last good document, if one was fetched (by any worker).
+    /// This source's document in the live pair, if one was fetched (by any worker).
     current: Option<Shared>,
     in_flight: Option<InFlight>,
 }
 
 impl Feed {
     fn new(kind: Kind, source: &RemoteSource) -> Feed {
-        let id = format!("{}:{}{}", source.cluster, source.authority, source.path);
         let feed = Feed {
             kind,
             source: source.clone(),
-            doc_key: format!("switchyard.{}.{id}", kind.name()),
-            lease_key: format!("switchyard.lease.{}.{id}", kind.name()),
-            seen_cas: None,
+            pending_key: format!("switchyard.{}.{}", kind.name(), source_id(source)),
+            lease_key: format!("switchyard.lease.{}.{}", kind.name(), source_id(source)),
             current: None,
             in_flight: None,
         };
         // Create the lease (expired) so that taking it is always a compare-and-swap: Envoy
         // lets any write create a key, CAS value or not.
-        if let Ok((None, _)) = hostcalls::get_shared_data(&feed.lease_key) {
-            let _ = hostcalls::set_shared_data(&feed.lease_key, Some(b"0"), None);
-        }
+        create_if_absent(&feed.lease_key, b"0");
         feed
     }
 
@@ -163,37 +179,6 @@ impl Feed {
         )
     }
 
-    /// Reads the shared document; true when it differs from the one this worker uses.
-    fn refresh(&mut self) -> bool {
-        let (bytes, cas) = match hostcalls::get_shared_data(&self.doc_key) {
-            Ok(found) => found,
-            Err(status) => {
-                warn(&format!(
-                    "switchyard: cannot read shared data {} ({status:?})",
-                    self.doc_key
-                ));
-                return false;
-            }
-        };
-        let Some(bytes) = bytes else {
-            return false;
-        };
-        if cas.is_some() && cas == self.seen_cas {
-            return false;
-        }
-        self.seen_cas = cas;
-        let Some(shared) = Shared::decode(&bytes) else {
-            warn(&format!(
-                "switchyard: shared data {} is not a switchyard document; ignoring it",
-                self.doc_key
-            ));
-            return false;
-        };
-        let changed = self.current.as_ref().map(|c| &c.body) != Some(&shared.body);
-        self.current = Some(shared);
-        changed
-    }
-
     /// Takes the lease if it has expired; true if this worker now holds it.
     fn take_lease(&mut self, now_ms: u64) -> bool {
         let (value, cas) = match hostcalls::get_shared_data(&self.lease_key) {
@@ -202,7 +187,7 @@ impl Feed {
         };
         let (Some(value), Some(cas)) = (value, cas) else {
             // Gone (or never created): create it expired; contest it on the next tick.
-            let _ = hostcalls::set_shared_data(&self.lease_key, Some(b"0"), None);
+            create_if_absent(&self.lease_key, b"0");
             return false;
         };
         let expiry: u64 = std::str::from_utf8(&value)
@@ -221,19 +206,82 @@ impl Feed {
         .is_ok()
     }
 
-    /// Publishes a good document for every worker; returns the CAS value it got.
-    fn publish(&mut self, shared: Shared) {
-        if let Err(status) = hostcalls::set_shared_data(&self.doc_key, Some(&shared.encode()), None)
-        {
-            warn(&format!(
-                "switchyard: cannot write shared data {} ({status:?}); other workers keep their policy until the next fetch",
-                self.doc_key
-            ));
+    /// The latest document fetched from this source by any worker, if it is not the live one.
+    fn waiting(&self) -> Option<Shared> {
+        let bytes = hostcalls::get_shared_data(&self.pending_key).ok()?.0?;
+        let shared = Shared::decode(&bytes)?;
+        (self.current.as_ref().map(|c| &c.body) != Some(&shared.body)).then_some(shared)
+    }
+}
+
+/// `<cluster>:<authority><path>`: names a source's keys in shared data.
+fn source_id(source: &RemoteSource) -> String {
+    format!("{}:{}{}", source.cluster, source.authority, source.path)
+}
+
+/// Writes `value` under `key` unless the key exists (a write without CAS creates or replaces).
+fn create_if_absent(key: &str, value: &[u8]) {
+    if let Ok((None, _)) = hostcalls::get_shared_data(key) {
+        let _ = hostcalls::set_shared_data(key, Some(value), None);
+    }
+}
+
+/// The live documents: the policy and the consent records every worker serves, stored under
+/// one key so that they change together. Only a pair the engine accepted is ever written.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct LivePair {
+    policy: Option<Shared>,
+    consent: Option<Shared>,
+}
+
+impl LivePair {
+    fn get(&self, kind: Kind) -> Option<&Shared> {
+        match kind {
+            Kind::Policy => self.policy.as_ref(),
+            Kind::Consent => self.consent.as_ref(),
         }
-        self.seen_cas = hostcalls::get_shared_data(&self.doc_key)
-            .ok()
-            .and_then(|(_, cas)| cas);
-        self.current = Some(shared);
+    }
+
+    fn with(mut self, kind: Kind, doc: Shared) -> LivePair {
+        match kind {
+            Kind::Policy => self.policy = Some(doc),
+            Kind::Consent => self.consent = Some(doc),
+        }
+        self
+    }
+
+    /// `switchyard-live/1 <policy length> <consent length>\n` (a length of `-` for a document
+    /// not fetched yet), then the two documents in the shared-document format.
+    fn encode(&self) -> Vec<u8> {
+        let policy = self.policy.as_ref().map(Shared::encode);
+        let consent = self.consent.as_ref().map(Shared::encode);
+        let len = |d: &Option<Vec<u8>>| d.as_ref().map_or("-".to_string(), |d| d.len().to_string());
+        let mut out = format!("{LIVE_FORMAT} {} {}\n", len(&policy), len(&consent)).into_bytes();
+        out.extend(policy.unwrap_or_default());
+        out.extend(consent.unwrap_or_default());
+        out
+    }
+
+    fn decode(bytes: &[u8]) -> Option<LivePair> {
+        let header_end = bytes.iter().position(|&b| b == b'\n')?;
+        let header = std::str::from_utf8(&bytes[..header_end]).ok()?;
+        let mut fields = header.split(' ');
+        if fields.next()? != LIVE_FORMAT {
+            return None;
+        }
+        let mut rest = &bytes[header_end + 1..];
+        let mut next = |field: &str| -> Option<Option<Shared>> {
+            if field == "-" {
+                return Some(None);
+            }
+            let len: usize = field.parse().ok()?;
+            let doc = rest.get(..len)?;
+            rest = &rest[len..];
+            Shared::decode(doc).map(Some)
+        };
+        let policy = next(fields.next()?)?;
+        let consent = next(fields.next()?)?;
+        Some(LivePair { policy, consent })
     }
 }
 
@@ -251,6 +299,10 @@ pub struct Remote {
     bootstrap_sources: (Option<RemoteSource>, Option<RemoteSource>),
     options: LoadOptions,
     feeds: Vec<Feed>,
+    /// Shared key of the live pair ([`LivePair`]).
+    live_key: String,
+    /// CAS value of the live pair when this worker last read it.
+    live_cas: Option<u32>,
     /// Content hash of the text the live policy was compiled from.
     live_hash: String,
     loaded_at_ms: u64,
@@ -282,12 +334,17 @@ impl Remote {
             );
         }
         let (source, consent_source) = policy.sources();
+        let id = |s: Option<&RemoteSource>| s.map_or("-".to_string(), source_id);
+        let live_key = format!("switchyard.live.{}|{}", id(source), id(consent_source));
+        create_if_absent(&live_key, &LivePair::default().encode());
         Some(Remote {
             tick_ms: u64::from((shortest / 4).clamp(50, 1_000)),
             bootstrap: bootstrap.to_string(),
             bootstrap_sources: (source.cloned(), consent_source.cloned()),
             options,
             feeds,
+            live_key,
+            live_cas: None,
             live_hash: content_hash(bootstrap),
             loaded_at_ms: now_ms(),
             failures: crate::metrics::define(MetricType::Counter, FETCH_FAILURES),
@@ -301,15 +358,31 @@ impl Remote {
         self.tick_ms
     }
 
+    /// At configuration: the policy to serve instead of the bootstrap, when the workers already
+    /// serve fetched documents (an ECDS push of a new bootstrap while sources are live). An
+    /// error when the bootstrap cannot take the live consent records: the configuration is then
+    /// refused, and Envoy keeps the one that works.
+    pub fn join_live(&mut self) -> Result<Option<CompiledPolicy>, String> {
+        if !self.refresh() {
+            return Ok(None);
+        }
+        let pair = self.live_pair();
+        let (policy, text) = self
+            .compile(&pair)
+            .map_err(|why| format!("it cannot serve the documents the workers fetched: {why}"))?;
+        self.live_hash = content_hash(&text);
+        Ok(Some(policy))
+    }
+
     /// Every tick: adopt what another worker fetched, fetch if this worker wins the lease,
     /// update the age gauge. Returns a policy to install, if one changed.
     pub fn on_tick(&mut self, live: Option<&CompiledPolicy>) -> Option<CompiledPolicy> {
         let now = now_ms();
-        let mut changed = false;
-        for feed in &mut self.feeds {
-            changed |= feed.refresh();
-        }
-        let swap = if changed { self.adopt(live, now) } else { None };
+        let swap = if self.refresh() {
+            self.adopt(live, now)
+        } else {
+            None
+        };
         for i in 0..self.feeds.len() {
             self.maybe_fetch(i, now, live);
         }
@@ -350,28 +423,158 @@ impl Remote {
             fetched_at_ms: now,
             body,
         };
-        let feed = &self.feeds[index];
-        if feed.current.as_ref().map(|c| &c.body) == Some(&shared.body) {
-            // Unchanged (a server that ignores If-None-Match); keep its new ETag if it has one.
-            if feed.current.as_ref().map(|c| &c.etag) != Some(&shared.etag) {
-                self.feeds[index].publish(shared);
-            }
+        // Unchanged (a server that ignores If-None-Match): nothing to do.
+        if self.feeds[index].current.as_ref().map(|c| &c.body) == Some(&shared.body) {
             return None;
         }
-        let kind = feed.kind;
-        let text = match self.effective(Some((kind, &shared.body))) {
-            Ok(text) => text,
-            Err(why) => {
+        let pending = &self.feeds[index].pending_key;
+        if let Err(status) = hostcalls::set_shared_data(pending, Some(&shared.encode()), None) {
+            warn(&format!(
+                "switchyard: cannot write shared data {pending} ({status:?})"
+            ));
+        }
+        self.apply(index, shared, live, now)
+    }
+
+    /// Makes a fetched document live with the other source's document, if the engine accepts
+    /// the pair, and publishes the pair for every worker. The partner tried first is the other
+    /// source's latest fetch still waiting (a policy and the consent records that go with it
+    /// arrive one after the other), then its live document. The pair is written with the CAS
+    /// value it was read with, so two workers applying at once cannot publish two different
+    /// pairs: the second one re-reads and decides again against the first one's.
+    fn apply(
+        &mut self,
+        index: usize,
+        doc: Shared,
+        live: Option<&CompiledPolicy>,
+        now: u64,
+    ) -> Option<CompiledPolicy> {
+        let kind = self.feeds[index].kind;
+        // Another worker may have published since this one last looked: if this document is
+        // refused, that pair is still to be served here.
+        let mut live_changed = false;
+        for _ in 0..MAX_PUBLISH_ATTEMPTS {
+            live_changed |= self.refresh();
+            let base = self.live_pair();
+            let mut candidates = Vec::with_capacity(2);
+            if let Some(other) = self.feeds.iter().find(|f| f.kind != kind) {
+                if let Some(waiting) = other.waiting() {
+                    candidates.push(base.clone().with(other.kind, waiting));
+                }
+            }
+            candidates.push(base);
+            let mut why = String::new();
+            let mut chosen = None;
+            for candidate in candidates {
+                let candidate = candidate.with(kind, doc.clone());
+                match self.compile(&candidate) {
+                    Ok((policy, text)) => {
+                        chosen = Some((candidate, policy, text));
+                        break;
+                    }
+                    Err(refused) => why = refused,
+                }
+            }
+            let Some((pair, policy, text)) = chosen else {
                 self.fail(index, live, &why);
-                return None;
+                return if live_changed {
+                    self.adopt(live, now)
+                } else {
+                    None
+                };
+            };
+            match hostcalls::set_shared_data(&self.live_key, Some(&pair.encode()), self.live_cas)
+            {
+                Err(Status::CasMismatch) => continue,
+                Err(status) => warn(&format!(
+                    "switchyard: cannot write shared data {} ({status:?}); other workers keep their policy until the next fetch",
+                    self.live_key
+                )),
+                Ok(()) => {
+                    self.live_cas = hostcalls::get_shared_data(&self.live_key)
+                        .ok()
+                        .and_then(|(_, cas)| cas);
+                }
+            }
+            self.set_current(pair);
+            return self.install(live, policy, &text, now, true);
+        }
+        self.fail(
+            index,
+            live,
+            "the live documents kept changing while this one was checked; it is tried again at the next fetch",
+        );
+        self.adopt(live, now)
+    }
+
+    /// Reads the live pair; true when it changed since this worker last read it.
+    fn refresh(&mut self) -> bool {
+        let (bytes, cas) = match hostcalls::get_shared_data(&self.live_key) {
+            Ok(found) => found,
+            Err(status) => {
+                warn(&format!(
+                    "switchyard: cannot read shared data {} ({status:?})",
+                    self.live_key
+                ));
+                return false;
             }
         };
-        let policy = match switchyard_policy::load_with(&text, &self.options) {
-            Ok(policy) => policy,
+        if cas.is_some() && cas == self.live_cas {
+            return false;
+        }
+        self.live_cas = cas;
+        let Some(pair) = bytes.as_deref().map(LivePair::decode) else {
+            return false;
+        };
+        let Some(pair) = pair else {
+            warn(&format!(
+                "switchyard: shared data {} is not a switchyard document; ignoring it",
+                self.live_key
+            ));
+            return false;
+        };
+        let changed = pair != self.live_pair();
+        self.set_current(pair);
+        changed
+    }
+
+    fn live_pair(&self) -> LivePair {
+        let mut pair = LivePair::default();
+        for feed in &self.feeds {
+            if let Some(doc) = &feed.current {
+                pair = pair.with(feed.kind, doc.clone());
+            }
+        }
+        pair
+    }
+
+    fn set_current(&mut self, pair: LivePair) {
+        for feed in &mut self.feeds {
+            feed.current = pair.get(feed.kind).cloned();
+        }
+    }
+
+    /// The policy a pair gives (the bootstrap where it has no policy document, the policy's
+    /// own tenant records where it has no consent document), and the text it was compiled from.
+    fn compile(&self, pair: &LivePair) -> Result<(CompiledPolicy, String), String> {
+        let policy = pair
+            .policy
+            .as_ref()
+            .map_or(self.bootstrap.as_str(), |p| p.body.as_str());
+        let text = match &pair.consent {
+            None => policy.to_string(),
+            Some(consent) => merge_consent(policy, &consent.body)?,
+        };
+        match switchyard_policy::load_with(&text, &self.options) {
+            Ok(compiled) => Ok((compiled, text)),
             Err(errors) => {
+                let kinds = match (&pair.policy, &pair.consent) {
+                    (Some(_), Some(_)) => "the policy and consent documents were",
+                    (Some(_), None) => "the policy document was",
+                    (None, _) => "the consent document was",
+                };
                 let mut why = format!(
-                    "the {} document was refused ({} problem{})",
-                    kind.name(),
+                    "{kinds} refused ({} problem{})",
                     errors.len(),
                     if errors.len() == 1 { "" } else { "s" }
                 );
@@ -382,39 +585,22 @@ impl Remote {
                 if errors.len() > MAX_LOGGED_ERRORS {
                     why.push_str("; ...");
                 }
-                self.fail(index, live, &why);
-                return None;
+                Err(why)
             }
-        };
-        self.feeds[index].publish(shared);
-        self.install(live, policy, &text, now, true)
+        }
     }
 
     /// A worker's own view changed through shared data: recompile and swap.
     fn adopt(&mut self, live: Option<&CompiledPolicy>, now: u64) -> Option<CompiledPolicy> {
-        let text = match self.effective(None) {
-            Ok(text) => text,
+        match self.compile(&self.live_pair()) {
+            Ok((policy, text)) => self.install(live, policy, &text, now, false),
             Err(why) => {
+                // Only a pair the engine accepted is published, and every worker loads with
+                // the same node options: this is a bootstrap that no longer fits (refused at
+                // configuration) or a damaged store.
                 log(
                     LogLevel::Error,
                     &format!("switchyard: shared policy not adopted: {why}"),
-                );
-                return None;
-            }
-        };
-        match switchyard_policy::load_with(&text, &self.options) {
-            Ok(policy) => self.install(live, policy, &text, now, false),
-            Err(errors) => {
-                log(
-                    LogLevel::Error,
-                    &format!(
-                        "switchyard: shared policy not adopted: {}",
-                        errors
-                            .iter()
-                            .next()
-                            .map(ToString::to_string)
-                            .unwrap_or_default()
-                    ),
                 );
                 None
             }
@@ -520,27 +706,6 @@ impl Remote {
         }
     }
 
-    /// The text to compile: the policy (fetched, else bootstrap) with the consent document's
-    /// tenants, if one was fetched; `replace` stands in for one feed's current document.
-    fn effective(&self, replace: Option<(Kind, &str)>) -> Result<String, String> {
-        let body = |kind: Kind| -> Option<&str> {
-            match replace {
-                Some((k, text)) if k == kind => Some(text),
-                _ => self
-                    .feeds
-                    .iter()
-                    .find(|f| f.kind == kind)
-                    .and_then(|f| f.current.as_ref())
-                    .map(|c| c.body.as_str()),
-            }
-        };
-        let policy = body(Kind::Policy).unwrap_or(&self.bootstrap);
-        match body(Kind::Consent) {
-            None => Ok(policy.to_string()),
-            Some(consent) => merge_consent(policy, consent),
-        }
-    }
-
     fn record_age(&self, now: u64) {
         if let Some(id) = self.age {
             let _ = hostcalls::record_metric(id, now.saturating_sub(self.loaded_at_ms) / 1_000);
@@ -605,6 +770,13 @@ fn read_response(num_headers: usize, body_size: usize) -> Result<Fetched, String
     } else {
         etag
     };
+    // Refused before it is read: a body far beyond what a policy may be would otherwise grow
+    // the VM's memory (which never shrinks) or exhaust it.
+    if body_size > MAX_DOCUMENT_BYTES {
+        return Err(format!(
+            "the body is {body_size} bytes; the limit is {MAX_DOCUMENT_BYTES}"
+        ));
+    }
     let body = match hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size) {
         Ok(body) => body.unwrap_or_default(),
         Err(status) => return Err(format!("cannot read the response body ({status:?})")),
@@ -631,8 +803,23 @@ mod tests {
             fetched_at_ms: 1234,
             body: "{\n\"a\": 1}\n".into(),
         };
-        assert_eq!(Shared::decode(&doc.encode()), Some(doc));
+        assert_eq!(Shared::decode(&doc.encode()), Some(doc.clone()));
         assert_eq!(Shared::decode(b"other\n\n1\n{}"), None);
+        for pair in [
+            LivePair::default(),
+            LivePair::default().with(Kind::Consent, doc.clone()),
+            LivePair::default().with(Kind::Policy, doc.clone()).with(
+                Kind::Consent,
+                Shared {
+                    body: "é\n{}".into(),
+                    ..doc
+                },
+            ),
+        ] {
+            assert_eq!(LivePair::decode(&pair.encode()), Some(pair));
+        }
+        assert_eq!(LivePair::decode(b"switchyard-live/1 5 -\nshort"), None);
+        assert_eq!(LivePair::decode(b"switchyard/1\n"), None);
     }
 
     #[test]

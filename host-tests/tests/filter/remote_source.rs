@@ -380,7 +380,7 @@ fn one_worker_fetches_per_interval_and_the_other_reads_shared_data() {
 }
 
 #[test]
-fn a_new_worker_adopts_the_shared_document_on_its_first_tick() {
+fn a_new_worker_serves_the_shared_document_from_its_configuration() {
     let mut a = worker(&bootstrap());
     let token = tick_until_call(&mut a, 1).unwrap();
     let served = killed(&bootstrap(), "v2");
@@ -396,8 +396,8 @@ fn a_new_worker_adopts_the_shared_document_on_its_first_tick() {
     assert!(b.configure(text.as_bytes()).unwrap());
     assert_eq!(
         acme_cluster(&mut b),
-        "support_model_b",
-        "bootstrap until the first tick"
+        "support_model_a",
+        "the fetched policy, not the bootstrap, from the first request"
     );
     b.advance_and_tick().unwrap();
     assert_eq!(acme_cluster(&mut b), "support_model_a");
@@ -529,4 +529,232 @@ fn an_unknown_cluster_is_a_counted_failure_not_a_crash() {
         .any(|w| w.contains("is there a cluster named \"policy_server\"")));
     assert!(host.broken().is_none());
     assert_eq!(acme_cluster(&mut host), "support_model_b");
+}
+
+/// The bootstrap with both sources, each polled every `consent_ms` / 1 s.
+fn both_sources(consent_ms: u32) -> Value {
+    let mut doc = bootstrap();
+    doc["consent_source"] = json!({"cluster": CLUSTER, "path": "/consent.json",
+                                   "interval_ms": consent_ms, "timeout_ms": 400});
+    doc
+}
+
+/// A consent document: each tenant's state for one class.
+fn consent_doc(class: &str, records: &[(&str, &str)]) -> String {
+    let mut tenants = serde_json::Map::new();
+    for (tenant, state) in records {
+        tenants.insert(
+            tenant.to_string(),
+            json!({class: {"state": state, "actor": "ops@example", "at": "2026-11-23T00:00:00Z"}}),
+        );
+    }
+    json!({ "tenants": tenants }).to_string()
+}
+
+/// The tokens of the calls in flight to `/policy.json` and `/consent.json`.
+fn call_tokens(host: &FakeHost) -> (Option<u32>, Option<u32>) {
+    let token = |path: &str| {
+        host.pending_http_calls()
+            .iter()
+            .find(|c| c.header(":path").as_deref() == Some(path))
+            .map(|c| c.token)
+    };
+    (token("/policy.json"), token("/consent.json"))
+}
+
+/// `doc` as version `version` with its consent class `support_copilot` renamed to `to`.
+fn class_renamed(doc: &Value, version: &str, to: &str) -> String {
+    let mut doc = doc.clone();
+    doc["version"] = json!(version);
+    let classes = doc["consent"]["classes"].as_object_mut().unwrap();
+    let class = classes.remove("support_copilot").unwrap();
+    classes.insert(to.to_string(), class);
+    doc["flags"][0]["feature_class"] = json!(to);
+    doc["consent"]["tenants"] = json!({});
+    serde_json::to_string_pretty(&doc).unwrap()
+}
+
+#[test]
+fn a_policy_and_the_consent_records_it_needs_apply_together() {
+    let mut host = worker(&both_sources(1000));
+    host.advance_and_tick().unwrap();
+    let (Some(p), Some(c)) = call_tokens(&host) else {
+        panic!("both sources fetched: {:?}", host.pending_http_calls());
+    };
+    host.respond_http_call(p, 404, &[], b"").unwrap();
+    let c1 = consent_doc("support_copilot", &[("acme", "opt_out")]);
+    host.respond_http_call(c, 200, &[], c1.as_bytes()).unwrap();
+    assert_eq!(route(&mut host, "acme"), "support_rules", "acme opted out");
+
+    // The next policy renames the class, and the consent records move with it: each alone is
+    // refused against the other's live document, the two together are a valid pair.
+    for _ in 0..4 {
+        host.advance_and_tick().unwrap();
+    }
+    let (Some(p), Some(c)) = call_tokens(&host) else {
+        panic!(
+            "both sources fetched again: {:?}",
+            host.pending_http_calls()
+        );
+    };
+    let failures = host.metric("switchyard.policy.fetch_failures").unwrap();
+    let p2 = class_renamed(&bootstrap(), "v2", "support_assistant");
+    host.respond_http_call(p, 200, &[], p2.as_bytes()).unwrap();
+    assert_eq!(
+        host.metric("switchyard.policy.fetch_failures"),
+        Some(failures + 1),
+        "v2 alone does not fit the live consent records"
+    );
+    assert_eq!(route(&mut host, "acme"), "support_rules");
+    let c2 = consent_doc("support_assistant", &[("acme", "opt_out")]);
+    host.respond_http_call(c, 200, &[], c2.as_bytes()).unwrap();
+    let swaps = info_lines(&host, "switchyard: policy swap:");
+    assert!(
+        swaps.last().is_some_and(|l| l.contains("-> v2,")),
+        "the pair applies once its second half arrives: {swaps:#?}"
+    );
+    assert_eq!(route(&mut host, "acme"), "support_rules", "still opted out");
+    assert_eq!(
+        route(&mut host, "globex"),
+        "support_model_a",
+        "no record now"
+    );
+    assert_eq!(
+        host.metric("switchyard.policy.fetch_failures"),
+        Some(failures + 1)
+    );
+}
+
+#[test]
+fn workers_never_publish_a_pair_the_engine_refuses() {
+    // a fetches the policy; while that fetch is out, b fetches consent records that the
+    // policy a is about to get cannot take. a must decide against b's records, not its own
+    // stale view: every worker then serves the same pair.
+    let mut a = common::host();
+    let mut b = common::host();
+    b.share_data_with(&a);
+    let text = serde_json::to_string_pretty(&both_sources(500)).unwrap();
+    for host in [&mut a, &mut b] {
+        host.add_cluster(CLUSTER);
+        assert!(host.configure(text.as_bytes()).unwrap());
+    }
+    a.advance_and_tick().unwrap();
+    b.state_mut().time_nanos = a.state().time_nanos;
+    let (Some(p), Some(c)) = call_tokens(&a) else {
+        panic!("a holds both leases: {:?}", a.pending_http_calls());
+    };
+    a.respond_http_call(c, 404, &[], b"").unwrap();
+    // Half a second later the consent lease is free again; b takes it.
+    let mut b_call = None;
+    for _ in 0..4 {
+        b.advance_and_tick().unwrap();
+        b_call = call_tokens(&b).1;
+        if b_call.is_some() {
+            break;
+        }
+    }
+    let b_call = b_call.expect("b fetches the consent records");
+    let c2 = consent_doc("support_copilot", &[("acme", "opt_out")]);
+    b.respond_http_call(b_call, 200, &[], c2.as_bytes())
+        .unwrap();
+    assert_eq!(route(&mut b, "acme"), "support_rules");
+
+    // The policy a fetched drops the class support_copilot (and the gate that used it).
+    let mut p2 = bootstrap();
+    p2["version"] = json!("v2");
+    p2["consent"]["classes"]
+        .as_object_mut()
+        .unwrap()
+        .remove("support_copilot");
+    p2["consent"]["tenants"] = json!({});
+    let flag = p2["flags"][0].as_object_mut().unwrap();
+    flag.remove("feature_class");
+    flag.remove("on_consent_denied");
+    let p2 = serde_json::to_string_pretty(&p2).unwrap();
+    let failures = a.metric("switchyard.policy.fetch_failures").unwrap();
+    a.respond_http_call(p, 200, &[], p2.as_bytes()).unwrap();
+    assert_eq!(
+        a.metric("switchyard.policy.fetch_failures"),
+        Some(failures + 1),
+        "v2 cannot take the live consent records: refused and counted"
+    );
+    for _ in 0..2 {
+        for host in [&mut a, &mut b] {
+            host.advance_ms(250);
+            host.tick().unwrap();
+        }
+    }
+    for host in [&mut a, &mut b] {
+        assert_eq!(
+            route(host, "acme"),
+            "support_rules",
+            "the same pair everywhere"
+        );
+    }
+}
+
+#[test]
+fn a_body_beyond_the_document_limit_is_refused_unread() {
+    let mut host = worker(&bootstrap());
+    let token = tick_until_call(&mut host, 1).unwrap();
+    let limit = switchyard_policy::limits::MAX_DOCUMENT_BYTES;
+    let body = vec![b' '; limit + 1];
+    host.respond_http_call(token, 200, &[], &body).unwrap();
+    assert!(host.broken().is_none());
+    assert_eq!(host.metric("switchyard.policy.fetch_failures"), Some(1));
+    let why = format!("the body is {} bytes; the limit is {limit}", limit + 1);
+    assert!(
+        warnings(&host).iter().any(|w| w.contains(&why)),
+        "{:#?}",
+        warnings(&host)
+    );
+    assert_eq!(acme_cluster(&mut host), "support_model_b", "bootstrap kept");
+}
+
+#[test]
+fn a_new_configuration_must_fit_the_live_consent_records() {
+    // Consent records come from a source; the policy is the configuration (pushed by ECDS).
+    let mut doc = example();
+    doc["consent_source"] =
+        json!({"cluster": CLUSTER, "path": "/consent.json", "interval_ms": 1000});
+    let mut a = worker(&doc);
+    let token = tick_until_call(&mut a, 1).unwrap();
+    let c1 = consent_doc("support_copilot", &[("acme", "opt_out")]);
+    a.respond_http_call(token, 200, &[], c1.as_bytes()).unwrap();
+    assert_eq!(route(&mut a, "acme"), "support_rules");
+
+    // A pushed configuration that keeps the class serves the fetched records at once (its own
+    // inline records do not come back) ...
+    let mut b = common::host();
+    b.share_data_with(&a);
+    b.add_cluster(CLUSTER);
+    b.state_mut().time_nanos = a.state().time_nanos;
+    let pushed = killed(&doc, "v2");
+    assert!(b.configure(pushed.as_bytes()).unwrap(), "{:#?}", b.logs());
+    assert_eq!(
+        route(&mut b, "acme"),
+        "support_rules",
+        "acme's fetched opt-out"
+    );
+    assert_eq!(
+        route(&mut b, "globex"),
+        "support_model_a",
+        "globex's inline opt-out is gone"
+    );
+
+    // ... and one that drops the class those records name is refused, so Envoy keeps the
+    // configuration that works instead of silently dropping every fetched opt-out.
+    let mut c = common::host();
+    c.share_data_with(&a);
+    c.add_cluster(CLUSTER);
+    let dropped = class_renamed(&doc, "v3", "support_assistant");
+    assert!(!c.configure(dropped.as_bytes()).unwrap());
+    assert!(
+        c.logs().iter().any(|l| l.level == LogLevel::Error
+            && l.message.starts_with(
+                "switchyard: policy rejected: it cannot serve the documents the workers fetched"
+            )),
+        "{:#?}",
+        c.logs()
+    );
 }
