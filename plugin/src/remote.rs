@@ -368,7 +368,7 @@ impl Remote {
         }
         let pair = self.live_pair();
         let (policy, text) = self
-            .compile(&pair)
+            .compile(&pair, "they were")
             .map_err(|why| format!("it cannot serve the documents the workers fetched: {why}"))?;
         self.live_hash = content_hash(&text);
         Ok(Some(policy))
@@ -467,7 +467,8 @@ impl Remote {
             let mut chosen = None;
             for candidate in candidates {
                 let candidate = candidate.with(kind, doc.clone());
-                match self.compile(&candidate) {
+                let subject = format!("the {} document was", kind.name());
+                match self.compile(&candidate, &subject) {
                     Ok((policy, text)) => {
                         chosen = Some((candidate, policy, text));
                         break;
@@ -556,7 +557,8 @@ impl Remote {
 
     /// The policy a pair gives (the bootstrap where it has no policy document, the policy's
     /// own tenant records where it has no consent document), and the text it was compiled from.
-    fn compile(&self, pair: &LivePair) -> Result<(CompiledPolicy, String), String> {
+    /// `subject` names what is refused in the message (`the policy document was`).
+    fn compile(&self, pair: &LivePair, subject: &str) -> Result<(CompiledPolicy, String), String> {
         let policy = pair
             .policy
             .as_ref()
@@ -568,13 +570,8 @@ impl Remote {
         match switchyard_policy::load_with(&text, &self.options) {
             Ok(compiled) => Ok((compiled, text)),
             Err(errors) => {
-                let kinds = match (&pair.policy, &pair.consent) {
-                    (Some(_), Some(_)) => "the policy and consent documents were",
-                    (Some(_), None) => "the policy document was",
-                    (None, _) => "the consent document was",
-                };
                 let mut why = format!(
-                    "{kinds} refused ({} problem{})",
+                    "{subject} refused ({} problem{})",
                     errors.len(),
                     if errors.len() == 1 { "" } else { "s" }
                 );
@@ -592,7 +589,7 @@ impl Remote {
 
     /// A worker's own view changed through shared data: recompile and swap.
     fn adopt(&mut self, live: Option<&CompiledPolicy>, now: u64) -> Option<CompiledPolicy> {
-        match self.compile(&self.live_pair()) {
+        match self.compile(&self.live_pair(), "the documents were") {
             Ok((policy, text)) => self.install(live, policy, &text, now, false),
             Err(why) => {
                 // Only a pair the engine accepted is published, and every worker loads with
