@@ -13,7 +13,8 @@ Every cluster port answers any request like an OpenAI chat-completions endpoint:
 
 with response headers `x-mock-cluster: CLUSTER` and `x-mock-seq: N`. Every request is logged.
 Test controls on a request: `x-mock-status: N` answers with status N; `x-mock-fallback: 1`
-adds `x-model-fallback: true` (a model gateway saying it fell back).
+adds `x-model-fallback: true` (a model gateway saying it fell back); `x-mock-delay-ms: N`
+answers N milliseconds late (a slow model).
 
 Control port (GET unless noted):
     /__mock/log            all logged requests, JSON list (optional ?cluster=NAME, ?since=SEQ)
@@ -145,6 +146,9 @@ def make_cluster_handler(cluster, log):
             # Test controls, acting like a model gateway: `x-mock-status: N` answers with N,
             # `x-mock-fallback: 1` says (in x-model-fallback) that the gateway fell back.
             status = int(headers.get("x-mock-status") or 200)
+            delay_ms = int(headers.get("x-mock-delay-ms") or 0)
+            if delay_ms > 0:
+                time.sleep(delay_ms / 1000)
             extra = [("x-mock-cluster", cluster), ("x-mock-seq", str(seq))]
             if headers.get("x-mock-fallback"):
                 extra.append(("x-model-fallback", "true"))

@@ -82,6 +82,9 @@ pub struct HttpRequest {
     pub end_of_stream: bool,
     /// The upstream's response headers; `:status: 200` if empty.
     pub response_headers: Vec<(Vec<u8>, Vec<u8>)>,
+    /// How long the upstream takes: the host's clock moves this far between the request
+    /// headers and the upstream's response headers.
+    pub upstream_ms: u64,
 }
 
 impl HttpRequest {
@@ -110,6 +113,12 @@ impl HttpRequest {
 
     pub fn source_address(mut self, address: impl Into<String>) -> Self {
         self.source_address = Some(address.into());
+        self
+    }
+
+    /// The upstream answers `ms` milliseconds after the request headers.
+    pub fn upstream_takes(mut self, ms: u64) -> Self {
+        self.upstream_ms = ms;
         self
     }
 
@@ -316,6 +325,9 @@ impl FakeHost {
         let mut response_action = None;
         if let Some(headers) = response {
             let state = self.store.data_mut();
+            if local_reply.is_none() {
+                state.time_nanos += request.upstream_ms * 1_000_000;
+            }
             state.maps[RESPONSE_HEADERS] = headers;
             state.map_available[RESPONSE_HEADERS] = true;
             state.map_available[RESPONSE_TRAILERS] = true;

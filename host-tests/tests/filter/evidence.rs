@@ -34,7 +34,8 @@ fn the_event_records_what_actually_ran() {
         .header("x-request-id", "req-42")
         .header("traceparent", TRACEPARENT)
         .response_header(":status", "503")
-        .response_header("x-model-fallback", "true");
+        .response_header("x-model-fallback", "true")
+        .upstream_takes(412);
     let result = host.request(&request).unwrap();
     let e = event(&result);
     assert_eq!(e["request_id"], "req-42");
@@ -42,7 +43,17 @@ fn the_event_records_what_actually_ran() {
     assert_eq!(e["feature_flag.version"], "2026-11-21.3");
     assert_eq!(e["upstream"]["status"], 503);
     assert_eq!(e["upstream"]["fallback_used"], true);
-    assert!(e["upstream"]["duration_ms"].is_u64());
+    assert_eq!(
+        e["upstream"]["duration_ms"], 412,
+        "the host's clock moved 412 ms"
+    );
+    assert_eq!(
+        host.metric(
+            "switchyard.upstream_latency.flag.support_answer_model_route.variation.candidate"
+        ),
+        Some(412),
+        "the latency histogram records the same duration"
+    );
     let d = &e["decisions"][0];
     assert_eq!(d["feature_flag.key"], "support_answer_model_route");
     assert_eq!(d["feature_flag.result.variant"], "candidate");
