@@ -22,7 +22,9 @@ from harness import Envoy, Mocks  # noqa: E402
 POLICIES = os.path.join(HERE, "policies")
 AI_CLUSTERS = {"support_model_a", "support_model_b", "agent_model"}
 ALL_CLUSTERS = ["support_model_a", "support_model_b", "support_rules", "agent_model",
-                "split_a", "split_b"]
+                "split_a", "split_b",
+                # testdata/policies/operators.json (the golden cases)
+                "model_small", "model_large", "model_beta"]
 
 
 def load_example():

@@ -78,6 +78,8 @@ def test_duplicate_tenant_header_does_not_bypass_opt_out(example_envoy, mocks):
         got = [e["cluster"] for e in seen.get("consent-dup-%d" % i, [])]
         assert not AI_CLUSTERS & set(got), ("duplicate x-tenant-id reached an AI cluster",
                                              i, resp, got)
+        # globex's consent fallback, as for a single header
+        assert resp.status == 200 and got == ["support_rules"], (i, resp, got)
 
 
 def test_opt_in_class_without_record_is_rejected_locally(example_envoy, mocks):

@@ -159,7 +159,8 @@ fn simulate_refuses_bad_policies_and_bad_usage() {
             "--units",
             "5",
             "--requests",
-            "x.jsonl",
+            // a file that exists: the options conflict, whatever the file
+            policy.as_str(),
         ],
     ] {
         assert_eq!(switchyard(&args).status.code(), Some(2), "{args:?}");
@@ -199,5 +200,43 @@ fn check_exits_0_for_a_valid_policy_and_1_for_anything_else() {
     assert!(String::from_utf8(out.stderr)
         .unwrap()
         .contains("cannot read"));
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn eval_answers_every_line_and_marks_the_bad_ones() {
+    let dir = std::env::temp_dir().join(format!("switchyard-eval-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let requests = dir.join("requests.jsonl");
+    std::fs::write(
+        &requests,
+        concat!(
+            r#"{"method": "POST", "path": "/v1/agent", "headers": {"x-tenant-id": "acme"}}"#,
+            "\n",
+            "not json\n",
+            r#"{"path": "/healthz"}"#,
+            "\n"
+        ),
+    )
+    .unwrap();
+    let policy = repo_file("examples/support-copilot/policy.json");
+    let out = switchyard(&["eval", &policy, requests.to_str().unwrap()]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a bad line makes the exit code 1"
+    );
+    let lines: Vec<serde_json::Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 3, "one line out per line in");
+    assert_eq!(
+        lines[0]["reject"]["status"], 403,
+        "acme has no agent opt-in"
+    );
+    assert_eq!(lines[1]["line"], 2);
+    assert!(lines[1]["error"].as_str().unwrap().starts_with("line 2: "));
+    assert_eq!(lines[2]["decisions"], serde_json::json!([]));
     std::fs::remove_dir_all(&dir).ok();
 }

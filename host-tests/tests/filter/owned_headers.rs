@@ -108,7 +108,8 @@ fn custom_header_names_from_settings_are_owned_too() {
     policy["settings"] = serde_json::json!({
         "route_header": "x-route-to",
         "exposure_header": "x-ai-exposure",
-        "version_header": "x-ai-policy"
+        "version_header": "x-ai-policy",
+        "attribute_headers": {"model_route": "x-model-route"}
     });
     let mut host = common::host_with(&policy.to_string());
     for request in [
@@ -142,4 +143,14 @@ fn custom_header_names_from_settings_are_owned_too() {
     assert_eq!(upstream.get_str("x-route-to"), Some("support_model_b"));
     assert!(upstream.contains("x-ai-exposure"));
     assert!(!upstream.contains("x-switchyard-cluster"));
+    // Each header goes out under its setting's name, and only there.
+    assert_eq!(upstream.get_str("x-ai-policy"), Some("2026-11-21.3"));
+    assert!(!upstream.contains("x-switchyard-policy-version"));
+    assert_eq!(upstream.get_str("x-model-route"), Some("support_model_b"));
+    assert!(!upstream.contains("x-switchyard-attr-model-route"));
+    assert_eq!(
+        upstream.get_str("x-switchyard-attr-prompt-version"),
+        Some("support_v3"),
+        "attributes without a setting keep the default name"
+    );
 }
