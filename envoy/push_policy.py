@@ -9,22 +9,26 @@ watched file (ECDS with path_config_source; see examples/dynamic-ecds/README.md)
 Steps:
  1. `switchyard check NEW_POLICY` (the CLI, target/release/switchyard by default): a policy it
     rejects is never written (--no-check skips this; Envoy would reject it anyway).
- 2. With --admin: every cluster the policy names must exist in that Envoy (/clusters), else the
-    push is refused: routing to an unknown cluster would answer 503 for those requests.
+ 2. Against the running Envoy (--admin, required unless --unchecked): every cluster the policy
+    names (variations, `source`, `consent_source`) must exist (/clusters), and the policy's
+    route header must be one Envoy's routes read with `cluster_header` (/config_dump), else the
+    push is refused: routing to an unknown cluster answers 503, and a route header no route
+    reads sends every flagged request, consent fallbacks included, to the default route.
  3. The ECDS resource (a DiscoveryResponse holding the Wasm filter config with the policy as its
     StringValue, version_info = the policy's version) is written to a temporary file in the
     target's directory, fsync'ed, then renamed over the target. Envoy's watch fires on the
     rename (a move into the watched directory), so it never reads a half-written file.
  4. With --admin: wait until Envoy has processed the update and report whether it was accepted
-    (extension_config_discovery.http_filter.NAME.update_success / version_text) or rejected
-    (update_rejected; Envoy keeps serving the previous policy; the reason is in Envoy's log as
-    `switchyard: policy rejected: ...`). After a rejection the previous file is put back
-    (atomically again; --no-rollback leaves the rejected one), so the file on disk is what Envoy
-    serves and what an Envoy restarted later would load.
+    (extension_config_discovery.http_filter.NAME.update_success, with version_text the pushed
+    version) or rejected (update_rejected; Envoy keeps serving the previous policy; the reason
+    is in Envoy's log as `switchyard: policy rejected: ...`). After a rejection, or when no
+    verdict comes (timeout, admin unreachable), the previous file is put back (atomically
+    again; a first push's file is removed; --no-rollback leaves it), so the file on disk is
+    what Envoy serves and what an Envoy restarted later would load.
 
 The Wasm file path is taken from --wasm, else from the current resource file. Exit status: 0
-pushed (and, with --admin, accepted), 1 refused before writing, 3 rejected by Envoy, 4 no answer
-from Envoy within --timeout. Standard library only.
+pushed (and, with --admin, accepted), 1 refused before writing, 3 rejected by Envoy, 4 no
+verdict from Envoy within --timeout. Standard library only.
 """
 import argparse
 import json
@@ -109,20 +113,29 @@ def ecds_counters(admin_url, name=genconfig.ECDS_NAME):
     return out
 
 
-def wait_for_update(admin_url, before, timeout=10, name=genconfig.ECDS_NAME):
-    """Wait until Envoy has processed one more ECDS update than in `before` (ecds_counters);
-    returns ("accepted" | "rejected" | "timeout", counters)."""
+def wait_for_update(admin_url, before, timeout=10, name=genconfig.ECDS_NAME, version=None):
+    """Wait until Envoy has processed one more ECDS update than in `before` (ecds_counters) and,
+    if `version` is given, serves that version_text; returns ("accepted" | "rejected" |
+    "timeout", counters)."""
     deadline = time.time() + timeout
     while True:
         now = ecds_counters(admin_url, name)
         if now.get("update_rejected", 0) > before.get("update_rejected", 0) or \
                 now.get("update_failure", 0) > before.get("update_failure", 0):
             return "rejected", now
-        if now.get("update_success", 0) > before.get("update_success", 0):
+        if now.get("update_success", 0) > before.get("update_success", 0) and \
+                (version is None or now.get("version_text") == version):
             return "accepted", now
         if time.time() > deadline:
             return "timeout", now
         time.sleep(0.02)
+
+
+def route_headers(admin_url):
+    """The headers Envoy's routes read with `cluster_header` (/config_dump)."""
+    with urllib.request.urlopen(admin_url.rstrip("/") + "/config_dump", timeout=5) as r:
+        dump = r.read().decode()
+    return set(re.findall(r'"cluster_header":\s*"([^"]*)"', dump))
 
 
 def envoy_clusters(admin_url):
@@ -149,10 +162,16 @@ def main(argv=None):
                     "http://127.0.0.1:9901: check clusters first, then wait for Envoy's verdict")
     ap.add_argument("--timeout", type=float, default=10.0)
     ap.add_argument("--no-rollback", action="store_true", help="with --admin: leave a file "
-                    "Envoy rejected in place (default: put the previous file back)")
+                    "Envoy rejected (or gave no verdict on) in place (default: put the previous "
+                    "file back)")
+    ap.add_argument("--unchecked", action="store_true", help="write without --admin: no "
+                    "cluster or route-header check against Envoy, no verdict")
     args = ap.parse_args(argv)
     if not args.to and not args.stdout:
         ap.error("give --to FILE (or --stdout)")
+    if args.to and not args.admin and not args.unchecked:
+        ap.error("give --admin URL, so the policy is checked against the running Envoy and its "
+                 "verdict awaited (or --unchecked to write without either)")
 
     with open(args.policy, encoding="utf-8") as f:
         policy_text = f.read()
@@ -175,11 +194,20 @@ def main(argv=None):
 
     before = None
     if args.admin:
-        missing = [c for c in genconfig.policy_clusters(policy_text)
-                   if c not in envoy_clusters(args.admin)]
+        named = genconfig.policy_clusters(policy_text) + \
+            genconfig.policy_source_clusters(policy_text)
+        known = envoy_clusters(args.admin)
+        missing = [c for c in dict.fromkeys(named) if c not in known]
         if missing:
             print("push_policy: Envoy has no cluster(s) %s named by the policy; nothing written"
                   % ", ".join(missing), file=sys.stderr)
+            return 1
+        route_header = genconfig.policy_route_header(policy_text)
+        read = route_headers(args.admin)
+        if read and route_header not in read:
+            print("push_policy: the policy sets its route header to %s, but Envoy's routes read "
+                  "%s; nothing written" % (route_header, ", ".join(sorted(read))),
+                  file=sys.stderr)
             return 1
         before = ecds_counters(args.admin, args.name)
     try:
@@ -188,29 +216,46 @@ def main(argv=None):
     except OSError:
         previous = None
     write_atomic(args.to, text)
-    print("push_policy: wrote %s (policy version %s)"
-          % (args.to, genconfig.policy_version(policy_text)))
+    version = args.version_info or genconfig.policy_version(policy_text)
+    print("push_policy: wrote %s (policy version %s)" % (args.to, version))
     if not args.admin:
         return 0
-    verdict, now = wait_for_update(args.admin, before, args.timeout, args.name)
+    try:
+        verdict, now = wait_for_update(args.admin, before, args.timeout, args.name, version)
+    except (OSError, ValueError) as e:
+        verdict, now = "unreachable: %s" % e, {}
     if verdict == "accepted":
         print("push_policy: Envoy accepted it (version_text %s)" % now.get("version_text"))
         return 0
     if verdict == "rejected":
         print("push_policy: Envoy REJECTED it and keeps serving version %s; see Envoy's log "
               "(`switchyard: policy rejected: ...`)" % now.get("version_text"), file=sys.stderr)
-        if previous is not None and not args.no_rollback:
-            # Put the file back, so what is on disk is what Envoy serves (and what a restarted
-            # Envoy would load). Re-reading an identical resource changes nothing in Envoy.
-            before = ecds_counters(args.admin, args.name)
-            write_atomic(args.to, previous)
-            verdict2, _ = wait_for_update(args.admin, before, args.timeout, args.name)
-            print("push_policy: restored the previous %s (%s)" % (args.to, verdict2),
+    else:
+        print("push_policy: no verdict from Envoy within %ss (%s; is --to the file Envoy "
+              "watches?)" % (args.timeout, verdict), file=sys.stderr)
+    if not args.no_rollback:
+        restore(args, previous)
+    return 3 if verdict == "rejected" else 4
+
+
+def restore(args, previous):
+    """Puts the previous file back (or removes a first push's), so what is on disk is what
+    Envoy serves and what a restarted Envoy would load. Re-reading an identical resource
+    changes nothing in Envoy."""
+    try:
+        if previous is None:
+            os.remove(args.to)
+            print("push_policy: removed %s (there was no previous file)" % args.to,
                   file=sys.stderr)
-        return 3
-    print("push_policy: no update seen within %ss (is --to the file Envoy watches?)"
-          % args.timeout, file=sys.stderr)
-    return 4
+            return
+        before = ecds_counters(args.admin, args.name)
+        write_atomic(args.to, previous)
+        verdict, _ = wait_for_update(args.admin, before, args.timeout, args.name)
+        print("push_policy: restored the previous %s (%s)" % (args.to, verdict),
+              file=sys.stderr)
+    except (OSError, ValueError) as e:
+        print("push_policy: could not restore the previous %s: %s" % (args.to, e),
+              file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -386,6 +386,30 @@ def test_push_policy_tool(dyn, workdir, tmp_path):
     rc, out = run(policy("tool-cluster", unknown_cluster))   # Envoy has no such cluster
     assert rc == 1 and "no_such_cluster" in out, out
 
+    def other_route_header(d):
+        d.setdefault("settings", {})["route_header"] = "x-other-route"
+    rc, out = run(policy("tool-header", other_route_header))  # no route reads that header
+    assert rc == 1 and "x-other-route" in out and "nothing written" in out, out
+    with open(dyn.ecds_path) as f:
+        assert f.read() == on_disk
+
+    # Without --admin the tool will not write blind unless told to.
+    p = tmp_path / "blind.json"
+    p.write_text(policy("tool-blind"))
+    out = subprocess.run(tool + [str(p), "--to", dyn.ecds_path], stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, timeout=60)
+    assert out.returncode == 2 and b"--admin" in out.stdout, out.stdout
+    with open(dyn.ecds_path) as f:
+        assert f.read() == on_disk
+
+    # No verdict (a file Envoy does not watch): exit 4, and nothing is left behind.
+    stray = tmp_path / "not-watched.yml"
+    out = subprocess.run(tool + [str(p), "--to", str(stray), "--admin", admin, "--timeout", "1",
+                                 "--wasm", "x.wasm"],
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=60)
+    assert out.returncode == 4 and b"no verdict" in out.stdout, out.stdout
+    assert not stray.exists(), "a first push Envoy gave no verdict on is removed"
+
     rc, out = run(policy("tool-bad", _typo_split), "--no-check")   # Envoy rejects, rollback
     assert rc == 3 and "REJECTED" in out and "restored" in out, out
     with open(dyn.ecds_path) as f:
