@@ -5,7 +5,10 @@
 #   ./demo.sh --help          more options (envoy/demo.py)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
+unset CARGO_TARGET_DIR   # the module and the Envoy configurations live under ./target
 if [ "${1:-}" != "--help" ] && [ "${1:-}" != "-h" ]; then
   envoy/setup.sh
 fi
-exec envoy/_venv/bin/python envoy/demo.py "$@"
+PY=envoy/_venv/bin/python
+[ -x "$PY" ] || PY=python3   # --help before the first setup
+exec "$PY" envoy/demo.py "$@"

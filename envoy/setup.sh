@@ -31,9 +31,10 @@ if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import sys' 2>/dev/nu
   rm -rf "$VENV"
   if ! "$PY" -m venv "$VENV"; then
     rm -rf "$VENV"
-    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    . "$REPO/tools/apt.sh"
+    if can_install; then
       say "python3 venv module missing; installing python3-venv with apt-get"
-      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >&2
+      apt_install python3-venv
       "$PY" -m venv "$VENV"
     else
       say "python3 -m venv failed: install your distribution's python3-venv package"; exit 1

@@ -19,23 +19,19 @@ timed() {
   "$@"
   printf '    (%ss)\n' "$((SECONDS - start))"
 }
-as_root() {
-  if [[ $(id -u) -eq 0 ]]; then "$@"; else sudo "$@"; fi
-}
-apt_updated=0
-apt_install() {
-  if [[ $apt_updated -eq 0 ]]; then
-    as_root apt-get update -q
-    apt_updated=1
-  fi
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@"
-}
+. tools/apt.sh
 
 step "Node.js"
 if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
   timed apt_install nodejs npm
 fi
 node --version
+# playwright-core (playground/package-lock.json) refuses to run on Node.js before 20.
+if [[ $(node -p 'process.versions.node.split(".")[0]') -lt 20 ]]; then
+  echo "js/test.sh: Node.js $(node --version) is too old: the browser test's playwright-core" \
+    "needs Node.js 20 or newer (Debian 12's nodejs package is 18); install Node.js 20+" >&2
+  exit 1
+fi
 
 step "web and Node builds (js/build.sh via playground/serve.sh --build-only)"
 timed bash playground/serve.sh --build-only

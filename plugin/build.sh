@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Builds the filter as shipped: cargo's release build for wasm32-wasip1, then binaryen's
 # wasm-metadce (drops the SDK callbacks switchyard does not implement, below) and wasm-opt -Oz
-# in place (about 14% smaller). Installs the wasm target, and binaryen with apt
-# when it is missing and we are root; without wasm-opt the module still works, just larger.
+# in place (about 14% smaller). Installs the wasm target, and binaryen with apt (as root, or
+# through sudo) when it is missing; without binaryen the module still works, just larger.
 #   plugin/build.sh   → target/wasm32-wasip1/release/switchyard_plugin.wasm
 #   plugin/build.sh --symbols   → the same code, for profiling (bench/profile.sh), in
 #       target/prof/wasm32-wasip1/release/: switchyard_plugin.wasm keeps its name section and
@@ -18,10 +18,15 @@ if command -v rustup >/dev/null && ! rustup target list --installed 2>/dev/null 
   say "rustup target add wasm32-wasip1"
   rustup target add wasm32-wasip1 >&2
 fi
-if ! { command -v wasm-opt && command -v wasm-metadce; } >/dev/null && [ "$(id -u)" = 0 ] \
-  && command -v apt-get >/dev/null; then
-  say "installing binaryen (wasm-opt, wasm-metadce) with apt-get"
-  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq binaryen) >&2 || say "binaryen install failed; continuing without wasm-opt"
+. tools/apt.sh
+if ! { command -v wasm-opt && command -v wasm-metadce; } >/dev/null; then
+  if can_install; then
+    say "installing binaryen (wasm-opt, wasm-metadce) with apt-get"
+    apt_install binaryen || say "WARNING: binaryen install failed"
+  fi
+  { command -v wasm-opt && command -v wasm-metadce; } >/dev/null || say "WARNING: no binaryen" \
+    "(apt-get install binaryen): the module is built unoptimized, with the SDK's unused" \
+    "callbacks still exported; it works, but it is not the module the tests check"
 fi
 
 # The Wasm features rustc's wasm32-wasip1 output uses, for binaryen.
@@ -62,6 +67,9 @@ json.dump(graph, sys.stdout)' "$UNUSED_CALLBACKS" > "$graph" \
   say "wasm-metadce: unused SDK callbacks no longer exported"
 }
 
+# Everything that loads the module (Envoy configurations, the Envoy suite's harness, the
+# examples) reads it from ./target, so a CARGO_TARGET_DIR from the environment is not followed.
+unset CARGO_TARGET_DIR
 TARGET_DIR=target
 SYMBOL_FLAGS=()
 if [ "${1:-}" = --symbols ]; then
