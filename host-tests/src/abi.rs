@@ -592,6 +592,7 @@ fn metrics(linker: &mut Linker<HostState>) -> Result<()> {
                 return Ok(status::BAD_ARGUMENT);
             };
             let name = read_string(&caller, name, name_size)?;
+            caller.data_mut().metric_definitions += 1;
             let metrics = &mut caller.data_mut().metrics;
             let index = match metrics.iter().position(|m| m.name == name) {
                 Some(index) if metrics[index].kind == kind => index,

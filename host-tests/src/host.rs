@@ -281,6 +281,18 @@ impl FakeHost {
     /// Sends one request through the filter (request headers, response headers, done, log,
     /// delete) and reports what became of it.
     pub fn request(&mut self, request: &HttpRequest) -> Result<RequestResult> {
+        self.request_with(request, |_| Ok(()))
+    }
+
+    /// [`FakeHost::request`], running `meanwhile` after the request headers and before the
+    /// response: a stream that stays open while the host ticks, swaps the policy or serves
+    /// other streams. Those other streams start from a fresh stream state, so this stream's
+    /// result keeps its request headers, reply and response but not its filter state.
+    pub fn request_with(
+        &mut self,
+        request: &HttpRequest,
+        mut meanwhile: impl FnMut(&mut Self) -> Result<()>,
+    ) -> Result<RequestResult> {
         let Some(root) = self.root_id else {
             bail!("configure the filter before sending requests");
         };
@@ -305,6 +317,7 @@ impl FakeHost {
         );
         let request_headers = self.store.data().maps[REQUEST_HEADERS].clone();
         let local_reply = self.store.data().local_reply.clone();
+        meanwhile(self)?;
 
         // The response phase: a local reply, or the upstream's answer if the request went on.
         let response = match (&local_reply, request_action) {

@@ -229,6 +229,9 @@ pub struct HostState {
     pub log_level: u32,
     /// Metrics by id (id = index + 1, so 0 is never a valid id).
     pub metrics: Vec<Metric>,
+    /// `proxy_define_metric` calls: Envoy adds an entry to its tables for each one, even for a
+    /// name it has, and never removes them.
+    pub metric_definitions: usize,
     pub local_reply: Option<LocalReply>,
     /// Foreign functions the host offers; calls to others get `NotFound`, like Envoy without
     /// the function registered.

@@ -34,7 +34,7 @@ mod struct_config;
 #[cfg(test)]
 mod struct_encode;
 
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
 use std::time::Duration;
 
 use proxy_wasm::hostcalls;
@@ -117,6 +117,10 @@ const FLUSH_PERIOD_MS: u64 = 1_000;
 #[derive(Default)]
 struct Root {
     loaded: Option<Rc<Loaded>>,
+    /// Replaced policies that streams still hold: their counts are flushed on the tick too,
+    /// so one long stream (an LLM response, a websocket) does not hold back every count of
+    /// the streams that started before a swap.
+    retired: Vec<Weak<Loaded>>,
     /// The remote sources the bootstrap policy names ([`remote`]), if any.
     remote: Option<remote::Remote>,
     /// Envoy accepted a tick period: counters are batched and flushed on ticks.
@@ -124,11 +128,12 @@ struct Root {
 }
 
 impl Root {
-    /// Swaps the live policy: new streams get it, running ones keep theirs (and the old
-    /// counters flush again when the last of them ends).
+    /// Swaps the live policy: new streams get it, running ones keep theirs (the old counters
+    /// flush on every tick while they do, and when the last of them ends).
     fn install(&mut self, policy: CompiledPolicy) {
         if let Some(old) = &self.loaded {
             old.metrics.flush();
+            self.retired.push(Rc::downgrade(old));
         }
         let metrics = Metrics::define(&policy, self.ticking);
         self.loaded = Some(Rc::new(Loaded {
@@ -239,6 +244,13 @@ impl RootContext for Root {
         if let Some(loaded) = &self.loaded {
             loaded.metrics.flush();
         }
+        self.retired.retain(|old| match old.upgrade() {
+            Some(old) => {
+                old.metrics.flush();
+                true
+            }
+            None => false, // its last stream ended and flushed it (`Metrics::drop`)
+        });
         let Some(remote) = self.remote.as_mut() else {
             return;
         };

@@ -46,7 +46,8 @@
 //! memory on every worker); beyond [`MAX_DECISION_COUNTERS`] the per-variation decision
 //! counters are not defined (a warning says so) and only the per-flag counters are kept.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::MetricType;
@@ -339,10 +340,25 @@ fn counter(name: &str) -> Option<u32> {
     define(MetricType::Counter, name)
 }
 
-/// Defines a metric, logging (not failing) when the host refuses.
+thread_local! {
+    /// The ids this VM got, by kind and name. Envoy hands out a new id, and a new entry in
+    /// tables it never shrinks, for every definition, even of a name it already has: without
+    /// this, every policy swap (each changed consent document) would grow them.
+    /// Keyed by the kind's digit and the name (the map type the engine already uses).
+    static DEFINED: RefCell<HashMap<String, usize>> = RefCell::new(HashMap::new());
+}
+
+/// Defines a metric once per VM, logging (not failing) when the host refuses.
 pub(crate) fn define(kind: MetricType, name: &str) -> Option<u32> {
+    let key = format!("{}{name}", kind as u32);
+    if let Some(id) = DEFINED.with(|d| d.borrow().get(&key).copied()) {
+        return u32::try_from(id).ok();
+    }
     match hostcalls::define_metric(kind, name) {
-        Ok(id) => Some(id),
+        Ok(id) => {
+            DEFINED.with(|d| d.borrow_mut().insert(key, id as usize));
+            Some(id)
+        }
         Err(status) => {
             crate::warn(&format!(
                 "switchyard: cannot define metric {name} ({status:?})"

@@ -135,6 +135,59 @@ fn a_policy_swap_flushes_the_old_policys_counts() {
 }
 
 #[test]
+fn a_long_stream_does_not_hold_back_the_old_policys_counts() {
+    // Stream 1 stays open across a swap; stream 2 starts before the swap and ends after it.
+    // Both count into the old policy, which stream 1 still holds; stream 2's response count
+    // must reach the host on the next tick, not when stream 1 ends.
+    let mut host = common::host_with(&common::example_policy());
+    let next = common::example_policy().replacen("\"2026-11-21.3\"", "\"2026-11-21.4\"", 1);
+    let upstream =
+        "switchyard.upstream.flag.support_answer_model_route.variation.candidate.class.2xx";
+    host.request_with(&common::chat("acme", "long"), |host| {
+        host.request_with(&common::chat("acme", "short"), |host| {
+            assert!(host.configure(next.as_bytes())?);
+            Ok(())
+        })?;
+        host.tick()?;
+        assert_eq!(
+            host.metric(upstream),
+            Some(1),
+            "the short stream's response, counted under the old policy"
+        );
+        Ok(())
+    })
+    .unwrap();
+    host.tick().unwrap();
+    assert_eq!(
+        host.metric(upstream),
+        Some(2),
+        "and the long one's when it ends"
+    );
+}
+
+#[test]
+fn a_policy_swap_defines_no_metric_twice() {
+    // Envoy adds a table entry for every definition, even of a name it has, and never removes
+    // it: a swap (every changed consent document) must reuse the ids it has.
+    let mut host = common::host_with(&common::example_policy());
+    let defined = host.state().metric_definitions;
+    assert!(defined > 10);
+    for version in ["2026-11-21.4", "2026-11-21.5", "2026-11-21.6"] {
+        let next =
+            common::example_policy().replacen("\"2026-11-21.3\"", &format!("\"{version}\""), 1);
+        assert!(host.configure(next.as_bytes()).unwrap());
+    }
+    assert_eq!(host.state().metric_definitions, defined);
+    host.request(&common::chat("acme", "c-1")).unwrap();
+    host.tick().unwrap();
+    assert_eq!(
+        host.metric("switchyard.decisions.flag.support_answer_model_route.variation.candidate.reason.TARGETING_MATCH"),
+        Some(1),
+        "the reused ids still count"
+    );
+}
+
+#[test]
 fn kill_switch_and_split_reasons_are_counted() {
     let mut host = common::host_with(&common::read_repo_file("testdata/policies/killswitch.json"));
     host.request(&common::chat("someone", "c-1").header("x-plan", "pro"))
