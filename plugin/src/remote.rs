@@ -206,6 +206,19 @@ impl Feed {
         .is_ok()
     }
 
+    /// Records what the source serves now, so that a document it no longer serves is never
+    /// paired with the other source's next one.
+    fn record_latest(&self, doc: &Shared) {
+        if let Err(status) =
+            hostcalls::set_shared_data(&self.pending_key, Some(&doc.encode()), None)
+        {
+            warn(&format!(
+                "switchyard: cannot write shared data {} ({status:?})",
+                self.pending_key
+            ));
+        }
+    }
+
     /// The latest document fetched from this source by any worker, if it is not the live one.
     fn waiting(&self) -> Option<Shared> {
         let bytes = hostcalls::get_shared_data(&self.pending_key).ok()?.0?;
@@ -416,6 +429,10 @@ impl Remote {
                 LogLevel::Debug,
                 &format!("switchyard: {} not modified", self.feeds[index].describe()),
             );
+            // The server serves the live document again: nothing of this source is waiting.
+            if let Some(current) = self.feeds[index].current.clone() {
+                self.feeds[index].record_latest(&current);
+            }
             return None;
         };
         let shared = Shared {
@@ -423,15 +440,10 @@ impl Remote {
             fetched_at_ms: now,
             body,
         };
-        // Unchanged (a server that ignores If-None-Match): nothing to do.
+        self.feeds[index].record_latest(&shared);
+        // Unchanged (a server that ignores If-None-Match): nothing more to do.
         if self.feeds[index].current.as_ref().map(|c| &c.body) == Some(&shared.body) {
             return None;
-        }
-        let pending = &self.feeds[index].pending_key;
-        if let Err(status) = hostcalls::set_shared_data(pending, Some(&shared.encode()), None) {
-            warn(&format!(
-                "switchyard: cannot write shared data {pending} ({status:?})"
-            ));
         }
         self.apply(index, shared, live, now)
     }

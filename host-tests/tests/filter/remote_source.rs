@@ -758,3 +758,49 @@ fn a_new_configuration_must_fit_the_live_consent_records() {
         c.logs()
     );
 }
+
+#[test]
+fn a_document_the_server_no_longer_serves_is_never_paired() {
+    let mut host = worker(&both_sources(1000));
+    let mut next_calls = |host: &mut FakeHost| {
+        for _ in 0..8 {
+            host.advance_and_tick().unwrap();
+            if let (Some(p), Some(c)) = call_tokens(host) {
+                return (p, c);
+            }
+        }
+        panic!("both sources fetched: {:?}", host.pending_http_calls());
+    };
+    let (p, c) = next_calls(&mut host);
+    let p1 = killed(&bootstrap(), "v1");
+    host.respond_http_call(p, 200, &[("etag", "\"p1\"")], p1.as_bytes())
+        .unwrap();
+    let c1 = consent_doc("support_copilot", &[("acme", "opt_out")]);
+    host.respond_http_call(c, 200, &[("etag", "\"c1\"")], c1.as_bytes())
+        .unwrap();
+    assert_eq!(route(&mut host, "acme"), "support_rules");
+
+    // v2 (a renamed class) does not fit the live records and waits ...
+    let (p, c) = next_calls(&mut host);
+    let p2 = class_renamed(&bootstrap(), "v2", "support_assistant");
+    host.respond_http_call(p, 200, &[("etag", "\"p2\"")], p2.as_bytes())
+        .unwrap();
+    host.respond_http_call(c, 304, &[], b"").unwrap();
+    // ... then the server goes back to v1 (304 for v1's ETag), and later serves records for
+    // the new class name: they must not be paired with the v2 nobody serves any more.
+    let (p, c) = next_calls(&mut host);
+    host.respond_http_call(p, 304, &[], b"").unwrap();
+    let c2 = consent_doc("support_assistant", &[("acme", "opt_out")]);
+    host.respond_http_call(c, 200, &[("etag", "\"c2\"")], c2.as_bytes())
+        .unwrap();
+    let swaps = info_lines(&host, "switchyard: policy swap:");
+    assert!(
+        swaps.iter().all(|l| !l.contains("-> v2,")),
+        "v2 was published: {swaps:#?}"
+    );
+    assert_eq!(
+        route(&mut host, "acme"),
+        "support_rules",
+        "v1 with c1 still"
+    );
+}
