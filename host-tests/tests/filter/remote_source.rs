@@ -762,7 +762,7 @@ fn a_new_configuration_must_fit_the_live_consent_records() {
 #[test]
 fn a_document_the_server_no_longer_serves_is_never_paired() {
     let mut host = worker(&both_sources(1000));
-    let mut next_calls = |host: &mut FakeHost| {
+    let next_calls = |host: &mut FakeHost| {
         for _ in 0..8 {
             host.advance_and_tick().unwrap();
             if let (Some(p), Some(c)) = call_tokens(host) {
