@@ -6,14 +6,19 @@
 use serde_json::Value;
 use switchyard_policy::bucket_point;
 
-#[test]
-fn bucketing_matches_independent_vectors() {
+/// testdata/bucket_vectors.json's vectors.
+fn vectors() -> Vec<Value> {
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../testdata/bucket_vectors.json"
     );
     let doc: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-    let vectors = doc["vectors"].as_array().unwrap();
+    doc["vectors"].as_array().unwrap().clone()
+}
+
+#[test]
+fn bucketing_matches_independent_vectors() {
+    let vectors = vectors();
     assert!(vectors.len() >= 50);
     let mut saw_empty = false;
     let mut saw_non_ascii = false;
@@ -45,13 +50,8 @@ fn bucketing_matches_independent_vectors() {
 /// salt buckets each unit at the vector's point.
 #[test]
 fn a_flags_salt_is_what_is_hashed() {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../testdata/bucket_vectors.json"
-    );
-    let doc: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     let mut checked = 0;
-    for v in doc["vectors"].as_array().unwrap() {
+    for v in &vectors() {
         let (salt, unit) = (v["salt"].as_str().unwrap(), v["unit"].as_str().unwrap());
         let total = v["total"].as_u64().unwrap();
         if salt.is_empty() || unit.is_empty() || total > 1_000_000_000 {

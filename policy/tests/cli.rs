@@ -21,6 +21,13 @@ fn switchyard(args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// A fresh directory for one test's files (remove it at the end).
+fn scratch_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
 fn stdout(o: &Output) -> String {
     String::from_utf8(o.stdout.clone()).unwrap()
 }
@@ -79,8 +86,7 @@ fn simulate_defaults_to_ten_thousand_units_and_prints_json_on_request() {
 
 #[test]
 fn simulate_reads_a_requests_file_in_the_eval_format() {
-    let dir = std::env::temp_dir().join(format!("switchyard-sim-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch_dir("switchyard-sim");
     let file = dir.join("requests.jsonl");
     std::fs::write(
         &file,
@@ -141,8 +147,7 @@ fn simulate_reads_a_requests_file_in_the_eval_format() {
 
 #[test]
 fn simulate_refuses_bad_policies_and_bad_usage() {
-    let dir = std::env::temp_dir().join(format!("switchyard-sim-bad-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch_dir("switchyard-sim-bad");
     let bad = dir.join("bad.json");
     std::fs::write(&bad, r#"{"version": "1", "flags": [{"key": "f"}]}"#).unwrap();
     let out = switchyard(&["simulate", bad.to_str().unwrap()]);
@@ -174,8 +179,7 @@ fn check_exits_0_for_a_valid_policy_and_1_for_anything_else() {
     assert_eq!(good.status.code(), Some(0));
     assert!(!stdout(&good).is_empty(), "a summary");
 
-    let dir = std::env::temp_dir().join(format!("switchyard-check-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch_dir("switchyard-check");
     let bad = dir.join("bad.json");
     std::fs::write(
         &bad,
@@ -205,8 +209,7 @@ fn check_exits_0_for_a_valid_policy_and_1_for_anything_else() {
 
 #[test]
 fn eval_answers_every_line_and_marks_the_bad_ones() {
-    let dir = std::env::temp_dir().join(format!("switchyard-eval-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch_dir("switchyard-eval");
     let requests = dir.join("requests.jsonl");
     std::fs::write(
         &requests,
