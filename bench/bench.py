@@ -442,14 +442,21 @@ class Envoy:
     def cpu_ticks(self):
         return proc_ticks("/proc/%d/stat" % self.proc.pid)
 
-    def worker_ticks(self):
-        """CPU ticks of the worker thread(s) (comm wrk:worker_N)."""
-        total = 0
+    def worker_tasks(self):
+        """/proc paths of the worker thread(s) (comm wrk:worker_N)."""
         for task in glob.glob("/proc/%d/task/*" % self.proc.pid):
             try:
                 with open(task + "/comm") as f:
-                    if not f.read().startswith("wrk:worker"):
-                        continue
+                    if f.read().startswith("wrk:worker"):
+                        yield task
+            except OSError:
+                pass
+
+    def worker_ticks(self):
+        """CPU ticks of the worker thread(s)."""
+        total = 0
+        for task in self.worker_tasks():
+            try:
                 total += proc_ticks(task + "/stat")
             except OSError:
                 pass
@@ -458,16 +465,11 @@ class Envoy:
     def detail(self):
         """What may explain a slow run: user and system ticks, minor page faults (process), and
         the worker thread's involuntary context switches (preempted by another task)."""
-        with open("/proc/%d/stat" % self.proc.pid) as f:
-            data = f.read()
-        fields = data[data.rindex(")") + 2:].split()
+        fields = stat_fields("/proc/%d/stat" % self.proc.pid)
         out = {"utime": int(fields[11]), "stime": int(fields[12]), "minflt": int(fields[7]),
                "worker_nvcsw": 0}
-        for task in glob.glob("/proc/%d/task/*" % self.proc.pid):
+        for task in self.worker_tasks():
             try:
-                with open(task + "/comm") as f:
-                    if not f.read().startswith("wrk:worker"):
-                        continue
                 with open(task + "/status") as f:
                     for line in f:
                         if line.startswith("nonvoluntary_ctxt_switches:"):
@@ -497,10 +499,15 @@ class Envoy:
         return out
 
 
-def proc_ticks(path):
+def stat_fields(path):
+    """The fields of a /proc stat file after the command name (field 3 onwards)."""
     with open(path) as f:
         data = f.read()
-    fields = data[data.rindex(")") + 2:].split()
+    return data[data.rindex(")") + 2:].split()
+
+
+def proc_ticks(path):
+    fields = stat_fields(path)
     return int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15 of stat)
 
 

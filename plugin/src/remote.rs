@@ -15,7 +15,8 @@
 //!   value succeeds, so exactly one worker fetches per interval.
 //! - **Latest fetch** `switchyard.<policy|consent>.<id>`: the source's latest document as
 //!   fetched, `switchyard/1\n<etag>\n<fetched at, ms>\n<body>`, whether or not it was applied,
-//!   so that a document waiting for its partner can be paired when the partner arrives.
+//!   so that a document waiting for its partner can be paired when the partner arrives; empty
+//!   once the source serves the live document again.
 //! - **Live pair** `switchyard.live.<policy id or ->|<consent id or ->`: the policy document
 //!   and the consent document every worker serves, in one value so that they change together
 //!   (`switchyard-live/1 <length> <length>\n` and the two documents). Only the fetcher writes
@@ -206,12 +207,12 @@ impl Feed {
         .is_ok()
     }
 
-    /// Records what the source serves now, so that a document it no longer serves is never
-    /// paired with the other source's next one.
-    fn record_latest(&self, doc: &Shared) {
-        if let Err(status) =
-            hostcalls::set_shared_data(&self.pending_key, Some(&doc.encode()), None)
-        {
+    /// Records what the source serves now: a new document (`Some`), or the live one again
+    /// (`None`, stored empty: nothing waits), so that a document the source no longer serves is
+    /// never paired with the other source's next one.
+    fn record_latest(&self, doc: Option<&Shared>) {
+        let bytes = doc.map(Shared::encode).unwrap_or_default();
+        if let Err(status) = hostcalls::set_shared_data(&self.pending_key, Some(&bytes), None) {
             warn(&format!(
                 "switchyard: cannot write shared data {} ({status:?})",
                 self.pending_key
@@ -430,9 +431,7 @@ impl Remote {
                 &format!("switchyard: {} not modified", self.feeds[index].describe()),
             );
             // The server serves the live document again: nothing of this source is waiting.
-            if let Some(current) = self.feeds[index].current.clone() {
-                self.feeds[index].record_latest(&current);
-            }
+            self.feeds[index].record_latest(None);
             return None;
         };
         let shared = Shared {
@@ -440,11 +439,12 @@ impl Remote {
             fetched_at_ms: now,
             body,
         };
-        self.feeds[index].record_latest(&shared);
-        // Unchanged (a server that ignores If-None-Match): nothing more to do.
+        // Unchanged (a server that ignores If-None-Match): as a 304.
         if self.feeds[index].current.as_ref().map(|c| &c.body) == Some(&shared.body) {
+            self.feeds[index].record_latest(None);
             return None;
         }
+        self.feeds[index].record_latest(Some(&shared));
         self.apply(index, shared, live, now)
     }
 

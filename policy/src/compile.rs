@@ -565,18 +565,24 @@ impl Compiler {
     /// The plain headers a variation's attributes go out as must differ from each other and
     /// from the route, exposure and version headers: `model_route` and `model-route` both
     /// default to `x-switchyard-attr-model-route`, and the upstream would get two copies.
-    fn distinct_attribute_headers(&mut self, v: &Variation, place: &str, settings: &SettingsDoc) {
+    fn distinct_attribute_headers(
+        &mut self,
+        v: &Variation,
+        compiled: &CompiledVariation,
+        place: &str,
+        settings: &SettingsDoc,
+    ) {
         let fixed = [
             ("settings.route_header", &settings.route_header),
             ("settings.exposure_header", &settings.exposure_header),
             ("settings.version_header", &settings.version_header),
         ];
-        let mut seen: Vec<(&str, String)> = Vec::new();
-        for (attr, _) in &v.attributes {
-            let header = attribute_header(attr, settings);
+        let mut seen: Vec<(&str, &String)> = Vec::new();
+        // `attribute_headers` follows `attributes`, one header each.
+        for ((attr, _), (header, _)) in v.attributes.iter().zip(&compiled.attribute_headers) {
             let clash = fixed
                 .iter()
-                .find(|(_, h)| **h == header)
+                .find(|(_, h)| *h == header)
                 .map(|(setting, _)| setting.to_string())
                 .or_else(|| {
                     seen.iter()
@@ -766,14 +772,15 @@ impl Compiler {
             .as_ref()
             .and_then(|d| self.serve(d, &dplace, flag, &variation_index));
 
-        for v in &flag.variations {
-            self.distinct_attribute_headers(v, &field(&variations_place(place), &v.name), settings);
-        }
-        let variations = flag
+        let variations: Vec<CompiledVariation> = flag
             .variations
             .iter()
             .map(|v| compile_variation(&flag.key, v, settings))
             .collect();
+        for (v, compiled) in flag.variations.iter().zip(&variations) {
+            let vplace = field(&variations_place(place), &v.name);
+            self.distinct_attribute_headers(v, compiled, &vplace, settings);
+        }
 
         if self.errors.len() > start_errors {
             return None;
