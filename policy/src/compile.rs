@@ -297,6 +297,7 @@ pub fn compile(
     options: &crate::LoadOptions,
 ) -> Result<CompiledPolicy, PolicyErrors> {
     let mut c = Compiler {
+        reader_errors: errors.len(),
         errors,
         attr_index: HashMap::new(),
         attributes: Vec::new(),
@@ -394,6 +395,7 @@ pub fn compile(
             flags.push(f);
         }
     }
+    c.attribute_headers_in_use(&doc);
 
     let mut header_names: Vec<String> = Vec::new();
     for source in &c.attributes {
@@ -499,6 +501,9 @@ pub fn compile(
 
 struct Compiler {
     errors: PolicyErrors,
+    /// How many of `errors` the reader found: the structural ones, which can explain why a
+    /// name is missing from the model.
+    reader_errors: usize,
     attr_index: HashMap<String, usize>,
     attributes: Vec<AttrSource>,
     clauses: Vec<CompiledClause>,
@@ -516,12 +521,37 @@ impl Compiler {
     fn attribute(&mut self, name: &str, place: &str) -> Option<usize> {
         let found = self.attr_index.get(name).copied();
         if found.is_none() {
-            self.errors.push(
+            self.undefined(
                 place,
+                &["context"],
+                name,
                 format!("attribute \"{name}\" is not defined in context (nor one of path, host, method, source_ip)"),
             );
         }
         found
+    }
+
+    /// Reports a reference to `name` that the innermost of `tables` does not define, unless
+    /// the reader already explained it: an error at the reference itself (a missing or
+    /// malformed name), at one of the tables (not an object, too many entries), or inside
+    /// `name`'s own entry (present but broken, so left out of the model). Saying "not
+    /// defined" of something the author did define would only mislead.
+    fn undefined(&mut self, at: &str, tables: &[&str], name: &str, message: String) {
+        let reader = &self.errors.0[..self.reader_errors];
+        let within = |place: &str| {
+            reader.iter().any(|e| {
+                e.place.strip_prefix(place).is_some_and(|rest| {
+                    rest.is_empty() || rest.starts_with('.') || rest.starts_with('[')
+                })
+            })
+        };
+        let entry = tables.last().map(|t| field(t, name));
+        let explained = within(at)
+            || tables.iter().any(|t| reader.iter().any(|e| e.place == *t))
+            || entry.is_some_and(|entry| within(&entry));
+        if !explained {
+            self.errors.push(at, message);
+        }
     }
 
     fn consent(&mut self, consent: &Consent) -> (Option<CompiledConsent>, HashMap<String, usize>) {
@@ -542,8 +572,10 @@ impl Compiler {
             for record in records {
                 match class_index.get(&record.class) {
                     Some(&ci) => states[ci] = record.state,
-                    None => self.errors.push(
-                        field(&place, &record.class),
+                    None => self.undefined(
+                        &field(&place, &record.class),
+                        &["consent", "consent.classes"],
+                        &record.class,
                         format!(
                             "consent class \"{}\" is not defined in consent.classes",
                             record.class
@@ -560,6 +592,26 @@ impl Compiler {
             tenants,
         });
         (compiled, class_index)
+    }
+
+    /// A `settings.attribute_headers` entry no variation's attribute has would never be
+    /// written: almost always a misspelt attribute, whose header then keeps its default name.
+    fn attribute_headers_in_use(&mut self, doc: &PolicyDoc) {
+        for (attribute, _) in &doc.settings.attribute_headers {
+            let used = doc.flags.iter().any(|f| {
+                f.variations
+                    .iter()
+                    .any(|v| v.attributes.iter().any(|(a, _)| a == attribute))
+            });
+            if !used {
+                self.undefined(
+                    &field("settings.attribute_headers", attribute),
+                    &["flags"],
+                    attribute,
+                    format!("no variation has an attribute \"{attribute}\", so this header would never be set"),
+                );
+            }
+        }
     }
 
     /// The plain headers a variation's attributes go out as must differ from each other and
@@ -651,8 +703,10 @@ impl Compiler {
         let resolve = |this: &mut Compiler, name: &str, at: &str| -> Option<usize> {
             let found = variation_index.get(name).copied();
             if found.is_none() {
-                this.errors.push(
+                this.undefined(
                     at,
+                    &[&vplace],
+                    name,
                     format!("variation \"{name}\" is not defined in {vplace}"),
                 );
             }
@@ -678,16 +732,22 @@ impl Compiler {
                 let class_place = field(place, "feature_class");
                 let ci = class_index.get(class).copied();
                 if ci.is_none() {
-                    self.errors.push(
+                    self.undefined(
                         &class_place,
+                        &["consent", "consent.classes"],
+                        class,
                         format!("consent class \"{class}\" is not defined in consent.classes"),
                     );
                 }
                 let action = match denied {
                     None => {
-                        self.errors.push(
-                            field(place, "on_consent_denied"),
-                            "is required when feature_class is set: say what an opted-out tenant gets ({\"serve\": VARIATION} or {\"reject\": {\"status\": 403}})",
+                        // Present but broken: the reader said what is wrong with it.
+                        let denied_place = field(place, "on_consent_denied");
+                        self.undefined(
+                            &denied_place,
+                            &[],
+                            "",
+                            "is required when feature_class is set: say what an opted-out tenant gets ({\"serve\": VARIATION} or {\"reject\": {\"status\": 403}})".to_string(),
                         );
                         None
                     }
@@ -739,8 +799,10 @@ impl Compiler {
                 match cond {
                     Condition::Segment(name, cplace) => match segment_index.get(name) {
                         Some(&s) => conditions.push(CompiledCondition::Segment(s)),
-                        None => self.errors.push(
-                            field(cplace, "segment"),
+                        None => self.undefined(
+                            &field(cplace, "segment"),
+                            &["segments"],
+                            name,
                             format!("segment \"{name}\" is not defined in segments"),
                         ),
                     },
@@ -824,12 +886,12 @@ impl Compiler {
             Serve::Variation(name) => match variations.get(name) {
                 Some(&v) => Some(CompiledServe::Variation(v)),
                 None => {
-                    self.errors.push(
-                        field(place, "serve"),
-                        format!(
-                            "variation \"{name}\" is not defined in {}",
-                            variations_place(place)
-                        ),
+                    let vplace = variations_place(place);
+                    self.undefined(
+                        &field(place, "serve"),
+                        &[&vplace],
+                        name,
+                        format!("variation \"{name}\" is not defined in {vplace}"),
                     );
                     None
                 }
@@ -860,13 +922,12 @@ impl Compiler {
                             ends.push((v, total));
                         }
                         None => {
-                            self.errors.push(
+                            let vplace = variations_place(place);
+                            self.undefined(
                                 &splace,
-                                format!(
-                                    "variation \"{}\" is not defined in {}",
-                                    e.variation,
-                                    variations_place(place)
-                                ),
+                                &[&vplace],
+                                &e.variation,
+                                format!("variation \"{}\" is not defined in {vplace}", e.variation),
                             );
                             ok = false;
                         }

@@ -1117,6 +1117,15 @@ impl Reader {
             );
             return None;
         }
+        // No request carries a header whose name is not an RFC 9110 token (Envoy refuses
+        // one), so an attribute reading it would silently never be set.
+        if !h.bytes().all(is_token_byte) {
+            self.err(
+                place,
+                format!("\"{h}\" is not a valid header name (RFC 9110 token characters: letters, digits and !#$%&'*+-.^_`|~)"),
+            );
+            return None;
+        }
         Some(h)
     }
 
@@ -1167,6 +1176,11 @@ fn whole(n: &serde_json::Number) -> Option<u64> {
         let f = n.as_f64()?;
         (f.fract() == 0.0 && (0.0..=EXACT).contains(&f)).then_some(f as u64)
     })
+}
+
+/// A character of an RFC 9110 token (a header field name).
+fn is_token_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
 /// Printable ASCII without spaces (an HTTP path or authority).

@@ -625,6 +625,18 @@ fn broken_policies_are_refused_with_their_place() {
             true,
         ),
         (
+            "context header name with a space",
+            |p| p["context"]["plan"] = json!({"header": "x plan"}),
+            "context.plan.header",
+            true,
+        ),
+        (
+            "header_present name with parentheses",
+            |p| p["flags"][0]["match"] = json!({"header_present": "x-a(b)"}),
+            "flags[0].match.header_present",
+            true,
+        ),
+        (
             "short pseudonym key",
             |p| p["settings"] = json!({"pseudonym_key": "abc123"}),
             "settings.pseudonym_key",

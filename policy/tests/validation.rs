@@ -382,8 +382,43 @@ fn headers_switchyard_sets_need_distinct_names() {
     // Renaming a header frees its default name for another.
     let p = modified(|p| {
         p["settings"]["route_header"] = json!("x-route");
-        p["settings"]["attribute_headers"] = json!({"a": "x-switchyard-cluster"})
+        p["settings"]["attribute_headers"] = json!({"model_route": "x-switchyard-cluster"})
     });
+    load(&p.to_string()).unwrap();
+}
+
+#[test]
+fn an_attribute_header_no_variation_uses_is_refused() {
+    // `model` for `model_route`: the header would never be written, and model_route's would
+    // keep its default name.
+    let p = modified(|p| {
+        p["settings"]["attribute_headers"] =
+            json!({"model": "x-model", "prompt_version": "x-prompt"})
+    });
+    assert_eq!(
+        errors(&p),
+        vec!["settings.attribute_headers.model: no variation has an attribute \"model\", so this header would never be set"]
+    );
+}
+
+#[test]
+fn a_header_name_no_request_can_carry_is_refused() {
+    let p = modified(|p| {
+        p["context"]["plan"] = json!({"header": "x plan"});
+        p["context"]["region"] = json!({"header": "x-region\u{e9}"});
+        p["flags"][0]["match"] = json!({"header_present": "x-a(b)"});
+    });
+    let token = "is not a valid header name (RFC 9110 token characters: letters, digits and !#$%&'*+-.^_`|~)";
+    assert_eq!(
+        errors(&p),
+        vec![
+            format!("context.plan.header: \"x plan\" {token}"),
+            format!("context.region.header: \"x-region\u{e9}\" {token}"),
+            format!("flags[0].match.header_present: \"x-a(b)\" {token}"),
+        ]
+    );
+    // Upper case is a spelling of the same token: read lower-cased, as before.
+    let p = modified(|p| p["context"]["plan"] = json!({"header": "X-Plan"}));
     load(&p.to_string()).unwrap();
 }
 
@@ -519,4 +554,87 @@ fn a_header_switchyard_sets_is_not_one_the_request_needs() {
         let want = format!("{place}: \"{h}\" is a request header clients send and the request relies on; switchyard removes client copies of the headers it sets, so pick another name");
         assert!(errs.contains(&want), "missing {want:?} in {errs:#?}");
     }
+}
+
+/// A name that is defined but broken (or a field present but malformed) is reported once,
+/// where it is broken; the references to it do not add "not defined" or "is required" errors
+/// that would send the author looking for a mistake they did not make.
+#[test]
+fn a_broken_definition_is_reported_once_not_again_at_its_references() {
+    let cases: Vec<(&str, Value, &str)> = vec![
+        (
+            "reject status out of range",
+            modified(|p| p["flags"][1]["on_consent_denied"]["reject"]["status"] = json!(200)),
+            "flags[1].on_consent_denied.reject.status: must be an HTTP error status from 400 to 599",
+        ),
+        (
+            "bad consent mode",
+            modified(|p| p["consent"]["classes"]["support_copilot"]["mode"] = json!("optout")),
+            "consent.classes.support_copilot.mode: \"optout\" is not a consent mode (expected opt_in or opt_out)",
+        ),
+        (
+            "consent class as a string",
+            modified(|p| p["consent"]["classes"]["support_copilot"] = json!("opt_out")),
+            "consent.classes.support_copilot: expected an object, found a string",
+        ),
+        (
+            "consent classes as a list",
+            modified(|p| p["consent"]["classes"] = json!(["support_copilot", "agent_actions"])),
+            "consent.classes: expected an object, found an array",
+        ),
+        (
+            "context attribute with two sources",
+            modified(|p| p["context"]["plan"] = json!({"header": "x-plan", "cookie": "plan"})),
+            "context.plan: must name exactly one source: {\"header\": NAME}, {\"cookie\": NAME} or {\"query\": NAME}",
+        ),
+        (
+            "context attribute reading a pseudo-header",
+            modified(|p| p["context"]["plan"] = json!({"header": ":authority"})),
+            "context.plan.header: \":authority\" is a pseudo-header; read the built-in attributes path, host and method instead",
+        ),
+        (
+            "variations as a list",
+            modified(|p| p["flags"][0]["variations"] = json!(["control", "candidate"])),
+            "flags[0].variations: expected an object, found an array",
+        ),
+        (
+            "off_variation missing",
+            modified(|p| {
+                p["flags"][0].as_object_mut().unwrap().remove("off_variation");
+            }),
+            "flags[0].off_variation: is required",
+        ),
+        (
+            "segment clause broken",
+            modified(|p| p["segments"]["staff"][0]["op"] = json!("inn")),
+            "segments.staff[0].op: \"inn\" is not an operator (expected one of: in, not_in, starts_with, ends_with, contains, matches, exists, lt, lte, gt, gte, semver_lt, semver_lte, semver_gt, semver_gte, semver_eq, cidr)",
+        ),
+    ];
+    for (what, policy, only) in cases {
+        let errs = errors(&policy);
+        assert_eq!(errs, vec![only.to_string()], "{what}");
+    }
+}
+
+/// The suppression is only for what the reader explained: a reference to a name that is
+/// really missing is still reported next to an unrelated broken definition.
+#[test]
+fn an_undefined_name_is_still_reported_beside_a_broken_one() {
+    let p = modified(|p| {
+        p["context"]["plan"] = json!({"header": "x-plan", "cookie": "plan"});
+        p["flags"][0]["rules"][1]["when"][0] = json!({"segment": "stafff"});
+        p["flags"][0]["rules"][2]["split"][0]["variation"] = json!("canddate");
+        p["flags"][0]["rules"][2]["split"][1]["variation"] = json!("controll");
+        p["flags"][0]["feature_class"] = json!("support");
+    });
+    assert_eq!(
+        errors(&p),
+        vec![
+            "context.plan: must name exactly one source: {\"header\": NAME}, {\"cookie\": NAME} or {\"query\": NAME}",
+            "flags[0].feature_class: consent class \"support\" is not defined in consent.classes",
+            "flags[0].rules[1].when[0].segment: segment \"stafff\" is not defined in segments",
+            "flags[0].rules[2].split: variation \"canddate\" is not defined in flags[0].variations",
+            "flags[0].rules[2].split: variation \"controll\" is not defined in flags[0].variations",
+        ]
+    );
 }
