@@ -28,7 +28,9 @@ Steps:
 
 The Wasm file path is taken from --wasm, else from the current resource file. Exit status: 0
 pushed (and, with --admin, accepted), 1 refused before writing, 3 rejected by Envoy, 4 no
-verdict from Envoy within --timeout. Standard library only.
+verdict from Envoy within --timeout; an admin endpoint that does not answer before the write
+is a refusal (1). Standard library only, but it needs its neighbours: copy `push_policy.py`,
+`genconfig.py` and `bootstrap.yaml.tmpl` from envoy/ together.
 """
 import argparse
 import json
@@ -144,6 +146,21 @@ def envoy_clusters(admin_url):
     return {c.get("name") for c in doc.get("cluster_statuses", [])}
 
 
+def check_against_envoy(args, policy_text):
+    """(why the running Envoy cannot take the policy or None, its ECDS counters now)."""
+    named = genconfig.policy_clusters(policy_text) + genconfig.policy_source_clusters(policy_text)
+    known = envoy_clusters(args.admin)
+    missing = [c for c in dict.fromkeys(named) if c not in known]
+    if missing:
+        return "Envoy has no cluster(s) %s named by the policy" % ", ".join(missing), None
+    route_header = genconfig.policy_route_header(policy_text)
+    read = route_headers(args.admin)
+    if read and route_header not in read:
+        return ("the policy sets its route header to %s, but Envoy's routes read %s"
+                % (route_header, ", ".join(sorted(read)))), None
+    return None, ecds_counters(args.admin, args.name)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -194,22 +211,13 @@ def main(argv=None):
 
     before = None
     if args.admin:
-        named = genconfig.policy_clusters(policy_text) + \
-            genconfig.policy_source_clusters(policy_text)
-        known = envoy_clusters(args.admin)
-        missing = [c for c in dict.fromkeys(named) if c not in known]
-        if missing:
-            print("push_policy: Envoy has no cluster(s) %s named by the policy; nothing written"
-                  % ", ".join(missing), file=sys.stderr)
+        try:
+            refusal, before = check_against_envoy(args, policy_text)
+        except (OSError, ValueError) as e:   # URLError is an OSError; bad JSON a ValueError
+            refusal = "cannot read Envoy's admin endpoint %s (%s)" % (args.admin, e)
+        if refusal:
+            print("push_policy: %s; nothing written" % refusal, file=sys.stderr)
             return 1
-        route_header = genconfig.policy_route_header(policy_text)
-        read = route_headers(args.admin)
-        if read and route_header not in read:
-            print("push_policy: the policy sets its route header to %s, but Envoy's routes read "
-                  "%s; nothing written" % (route_header, ", ".join(sorted(read))),
-                  file=sys.stderr)
-            return 1
-        before = ecds_counters(args.admin, args.name)
     try:
         with open(args.to, encoding="utf-8") as f:
             previous = f.read()

@@ -402,6 +402,15 @@ def test_push_policy_tool(dyn, workdir, tmp_path):
     with open(dyn.ecds_path) as f:
         assert f.read() == on_disk
 
+    # An admin address nothing answers on: refused in one line, nothing written.
+    out = subprocess.run(tool + [str(p), "--to", dyn.ecds_path, "--admin", "http://127.0.0.1:9"],
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=60)
+    text = out.stdout.decode()
+    assert out.returncode == 1 and "cannot read Envoy's admin endpoint" in text, text
+    assert "nothing written" in text and "Traceback" not in text, text
+    with open(dyn.ecds_path) as f:
+        assert f.read() == on_disk
+
     # No verdict (a file Envoy does not watch): exit 4, and nothing is left behind.
     stray = tmp_path / "not-watched.yml"
     out = subprocess.run(tool + [str(p), "--to", str(stray), "--admin", admin, "--timeout", "1",

@@ -15,7 +15,7 @@ exec python3 envoy/genconfig.py --policy examples/remote-source/bootstrap-policy
   --upstream support_rules=127.0.0.1:18003 --upstream agent_model=127.0.0.1:18004 \
   --upstream switchyard_policy_server=127.0.0.1:18080 \
   --default-upstream 127.0.0.1:18000 --listener-port 10000 --admin-port 9901 \
-  --access-log /dev/stdout \
+  --access-log /dev/stdout --event-log /tmp/switchyard-exposure-events.jsonl \
   --node-metadata switchyard_environment=prod \
   --header-comment 'switchyard example: the policy is fetched at runtime from a policy server.
 
