@@ -23,14 +23,18 @@ use wasm_bindgen::prelude::*;
 pub const MAX_UNITS: usize = 1_000_000;
 
 fn errors_json(errors: &PolicyErrors) -> Vec<Value> {
-    errors
+    let mut out: Vec<Value> = errors
         .iter()
         .map(|e| json!({"place": e.place, "message": e.message}))
-        .collect()
+        .collect();
+    if errors.unlisted() > 0 {
+        out.push(json!({"place": "", "message": format!("{} more problem(s) not listed", errors.unlisted())}));
+    }
+    out
 }
 
 fn errors_text(errors: &PolicyErrors) -> String {
-    let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    let lines = errors.lines();
     format!(
         "policy refused ({} error(s)):\n{}",
         errors.len(),

@@ -36,8 +36,7 @@ pub fn compile(bytes: &[u8]) -> Result<CompiledPolicy, Vec<String>> {
 
 /// Compiles policy text with what the proxy declares (see [`crate::node`]).
 pub fn compile_with(text: &str, options: &LoadOptions) -> Result<CompiledPolicy, Vec<String>> {
-    switchyard_policy::load_with(text, options)
-        .map_err(|errors| errors.iter().map(ToString::to_string).collect())
+    switchyard_policy::load_with(text, options).map_err(|errors| errors.lines())
 }
 
 /// The policy's JSON text: the configuration as given (a `StringValue`), or the JSON of a

@@ -303,6 +303,7 @@ pub fn compile(
         attributes: Vec::new(),
         clauses: Vec::new(),
         clause_ids: HashMap::new(),
+        regexes: crate::matching::Regexes::default(),
     };
     if let Some(declared) = &options.environment {
         if doc.environment.as_deref() != Some(declared.as_str()) {
@@ -509,6 +510,7 @@ struct Compiler {
     clauses: Vec<CompiledClause>,
     /// Clause identity (attribute, operator, negation, values) → interned id.
     clause_ids: HashMap<(usize, Op, bool, Vec<String>), usize>,
+    regexes: crate::matching::Regexes,
 }
 
 impl Compiler {
@@ -537,9 +539,9 @@ impl Compiler {
     /// `name`'s own entry (present but broken, so left out of the model). Saying "not
     /// defined" of something the author did define would only mislead.
     fn undefined(&mut self, at: &str, tables: &[&str], name: &str, message: String) {
-        let reader = &self.errors.0[..self.reader_errors];
+        let reader = || self.errors.iter().take(self.reader_errors);
         let within = |place: &str| {
-            reader.iter().any(|e| {
+            reader().any(|e| {
                 e.place.strip_prefix(place).is_some_and(|rest| {
                     rest.is_empty() || rest.starts_with('.') || rest.starts_with('[')
                 })
@@ -547,7 +549,7 @@ impl Compiler {
         };
         let entry = tables.last().map(|t| field(t, name));
         let explained = within(at)
-            || tables.iter().any(|t| reader.iter().any(|e| e.place == *t))
+            || tables.iter().any(|t| reader().any(|e| e.place == *t))
             || entry.is_some_and(|entry| within(&entry));
         if !explained {
             self.errors.push(at, message);
@@ -659,7 +661,7 @@ impl Compiler {
         if let Some(&id) = self.clause_ids.get(&key) {
             return Some(id);
         }
-        let test = match Test::compile(clause.op, &clause.values) {
+        let test = match Test::compile(clause.op, &clause.values, &mut self.regexes) {
             Ok(t) => t,
             Err(bad) => {
                 for (i, message) in bad {

@@ -24,13 +24,14 @@ pub fn parse(json: &str) -> (Option<PolicyDoc>, PolicyErrors) {
     }
     let value = match crate::repeated_keys::parse(json) {
         Ok((value, repeats)) => {
-            for place in repeats {
+            for place in repeats.places {
                 errors.push(
                     place,
                     "appears more than once in its object; the copies would silently replace \
                      each other, so keep one",
                 );
             }
+            errors.add_unlisted(repeats.unlisted);
             value
         }
         Err(e) => {
@@ -43,8 +44,18 @@ pub fn parse(json: &str) -> (Option<PolicyDoc>, PolicyErrors) {
     (Some(doc), reader.errors)
 }
 
-/// A place in the document, such as `flags[0].rules[2]`.
+/// A place in the document, such as `flags[0].rules[2]`. A key longer than any valid name is
+/// cut (`t["kkk… (1000000 bytes)"]`): it is refused anyway, and a place is built for every
+/// problem under it.
 pub fn field(place: &str, key: &str) -> String {
+    if key.len() > MAX_NAME_LEN {
+        let mut cut = MAX_NAME_LEN;
+        while !key.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        let shown = format!("{}… ({} bytes)", &key[..cut], key.len());
+        return format!("{place}[{}]", Value::String(shown));
+    }
     let plain = !key.is_empty()
         && key
             .chars()

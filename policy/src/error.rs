@@ -21,33 +21,74 @@ impl fmt::Display for PolicyError {
     }
 }
 
-/// Every problem found in a rejected policy, in document order.
+/// The most problems a refused policy lists; the rest are counted. A hostile document can
+/// have millions (a 16 MiB consent table of empty records), and listing them all would cost
+/// the proxy gigabytes and flood its log; the first hundred say what is wrong.
+pub const MAX_LISTED_ERRORS: usize = 100;
+
+/// The problems found in a rejected policy, in document order: the first
+/// [`MAX_LISTED_ERRORS`] listed, the rest counted.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct PolicyErrors(pub Vec<PolicyError>);
+pub struct PolicyErrors {
+    listed: Vec<PolicyError>,
+    unlisted: usize,
+}
 
 impl PolicyErrors {
     pub fn push(&mut self, place: impl Into<String>, message: impl Into<String>) {
-        self.0.push(PolicyError {
-            place: place.into(),
-            message: message.into(),
-        });
+        if self.listed.len() < MAX_LISTED_ERRORS {
+            self.listed.push(PolicyError {
+                place: place.into(),
+                message: message.into(),
+            });
+        } else {
+            self.unlisted += 1;
+        }
+    }
+
+    /// Counts `n` more problems without listing them.
+    pub fn add_unlisted(&mut self, n: usize) {
+        self.unlisted += n;
     }
 
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.listed.is_empty() && self.unlisted == 0
     }
 
+    /// How many problems there are, listed or not.
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.listed.len() + self.unlisted
     }
 
+    /// How many problems were found beyond the listed ones.
+    pub fn unlisted(&self) -> usize {
+        self.unlisted
+    }
+
+    /// The listed problems.
     pub fn iter(&self) -> impl Iterator<Item = &PolicyError> {
-        self.0.iter()
+        self.listed.iter()
+    }
+
+    /// The listed problems as `place: message` lines, and a last line counting the others.
+    pub fn lines(&self) -> Vec<String> {
+        let mut lines: Vec<String> = self.listed.iter().map(ToString::to_string).collect();
+        if self.unlisted > 0 {
+            lines.push(self.unlisted_line());
+        }
+        lines
+    }
+
+    fn unlisted_line(&self) -> String {
+        format!(
+            "policy: {} more problem(s) not listed (only the first {MAX_LISTED_ERRORS} are)",
+            self.unlisted
+        )
     }
 
     /// Ok if there were no problems, else all of them.
     pub fn into_result<T>(self, value: T) -> Result<T, PolicyErrors> {
-        if self.0.is_empty() {
+        if self.is_empty() {
             Ok(value)
         } else {
             Err(self)
@@ -56,13 +97,16 @@ impl PolicyErrors {
 }
 
 impl fmt::Display for PolicyErrors {
-    /// One error a line.
+    /// One problem a line; a last line counts those not listed.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, e) in self.0.iter().enumerate() {
+        for (i, e) in self.listed.iter().enumerate() {
             if i > 0 {
                 writeln!(f)?;
             }
             write!(f, "{e}")?;
+        }
+        if self.unlisted > 0 {
+            write!(f, "\n{}", self.unlisted_line())?;
         }
         Ok(())
     }

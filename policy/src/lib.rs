@@ -31,7 +31,7 @@ pub use bucket::bucket_point;
 pub use compile::OWNED_PREFIX;
 pub use compile::{CompiledPolicy, FlagInfo, Settings};
 pub use diff::{content_hash, summarize_change};
-pub use error::{PolicyError, PolicyErrors};
+pub use error::{PolicyError, PolicyErrors, MAX_LISTED_ERRORS};
 pub use event::{add_upstream, EventInfo, UpstreamResult};
 pub use json_out::json_str as push_json_string;
 pub use model::RemoteSource;
@@ -68,10 +68,14 @@ pub fn load_with(json: &str, options: &LoadOptions) -> Result<CompiledPolicy, Po
 pub fn read_json_unique(text: &str) -> Result<serde_json::Value, String> {
     match repeated_keys::parse(text) {
         Err(e) => Err(format!("not valid JSON: {e}")),
-        Ok((value, repeats)) if repeats.is_empty() => Ok(value),
+        Ok((value, repeats)) if repeats.places.is_empty() => Ok(value),
         Ok((_, repeats)) => Err(format!(
-            "repeats a key within an object at {}; the copies would silently replace each other",
-            repeats.join(", ")
+            "repeats a key within an object at {}{}; the copies would silently replace each other",
+            repeats.places.join(", "),
+            match repeats.unlisted {
+                0 => String::new(),
+                n => format!(" and {n} more place(s)"),
+            }
         )),
     }
 }

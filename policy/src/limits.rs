@@ -30,5 +30,12 @@ pub const MAX_SPLIT_ENTRIES: usize = 100;
 pub const MAX_WEIGHT: u64 = 1_000_000_000;
 /// Length of a regular expression's source text.
 pub const MAX_REGEX_LEN: usize = 1_000;
+/// Compiled size of one regular expression (regex-lite's estimate, in bytes). A 1,000-byte
+/// alternation of 110 words takes about 28 KiB; `[\w.-]{1,64}` about 7 KiB.
+pub const MAX_REGEX_SIZE: usize = 64 * 1024;
+/// Regular expressions in one policy, counted per clause value (identical clauses are
+/// compiled once and count once). With [`MAX_REGEX_SIZE`] this bounds what a policy's regexes
+/// can take, about 32 MiB, with their matching caches.
+pub const MAX_REGEXES: usize = 500;
 /// Length of a key or name (flag key, variation, segment, attribute, rule name, header name).
 pub const MAX_NAME_LEN: usize = 200;

@@ -100,7 +100,11 @@ impl CompiledClause {
 impl Test {
     /// Builds the test for `op` and `values`, or says what is wrong with each bad value (its
     /// index and the problem).
-    pub fn compile(op: Op, values: &[String]) -> Result<Test, Vec<(usize, String)>> {
+    pub fn compile(
+        op: Op,
+        values: &[String],
+        regexes: &mut Regexes,
+    ) -> Result<Test, Vec<(usize, String)>> {
         Ok(match op {
             Op::In => Test::In(ValueSet::new(values)),
             Op::NotIn => Test::NotIn(ValueSet::new(values)),
@@ -108,7 +112,7 @@ impl Test {
             Op::EndsWith => Test::EndsWith(values.to_vec()),
             Op::Contains => Test::Contains(values.to_vec()),
             Op::Exists => Test::Exists,
-            Op::Matches => Test::Matches(each(values, regex)?),
+            Op::Matches => Test::Matches(regexes.clause(values)?),
             Op::Lt | Op::Lte | Op::Gt | Op::Gte => {
                 let v = first(values)?;
                 let n =
@@ -182,7 +186,7 @@ fn first(values: &[String]) -> Result<&str, Vec<(usize, String)>> {
 /// Converts every value, or reports every one that does not convert, with its index.
 fn each<T>(
     values: &[String],
-    convert: impl Fn(&str) -> Result<T, String>,
+    mut convert: impl FnMut(&str) -> Result<T, String>,
 ) -> Result<Vec<T>, Vec<(usize, String)>> {
     let mut out = Vec::with_capacity(values.len());
     let mut bad = Vec::new();
@@ -199,6 +203,78 @@ fn each<T>(
     }
 }
 
+/// A policy's regular expressions: each distinct pattern compiled once, and all of them within
+/// a budget. The size limit holds for one pattern; without a count, a 150 KB document of
+/// thousands of small patterns that each compile to half a megabyte (`(?:a{100}){320}`)
+/// would exhaust the filter's memory.
+#[derive(Default)]
+pub struct Regexes {
+    /// Each distinct pattern, compiled or refused. At most [`crate::limits::MAX_REGEXES`], so
+    /// a linear search is cheap, and it keeps another map type out of the module.
+    compiled: Vec<(String, Result<Regex, String>)>,
+    /// Patterns handed to clauses, refused ones included (each clone of a regex gets its own
+    /// matching cache when used).
+    used: usize,
+}
+
+/// What one value of a `matches` clause turned into.
+enum Pattern {
+    /// The clause has this pattern already: it can only match alike.
+    Repeat,
+    Compiled(Regex),
+    Bad(String),
+}
+
+impl Regexes {
+    /// One clause's regexes, or every bad value with its index (a repeated one once).
+    fn clause(&mut self, values: &[String]) -> Result<Vec<Regex>, Vec<(usize, String)>> {
+        let mut taken: Vec<usize> = Vec::new();
+        let mut out = Vec::new();
+        let mut bad = Vec::new();
+        for (i, v) in values.iter().enumerate() {
+            match self.pattern(v, &mut taken) {
+                Pattern::Repeat => {}
+                Pattern::Compiled(re) => out.push(re),
+                Pattern::Bad(e) => bad.push((i, e)),
+            }
+        }
+        if bad.is_empty() {
+            Ok(out)
+        } else {
+            Err(bad)
+        }
+    }
+
+    /// `pattern` for a clause that holds the patterns at `taken` already.
+    fn pattern(&mut self, pattern: &str, taken: &mut Vec<usize>) -> Pattern {
+        use crate::limits::MAX_REGEXES;
+        let over = || {
+            Pattern::Bad(format!(
+                "the policy has more than {MAX_REGEXES} regular expressions; the limit is {MAX_REGEXES}"
+            ))
+        };
+        let at = match self.compiled.iter().position(|(p, _)| p == pattern) {
+            Some(at) if taken.contains(&at) => return Pattern::Repeat,
+            Some(at) => at,
+            None if self.used >= MAX_REGEXES => return over(),
+            None => {
+                self.compiled.push((pattern.to_string(), regex(pattern)));
+                self.compiled.len() - 1
+            }
+        };
+        taken.push(at);
+        if self.used >= MAX_REGEXES {
+            return over();
+        }
+        self.used += 1;
+        match self.compiled.get(at) {
+            Some((_, Ok(re))) => Pattern::Compiled(re.clone()),
+            Some((_, Err(e))) => Pattern::Bad(e.clone()),
+            None => Pattern::Repeat,
+        }
+    }
+}
+
 /// A regular expression within the length and compiled-size limits.
 fn regex(v: &str) -> Result<regex_lite::Regex, String> {
     if v.len() > crate::limits::MAX_REGEX_LEN {
@@ -209,7 +285,7 @@ fn regex(v: &str) -> Result<regex_lite::Regex, String> {
         ));
     }
     regex_lite::RegexBuilder::new(v)
-        .size_limit(1 << 20)
+        .size_limit(crate::limits::MAX_REGEX_SIZE)
         .nest_limit(64)
         .build()
         .map_err(|e| format!("bad regular expression: {e}"))
@@ -250,9 +326,13 @@ mod tests {
         let values: Vec<String> = values.iter().map(|s| s.to_string()).collect();
         CompiledClause {
             attribute: 0,
-            test: Test::compile(op, &values).unwrap(),
+            test: compile(op, &values).unwrap(),
             negate,
         }
+    }
+
+    fn compile(op: Op, values: &[String]) -> Result<Test, Vec<(usize, String)>> {
+        Test::compile(op, values, &mut Regexes::default())
     }
 
     fn holds(op: Op, values: &[&str], v: Option<&str>) -> bool {
@@ -315,7 +395,7 @@ mod tests {
         assert!(holds(Op::Gte, &["5"], Some(" 5 ")));
         assert!(!holds(Op::Gte, &["5"], Some("five")));
         assert!(!holds(Op::Lt, &["5"], Some("NaN")));
-        assert!(Test::compile(Op::Lt, &["ten".into()]).is_err());
+        assert!(compile(Op::Lt, &["ten".into()]).is_err());
     }
 
     #[test]
@@ -329,7 +409,7 @@ mod tests {
         assert!(holds(Op::SemverEq, &["1.2.3"], Some("1.2.3+build.7")));
         assert!(!holds(Op::SemverEq, &["1.2.3"], Some("1.2.4")));
         assert!(!holds(Op::SemverGt, &["1.2.3"], Some("not-a-version")));
-        assert!(Test::compile(Op::SemverEq, &["1.2".into()]).is_err());
+        assert!(compile(Op::SemverEq, &["1.2".into()]).is_err());
     }
 
     #[test]
@@ -348,13 +428,13 @@ mod tests {
             "host bits are ignored"
         );
         assert!(!holds(Op::Cidr, &["10.0.0.0/8"], Some("garbage")));
-        assert!(Test::compile(Op::Cidr, &["10.0.0.0/33".into()]).is_err());
-        assert!(Test::compile(Op::Cidr, &["ten".into()]).is_err());
+        assert!(compile(Op::Cidr, &["10.0.0.0/33".into()]).is_err());
+        assert!(compile(Op::Cidr, &["ten".into()]).is_err());
     }
 
     #[test]
     fn bad_regex_is_refused() {
-        let err = Test::compile(
+        let err = compile(
             Op::Matches,
             &["ok".into(), "(unclosed".into(), "fine".into(), "[".into()],
         )
@@ -364,7 +444,7 @@ mod tests {
         assert!(err
             .iter()
             .all(|(_, e)| e.contains("bad regular expression")));
-        let err = Test::compile(
+        let err = compile(
             Op::Cidr,
             &["ten".into(), "10.0.0.0/8".into(), "10.0.0.0/33".into()],
         )

@@ -17,10 +17,30 @@ use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Number, Value};
 
 use crate::document::{field, index};
+use crate::error::MAX_LISTED_ERRORS;
 
-/// Parses `json`; also returns the place of every repeated key, in document order.
-pub fn parse(json: &str) -> Result<(Value, Vec<String>), serde_json::Error> {
-    let repeats = RefCell::new(Vec::new());
+/// The repeated keys of a document: the places of the first [`MAX_LISTED_ERRORS`], in
+/// document order, and how many more there are. A place is formatted from the whole path, so
+/// listing them all would let a small document with a long key demand gigabytes.
+#[derive(Debug, Default)]
+pub struct Repeats {
+    pub places: Vec<String>,
+    pub unlisted: usize,
+}
+
+impl Repeats {
+    fn note(&mut self, at: &Step) {
+        if self.places.len() < MAX_LISTED_ERRORS {
+            self.places.push(at.place());
+        } else {
+            self.unlisted += 1;
+        }
+    }
+}
+
+/// Parses `json`; also returns where keys repeat.
+pub fn parse(json: &str) -> Result<(Value, Repeats), serde_json::Error> {
+    let repeats = RefCell::new(Repeats::default());
     let mut de = serde_json::Deserializer::from_str(json);
     let value = Reader {
         at: &Step::Root,
@@ -52,7 +72,7 @@ impl Step<'_> {
 #[derive(Clone, Copy)]
 struct Reader<'a, 'r> {
     at: &'a Step<'a>,
-    repeats: &'r RefCell<Vec<String>>,
+    repeats: &'r RefCell<Repeats>,
 }
 
 impl<'de> DeserializeSeed<'de> for Reader<'_, '_> {
@@ -123,7 +143,7 @@ impl<'de> Visitor<'de> for Reader<'_, '_> {
                 repeats: self.repeats,
             })?;
             if object.contains_key(&key) {
-                self.repeats.borrow_mut().push(at.place());
+                self.repeats.borrow_mut().note(&at);
             }
             object.insert(key, value);
         }
@@ -141,7 +161,7 @@ mod tests {
             r#"{"a": [1, -2, 3.5, "x", null, true, {"b": {}}], "c\"d": 18446744073709551615}"#;
         let (value, repeats) = parse(text).unwrap();
         assert_eq!(value, serde_json::from_str::<Value>(text).unwrap());
-        assert!(repeats.is_empty());
+        assert!(repeats.places.is_empty() && repeats.unlisted == 0);
     }
 
     #[test]
@@ -150,13 +170,34 @@ mod tests {
                       "t": {"a b": {}, "a b": {}, "a b": {}}}"#;
         let (value, repeats) = parse(text).unwrap();
         assert_eq!(
-            repeats,
+            repeats.places,
             ["flags[1].k", "x", "t[\"a b\"]", "t[\"a b\"]"],
             "each repeat once, where it appears"
         );
         assert_eq!(
             value["x"], 2,
             "the value read is serde_json's: the last copy"
+        );
+    }
+
+    #[test]
+    fn repeats_past_the_listed_ones_are_only_counted_and_long_keys_are_cut() {
+        // A 1 MB key over thousands of repeats: listing each repeat's whole place would take
+        // gigabytes.
+        let key = "k".repeat(1_000_000);
+        let body = vec!["\"a\":0"; 5_000].join(",");
+        let (_, repeats) = parse(&format!("{{\"{key}\": {{{body}}}}}")).unwrap();
+        assert_eq!(repeats.places.len(), MAX_LISTED_ERRORS);
+        assert_eq!(repeats.unlisted, 4_999 - MAX_LISTED_ERRORS);
+        assert!(
+            repeats.places[0].len() < 300,
+            "{}",
+            &repeats.places[0][..300]
+        );
+        assert!(
+            repeats.places[0].ends_with("… (1000000 bytes)\"].a"),
+            "{}",
+            repeats.places[0]
         );
     }
 

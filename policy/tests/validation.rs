@@ -638,3 +638,61 @@ fn an_undefined_name_is_still_reported_beside_a_broken_one() {
         ]
     );
 }
+
+/// A policy's regular expressions have a budget: one pattern's compiled size, and how many a
+/// policy holds. Repeats of a pattern in one clause compile once and count once.
+#[test]
+fn regular_expressions_have_a_size_and_count_budget() {
+    let p = modified(|p| {
+        p["segments"]["bomb"] = json!([{"attribute": "tenant", "op": "matches", "values": vec!["(?:a{100}){320}"; 8_000]}]);
+    });
+    let errs = errors(&p);
+    assert_eq!(errs.len(), 1, "{errs:#?}");
+    assert!(
+        errs[0].starts_with("segments.bomb[0].values[0]: bad regular expression"),
+        "{errs:#?}"
+    );
+
+    let max = switchyard_policy::limits::MAX_REGEXES;
+    let patterns = |n: usize| -> Vec<String> { (0..n).map(|i| format!("^t{i}$")).collect() };
+    let p = modified(|p| {
+        p["segments"]["many"] =
+            json!([{"attribute": "tenant", "op": "matches", "values": patterns(max + 1)}]);
+    });
+    assert_eq!(
+        errors(&p),
+        vec![format!(
+            "segments.many[0].values[{max}]: the policy has more than {max} regular expressions; the limit is {max}"
+        )]
+    );
+    let p = modified(|p| {
+        let mut values = patterns(max);
+        values.extend(patterns(max));
+        p["segments"]["many"] = json!([{"attribute": "tenant", "op": "matches", "values": values}]);
+    });
+    load(&p.to_string()).expect("repeats within a clause count once");
+}
+
+/// A hostile document can have millions of problems; the first hundred are listed, the rest
+/// counted, so refusing it costs neither gigabytes nor a flooded log.
+#[test]
+fn past_a_hundred_problems_the_rest_are_counted() {
+    let p = modified(|p| {
+        let tenants: serde_json::Map<String, Value> = (0..150)
+            .map(|i| (format!("t{i}"), json!({"support_copilot": {}})))
+            .collect();
+        p["consent"]["tenants"] = Value::Object(tenants);
+    });
+    let refused = load(&p.to_string()).err().unwrap();
+    // Each empty record misses state, actor and at.
+    assert_eq!(refused.len(), 450);
+    assert_eq!(refused.iter().count(), switchyard_policy::MAX_LISTED_ERRORS);
+    assert_eq!(refused.unlisted(), 350);
+    let lines = refused.lines();
+    assert_eq!(lines.len(), 101);
+    assert_eq!(
+        lines[100],
+        "policy: 350 more problem(s) not listed (only the first 100 are)"
+    );
+    assert_eq!(refused.to_string().lines().count(), 101);
+}

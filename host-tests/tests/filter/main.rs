@@ -13,6 +13,7 @@ mod common;
 mod evidence;
 mod exports;
 mod golden;
+mod hostile_documents;
 mod metrics_exposure;
 mod owned_headers;
 mod reject;
