@@ -154,23 +154,76 @@ fn simulate_refuses_bad_policies_and_bad_usage() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("flags[0].variations: is required"));
     let policy = repo_file("examples/support-copilot/policy.json");
-    for args in [
-        vec!["simulate", policy.as_str(), "--units"],
-        vec!["simulate", policy.as_str(), "--units", "many"],
-        vec!["simulate", policy.as_str(), "--frobnicate"],
-        vec![
-            "simulate",
-            policy.as_str(),
-            "--units",
-            "5",
-            "--requests",
-            // a file that exists: the options conflict, whatever the file
-            policy.as_str(),
-        ],
+    // Each usage error says which argument is wrong before the usage text.
+    for (args, says) in [
+        (
+            vec!["simulate", policy.as_str(), "--units"],
+            "--units needs a whole number\n",
+        ),
+        (
+            vec!["simulate", policy.as_str(), "--units", "many"],
+            "--units needs a whole number, not \"many\"",
+        ),
+        (
+            vec!["simulate", policy.as_str(), "--seed", "-1"],
+            "--seed needs a whole number, not \"-1\"",
+        ),
+        (
+            vec!["simulate", policy.as_str(), "--frobnicate"],
+            "unknown option \"--frobnicate\" for simulate",
+        ),
+        (
+            vec!["simulate", policy.as_str(), "--requests"],
+            "--requests needs a file",
+        ),
+        (
+            vec![
+                "simulate",
+                policy.as_str(),
+                "--units",
+                "5",
+                "--requests",
+                // a file that exists: the options conflict, whatever the file
+                policy.as_str(),
+            ],
+            "give one or the other",
+        ),
     ] {
-        assert_eq!(switchyard(&args).status.code(), Some(2), "{args:?}");
+        let out = switchyard(&args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.starts_with("switchyard: ") && err.contains(says),
+            "{args:?}: {err}"
+        );
+        assert!(err.contains("usage:"), "{err}");
     }
     std::fs::remove_dir_all(&dir).ok();
+}
+
+/// A reader that stops early (`switchyard check P | head -1`) is not a crash: no panic
+/// message, and the exit status is the command's own.
+#[test]
+fn a_closed_standard_output_is_not_a_crash() {
+    use std::process::Stdio;
+    let policy = repo_file("examples/support-copilot/policy.json");
+    for args in [
+        vec!["check", policy.as_str()],
+        vec!["simulate", policy.as_str(), "--units", "100"],
+        vec!["--help"],
+    ] {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
+            .args(&args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take()); // closed before the command writes anything
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {err}");
+    }
 }
 
 #[test]

@@ -30,7 +30,7 @@ fn main() -> ExitCode {
         ["eval", policy, requests] => eval(policy, Some(requests)),
         ["simulate", policy, options @ ..] => simulate(policy, options),
         ["-h" | "--help" | "help"] => {
-            println!("{USAGE}");
+            print_out(USAGE);
             ExitCode::SUCCESS
         }
         _ => {
@@ -47,8 +47,8 @@ fn load_policy(path: &str) -> Result<CompiledPolicy, ExitCode> {
         ExitCode::from(2)
     })?;
     load(&text).map_err(|errors| {
-        for e in errors.iter() {
-            eprintln!("{e}");
+        for line in errors.lines() {
+            eprintln!("{line}");
         }
         eprintln!("{path}: {} error(s); policy refused", errors.len());
         ExitCode::from(1)
@@ -60,7 +60,7 @@ fn check(path: &str) -> ExitCode {
         // The contract: anything but a valid policy exits 1, an unreadable file included.
         Err(_) => ExitCode::from(1),
         Ok(policy) => {
-            println!("{}", policy.summary());
+            print_out(&policy.summary());
             ExitCode::SUCCESS
         }
     }
@@ -120,29 +120,39 @@ fn simulate(policy_path: &str, options: &[&str]) -> ExitCode {
     let mut requests: Option<&str> = None;
     let mut as_json = false;
     let mut rest = options.iter();
+    let usage_error = |problem: String| {
+        eprintln!("switchyard: {problem}\n{USAGE}");
+        ExitCode::from(2)
+    };
     while let Some(&opt) = rest.next() {
-        let ok = match opt {
-            "--units" => rest
-                .next()
-                .and_then(|n| n.parse().ok())
+        let problem = match opt {
+            "--units" => whole_number(opt, rest.next())
                 .map(|n| units = Some(n))
-                .is_some(),
-            "--seed" => rest
-                .next()
-                .and_then(|n| n.parse().ok())
-                .map(|n| seed = Some(n))
-                .is_some(),
-            "--requests" => rest.next().map(|f| requests = Some(*f)).is_some(),
+                .err(),
+            "--seed" => whole_number(opt, rest.next()).map(|n| seed = Some(n)).err(),
+            "--requests" => match rest.next() {
+                Some(f) => {
+                    requests = Some(*f);
+                    None
+                }
+                None => Some("--requests needs a file".to_string()),
+            },
             "--json" => {
                 as_json = true;
-                true
+                None
             }
-            _ => false,
+            other => Some(format!("unknown option {other:?} for simulate")),
         };
-        if !ok || (requests.is_some() && (units.is_some() || seed.is_some())) {
-            eprintln!("{USAGE}");
-            return ExitCode::from(2);
+        if let Some(problem) = problem {
+            return usage_error(problem);
         }
+    }
+    if requests.is_some() && (units.is_some() || seed.is_some()) {
+        return usage_error(
+            "--requests takes the requests from a file; --units and --seed are for synthetic \
+             ones, so give one or the other"
+                .to_string(),
+        );
     }
     let text = match std::fs::read_to_string(policy_path) {
         Ok(t) => t,
@@ -163,8 +173,8 @@ fn simulate(policy_path: &str, options: &[&str]) -> ExitCode {
             {
                 Ok(r) => r,
                 Err(errors) => {
-                    for e in errors.iter() {
-                        eprintln!("{e}");
+                    for line in errors.lines() {
+                        eprintln!("{line}");
                     }
                     return ExitCode::from(1);
                 }
@@ -207,6 +217,19 @@ fn simulate(policy_path: &str, options: &[&str]) -> ExitCode {
         return ExitCode::SUCCESS;
     }
     bad_lines_exit(bad_lines)
+}
+
+/// The whole-number value of `option`, or what is wrong with it.
+fn whole_number<T: std::str::FromStr>(option: &str, value: Option<&&str>) -> Result<T, String> {
+    let value = value.ok_or_else(|| format!("{option} needs a whole number"))?;
+    value
+        .parse()
+        .map_err(|_| format!("{option} needs a whole number, not {value:?}"))
+}
+
+/// Prints to standard output; a reader that went away (`| head`) is not an error.
+fn print_out(text: &str) {
+    let _ = writeln!(io::stdout().lock(), "{text}");
 }
 
 fn error_line(out: &mut impl Write, line: usize, message: &str) -> io::Result<()> {
