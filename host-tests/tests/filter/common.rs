@@ -14,6 +14,19 @@ pub fn host() -> FakeHost {
 }
 
 /// A fresh host configured with `policy`, which must be accepted.
+/// A worker whose host knows `cluster` (a remote source's), configured with `policy`.
+pub fn worker_with_cluster(policy: &serde_json::Value, cluster: &str) -> FakeHost {
+    let mut host = host();
+    host.add_cluster(cluster);
+    let text = serde_json::to_string_pretty(policy).unwrap();
+    assert!(
+        host.configure(text.as_bytes()).unwrap(),
+        "{:#?}",
+        host.logs()
+    );
+    host
+}
+
 pub fn host_with(policy: &str) -> FakeHost {
     let mut host = host();
     let accepted = host.configure(policy.as_bytes()).unwrap();

@@ -13,20 +13,27 @@ use crate::common;
 const CLUSTER: &str = "policy_server";
 
 fn worker(policy: &Value) -> FakeHost {
-    let mut host = common::host();
-    host.add_cluster(CLUSTER);
-    let text = serde_json::to_string(policy).unwrap();
-    assert!(
-        host.configure(text.as_bytes()).unwrap(),
-        "{:#?}",
-        host.logs()
-    );
-    host
+    common::worker_with_cluster(policy, CLUSTER)
 }
 
 /// The module's memory after a hostile document: a few times what the example policy takes,
 /// far from the 4 GiB at which it trapped.
 const MAX_MIB: usize = 256;
+
+/// The module answered a hostile fetched document without trapping, counted it as the
+/// `failures`th failed fetch and stayed small.
+fn assert_refused_fetch(host: &mut FakeHost, answered: wasmtime::Result<()>, failures: i64) {
+    assert!(
+        answered.is_ok() && host.broken().is_none(),
+        "expected a counted fetch failure, but the module trapped: {answered:?}; {}",
+        last_words(host)
+    );
+    assert_eq!(
+        host.metric("switchyard.policy.fetch_failures"),
+        Some(failures)
+    );
+    assert!(host.memory_size() >> 20 < MAX_MIB, "{}", last_words(host));
+}
 
 /// What the module wrote to stderr (Rust's allocation-failure message) and its memory size.
 fn last_words(host: &mut FakeHost) -> String {
@@ -108,17 +115,7 @@ fn a_fetched_consent_document_with_repeated_keys_is_a_counted_failure() {
     // {"tenants": {"kkk…(1 MB)": {"a":0, × 4,500}}}: about 1 MB on the wire.
     let body = repeated_keys_doc("\"tenants\":{", 1_000_000, 4_500) + "}";
     let answered = host.respond_http_call(token, 200, &[("etag", "\"c1\"")], body.as_bytes());
-    assert!(
-        answered.is_ok() && host.broken().is_none(),
-        "expected a counted fetch failure, but the module trapped: {answered:?}; {}",
-        last_words(&mut host)
-    );
-    assert_eq!(host.metric("switchyard.policy.fetch_failures"), Some(1));
-    assert!(
-        host.memory_size() >> 20 < MAX_MIB,
-        "{}",
-        last_words(&mut host)
-    );
+    assert_refused_fetch(&mut host, answered, 1);
 }
 
 #[test]
@@ -140,17 +137,7 @@ fn a_fetched_policy_with_many_small_regexes_is_refused() {
     let body = serde_json::to_string(&fetched).unwrap();
     assert!(body.len() < 200_000, "{}", body.len());
     let answered = host.respond_http_call(token, 200, &[("etag", "\"p1\"")], body.as_bytes());
-    assert!(
-        answered.is_ok() && host.broken().is_none(),
-        "expected the document to be refused, but the module trapped: {answered:?}; {}",
-        last_words(&mut host)
-    );
-    assert_eq!(host.metric("switchyard.policy.fetch_failures"), Some(1));
-    assert!(
-        host.memory_size() >> 20 < MAX_MIB,
-        "{}",
-        last_words(&mut host)
-    );
+    assert_refused_fetch(&mut host, answered, 1);
     // Many distinct small ones: the policy's regex count is bounded too.
     let mut many = policy.clone();
     many["version"] = json!("many");
@@ -163,18 +150,12 @@ fn a_fetched_policy_with_many_small_regexes_is_refused() {
     tick_until_calls(&mut host, 8);
     let token = token_for(&host, "/policy.json");
     let body = serde_json::to_string(&many).unwrap();
-    host.respond_http_call(token, 200, &[("etag", "\"p2\"")], body.as_bytes())
-        .unwrap();
-    assert_eq!(host.metric("switchyard.policy.fetch_failures"), Some(2));
+    let answered = host.respond_http_call(token, 200, &[("etag", "\"p2\"")], body.as_bytes());
+    assert_refused_fetch(&mut host, answered, 2);
     assert!(host
         .logs()
         .iter()
         .any(|l| l.message.contains("regular expressions; the limit is")));
-    assert!(
-        host.memory_size() >> 20 < MAX_MIB,
-        "{}",
-        last_words(&mut host)
-    );
 }
 
 #[test]

@@ -31,15 +31,7 @@ fn killed(doc: &Value, version: &str) -> String {
 }
 
 fn worker(policy: &Value) -> FakeHost {
-    let mut host = common::host();
-    host.add_cluster(CLUSTER);
-    let text = serde_json::to_string_pretty(policy).unwrap();
-    assert!(
-        host.configure(text.as_bytes()).unwrap(),
-        "{:#?}",
-        host.logs()
-    );
-    host
+    common::worker_with_cluster(policy, CLUSTER)
 }
 
 /// The cluster the example's support route picks for tenant acme (override → candidate,
