@@ -33,6 +33,7 @@ is a refusal (1). Standard library only, but it needs its neighbours: copy `push
 `genconfig.py` and `bootstrap.yaml.tmpl` from envoy/ together.
 """
 import argparse
+import http.client
 import json
 import os
 import re
@@ -213,7 +214,8 @@ def main(argv=None):
     if args.admin:
         try:
             refusal, before = check_against_envoy(args, policy_text)
-        except (OSError, ValueError) as e:   # URLError is an OSError; bad JSON a ValueError
+        except (OSError, ValueError, http.client.HTTPException) as e:
+            # URLError is an OSError, bad JSON a ValueError, a non-HTTP answer an HTTPException
             refusal = "cannot read Envoy's admin endpoint %s (%s)" % (args.admin, e)
         if refusal:
             print("push_policy: %s; nothing written" % refusal, file=sys.stderr)

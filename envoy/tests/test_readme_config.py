@@ -144,6 +144,24 @@ def test_readme_block_ignores_forged_identity_and_path_spellings(artifacts, mock
             assert not names & set(IDENTITY), ("forged identity reached upstream", entry)
 
 
+def test_readme_block_redirects_escaped_slashes(artifacts, mocks, workdir):
+    """`/v1%2Fagent/run` is the agent path to many upstreams; with the README's
+    `path_with_escaped_slashes_action` Envoy redirects it to its unescaped form (which the
+    filter then sees as /v1/agent/run) instead of passing it on under a path no scope matches."""
+    with SnippetEnvoy(fill_in(readme_block(), policy_text(), harness.WASM), mocks,
+                      workdir=workdir, name="readme-escaped") as envoy:
+        since = mocks.seq()
+        c = envoy.client()
+        try:
+            r = c.request("POST", "/v1%2Fagent/run", {"x-request-id": "readme-escaped",
+                                                      "x-conversation-id": "c-1"})
+        finally:
+            c.close()
+    assert r.status in (301, 302, 307, 308), r
+    assert r.headers.get("location", "").endswith("/v1/agent/run"), r.headers
+    assert not mocks.by_request_id(since), "nothing reached an upstream"
+
+
 def test_route_level_removal_is_too_late(artifacts, mocks, workdir):
     """What the README warns against: without the header_mutation filter, removing the headers
     with the route's request_headers_to_remove only cleans the upstream's copy; switchyard has

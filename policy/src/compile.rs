@@ -538,19 +538,25 @@ impl Compiler {
     /// malformed name), at one of the tables (not an object, too many entries), or inside
     /// `name`'s own entry (present but broken, so left out of the model). Saying "not
     /// defined" of something the author did define would only mislead.
-    fn undefined(&mut self, at: &str, tables: &[&str], name: &str, message: String) {
-        let reader = || self.errors.iter().take(self.reader_errors);
-        let within = |place: &str| {
-            reader().any(|e| {
-                e.place.strip_prefix(place).is_some_and(|rest| {
-                    rest.is_empty() || rest.starts_with('.') || rest.starts_with('[')
-                })
+    /// Whether the reader reported a problem at `place` or inside it.
+    fn reader_reported_within(&self, place: &str) -> bool {
+        self.errors.iter().take(self.reader_errors).any(|e| {
+            e.place.strip_prefix(place).is_some_and(|rest| {
+                rest.is_empty() || rest.starts_with('.') || rest.starts_with('[')
             })
-        };
+        })
+    }
+
+    fn undefined(&mut self, at: &str, tables: &[&str], name: &str, message: String) {
         let entry = tables.last().map(|t| field(t, name));
-        let explained = within(at)
-            || tables.iter().any(|t| reader().any(|e| e.place == *t))
-            || entry.is_some_and(|entry| within(&entry));
+        let explained = self.reader_reported_within(at)
+            || tables.iter().any(|t| {
+                self.errors
+                    .iter()
+                    .take(self.reader_errors)
+                    .any(|e| e.place == *t)
+            })
+            || entry.is_some_and(|entry| self.reader_reported_within(&entry));
         if !explained {
             self.errors.push(at, message);
         }
@@ -605,7 +611,12 @@ impl Compiler {
                     .iter()
                     .any(|v| v.attributes.iter().any(|(a, _)| a == attribute))
             });
-            if !used {
+            // A variation whose body the reader refused lost its attributes: that error says it.
+            let broken_variations = doc
+                .flags
+                .iter()
+                .any(|f| self.reader_reported_within(&field(&f.place, "variations")));
+            if !used && !broken_variations {
                 self.undefined(
                     &field("settings.attribute_headers", attribute),
                     &["flags"],

@@ -30,12 +30,21 @@ pub const MAX_SPLIT_ENTRIES: usize = 100;
 pub const MAX_WEIGHT: u64 = 1_000_000_000;
 /// Length of a regular expression's source text.
 pub const MAX_REGEX_LEN: usize = 1_000;
-/// Compiled size of one regular expression (regex-lite's estimate, in bytes). A 1,000-byte
-/// alternation of 110 words takes about 28 KiB; `[\w.-]{1,64}` about 7 KiB.
-pub const MAX_REGEX_SIZE: usize = 64 * 1024;
-/// Regular expressions in one policy, counted per clause value (identical clauses are
-/// compiled once and count once). With [`MAX_REGEX_SIZE`] this bounds what a policy's regexes
-/// can take, about 32 MiB, with their matching caches.
-pub const MAX_REGEXES: usize = 500;
+/// Compiled size of one regular expression, as regex-lite estimates it in the filter
+/// (wasm32): a 1,000-byte alternation of 110 words takes 18 KiB, a host name matcher
+/// `^[a-z0-9-]{1,63}(\.[a-z0-9-]{1,63}){0,10}$` 50 KiB. A 64-bit build (the `switchyard`
+/// command) estimates the same pattern 1.3 to 1.65 times larger, hence its larger limit: the
+/// command and the filter agree but for patterns within a few percent of the limit.
+pub const MAX_REGEX_SIZE: usize = if usize::BITS == 32 {
+    64 * 1024
+} else {
+    104 * 1024
+};
+/// The regular-expression budget of one policy, in units: each regex counts one per capture
+/// slot pair regex-lite keeps (the whole match and each `(...)` group), since its matching
+/// cache grows with them; identical clauses are compiled once and count once, a pattern
+/// repeated within a clause counts once. With [`MAX_REGEX_SIZE`] this bounds what a policy's
+/// regexes take in the filter, programs and matching caches together, to about 32 MiB.
+pub const MAX_REGEXES: usize = 256;
 /// Length of a key or name (flag key, variation, segment, attribute, rule name, header name).
 pub const MAX_NAME_LEN: usize = 200;

@@ -212,8 +212,8 @@ pub struct Regexes {
     /// Each distinct pattern, compiled or refused. At most [`crate::limits::MAX_REGEXES`], so
     /// a linear search is cheap, and it keeps another map type out of the module.
     compiled: Vec<(String, Result<Regex, String>)>,
-    /// Patterns handed to clauses, refused ones included (each clone of a regex gets its own
-    /// matching cache when used).
+    /// Budget units handed to clauses, refused patterns included: each clone of a regex gets
+    /// its own matching cache when used, sized by its program and its capture groups.
     used: usize,
 }
 
@@ -248,31 +248,38 @@ impl Regexes {
     /// `pattern` for a clause that holds the patterns at `taken` already.
     fn pattern(&mut self, pattern: &str, taken: &mut Vec<usize>) -> Pattern {
         use crate::limits::MAX_REGEXES;
-        let over = || {
-            Pattern::Bad(format!(
-                "the policy has more than {MAX_REGEXES} regular expressions; the limit is {MAX_REGEXES}"
-            ))
-        };
         let at = match self.compiled.iter().position(|(p, _)| p == pattern) {
             Some(at) if taken.contains(&at) => return Pattern::Repeat,
             Some(at) => at,
-            None if self.used >= MAX_REGEXES => return over(),
+            None if self.used >= MAX_REGEXES => return over_budget(),
             None => {
                 self.compiled.push((pattern.to_string(), regex(pattern)));
                 self.compiled.len() - 1
             }
         };
         taken.push(at);
-        if self.used >= MAX_REGEXES {
-            return over();
+        let Some((_, compiled)) = self.compiled.get(at) else {
+            return Pattern::Repeat;
+        };
+        // A refused pattern costs one unit; a regex one per capture slot pair.
+        let units = compiled.as_ref().map_or(1, |re| re.captures_len().max(1));
+        if self.used + units > MAX_REGEXES {
+            return over_budget();
         }
-        self.used += 1;
-        match self.compiled.get(at) {
-            Some((_, Ok(re))) => Pattern::Compiled(re.clone()),
-            Some((_, Err(e))) => Pattern::Bad(e.clone()),
-            None => Pattern::Repeat,
+        self.used += units;
+        match compiled {
+            Ok(re) => Pattern::Compiled(re.clone()),
+            Err(e) => Pattern::Bad(e.clone()),
         }
     }
+}
+
+fn over_budget() -> Pattern {
+    use crate::limits::MAX_REGEXES;
+    Pattern::Bad(format!(
+        "the policy's regular expressions are over their budget of {MAX_REGEXES} (each counts \
+         1, and 1 more per capture group: write groups as (?:...) where nothing reads them)"
+    ))
 }
 
 /// A regular expression within the length and compiled-size limits.

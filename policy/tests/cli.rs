@@ -177,6 +177,10 @@ fn simulate_refuses_bad_policies_and_bad_usage() {
             "--requests needs a file",
         ),
         (
+            vec!["simulate", "--units", "5"],
+            "simulate needs the POLICY file before its options",
+        ),
+        (
             vec![
                 "simulate",
                 policy.as_str(),
@@ -224,6 +228,24 @@ fn a_closed_standard_output_is_not_a_crash() {
         assert!(!err.contains("panicked"), "{args:?}: {err}");
         assert_eq!(out.status.code(), Some(0), "{args:?}: {err}");
     }
+    // The same for standard error (`2>&1 | head -1` on a refused policy): the command's own
+    // status, 1, not an abort.
+    let dir = scratch_dir("switchyard-closed-stderr");
+    let bad = dir.join("bad.json");
+    std::fs::write(
+        &bad,
+        r#"{"version": "1", "flags": [{"key": "f"}, {"key": "g"}]}"#,
+    )
+    .unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args(["check", bad.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stderr.take());
+    assert_eq!(child.wait().unwrap().code(), Some(1));
+    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[test]

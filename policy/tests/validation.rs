@@ -598,6 +598,14 @@ fn a_broken_definition_is_reported_once_not_again_at_its_references() {
             "flags[0].variations: expected an object, found an array",
         ),
         (
+            "variations as a list, their attributes named in attribute_headers",
+            modified(|p| {
+                p["flags"][0]["variations"] = json!(["control", "candidate"]);
+                p["settings"]["attribute_headers"] = json!({"model_route": "x-model"});
+            }),
+            "flags[0].variations: expected an object, found an array",
+        ),
+        (
             "off_variation missing",
             modified(|p| {
                 p["flags"][0].as_object_mut().unwrap().remove("off_variation");
@@ -659,11 +667,24 @@ fn regular_expressions_have_a_size_and_count_budget() {
         p["segments"]["many"] =
             json!([{"attribute": "tenant", "op": "matches", "values": patterns(max + 1)}]);
     });
+    let over = format!(
+        "the policy's regular expressions are over their budget of {max} (each counts 1, and 1 \
+         more per capture group: write groups as (?:...) where nothing reads them)"
+    );
     assert_eq!(
         errors(&p),
-        vec![format!(
-            "segments.many[0].values[{max}]: the policy has more than {max} regular expressions; the limit is {max}"
-        )]
+        vec![format!("segments.many[0].values[{max}]: {over}")]
+    );
+    // Capture groups count: a regex's matching cache grows with them, so `()` repeated
+    // hundreds of times is no way around the budget.
+    let groups = "()".repeat(200);
+    let p = modified(|p| {
+        p["segments"]["groups"] = json!([{"attribute": "path", "op": "matches",
+            "values": [format!("{groups}a"), format!("{groups}b")]}]);
+    });
+    assert_eq!(
+        errors(&p),
+        vec![format!("segments.groups[0].values[1]: {over}")]
     );
     let p = modified(|p| {
         let mut values = patterns(max);
@@ -672,6 +693,24 @@ fn regular_expressions_have_a_size_and_count_budget() {
     });
     load(&p.to_string()).expect("repeats within a clause count once");
 }
+
+/// Ordinary patterns are well inside the size limit, in the command as in the filter (whose
+/// host test configures the same ones): a host name, a base64 token, a word list.
+#[test]
+fn ordinary_regular_expressions_are_accepted() {
+    let p = modified(|p| {
+        p["segments"]["ordinary"] = json!([{"attribute": "host", "op": "matches",
+            "values": ORDINARY_REGEXES}]);
+    });
+    load(&p.to_string()).unwrap();
+}
+
+const ORDINARY_REGEXES: [&str; 4] = [
+    r"^[a-z0-9-]{1,63}(\.[a-z0-9-]{1,63}){0,10}$",
+    r"^[A-Za-z0-9+/]{0,700}={0,2}$",
+    r"^[\w.-]{1,64}@[\w.-]{1,255}$",
+    "^(?:gpt-4o|gpt-4o-mini|claude-3-5-sonnet|claude-3-5-haiku|llama-3.1-70b|mistral-large)$",
+];
 
 /// A hostile document can have millions of problems; the first hundred are listed, the rest
 /// counted, so refusing it costs neither gigabytes nor a flooded log.

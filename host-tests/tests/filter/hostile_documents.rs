@@ -152,10 +152,9 @@ fn a_fetched_policy_with_many_small_regexes_is_refused() {
     let body = serde_json::to_string(&many).unwrap();
     let answered = host.respond_http_call(token, 200, &[("etag", "\"p2\"")], body.as_bytes());
     assert_refused_fetch(&mut host, answered, 2);
-    assert!(host
-        .logs()
-        .iter()
-        .any(|l| l.message.contains("regular expressions; the limit is")));
+    assert!(host.logs().iter().any(|l| l
+        .message
+        .contains("regular expressions are over their budget")));
 }
 
 #[test]
@@ -481,4 +480,57 @@ fn garbage_in_shared_data_never_traps() {
             .unwrap_or_else(|e| panic!("{:?}: {e}", String::from_utf8_lossy(value)));
         assert!(host.broken().is_none() && other.broken().is_none());
     }
+}
+
+/// Ordinary patterns load in the filter as in the `switchyard` command (whose test
+/// `ordinary_regular_expressions_are_accepted` loads the same ones): the size limit is counted
+/// per build, and a host name matcher sits well inside both.
+#[test]
+fn ordinary_regular_expressions_load_in_the_filter() {
+    let mut policy: Value = serde_json::from_str(&common::example_policy()).unwrap();
+    policy["segments"]["ordinary"] = json!([{"attribute": "host", "op": "matches", "values": [
+        r"^[a-z0-9-]{1,63}(\.[a-z0-9-]{1,63}){0,10}$",
+        r"^[A-Za-z0-9+/]{0,700}={0,2}$",
+        r"^[\w.-]{1,64}@[\w.-]{1,255}$",
+        "^(?:gpt-4o|gpt-4o-mini|claude-3-5-sonnet|claude-3-5-haiku|llama-3.1-70b|mistral-large)$",
+    ]}]);
+    let mut host = common::host();
+    assert!(
+        host.configure(policy.to_string().as_bytes()).unwrap(),
+        "{:#?}",
+        host.logs()
+    );
+}
+
+/// A policy that loads and spends its whole regex budget on capture groups stays small once
+/// requests have run every regex (each regex's matching cache is allocated on first use).
+#[test]
+fn a_policy_spending_its_regex_budget_on_groups_stays_small() {
+    let mut policy: Value = serde_json::from_str(&common::example_policy()).unwrap();
+    let max = switchyard_policy::limits::MAX_REGEXES;
+    // Regexes of 50 groups each, as many as the budget allows, none of which matches.
+    let groups = "()".repeat(50);
+    let rules: Vec<Value> = (0..max / 51)
+        .map(|i| {
+            json!({"when": [{"attribute": "path", "op": "matches",
+                        "values": [format!("{groups}q{i}")]}], "serve": "candidate"})
+        })
+        .collect();
+    policy["flags"][0]["rules"] = Value::Array(rules);
+    let mut host = common::host();
+    assert!(
+        host.configure(policy.to_string().as_bytes()).unwrap(),
+        "{:#?}",
+        host.logs()
+    );
+    for i in 0..20 {
+        host.request(&common::chat("hooli", &format!("c-{i}")))
+            .unwrap();
+    }
+    assert!(host.broken().is_none());
+    assert!(
+        host.memory_size() >> 20 < MAX_MIB,
+        "{}",
+        last_words(&mut host)
+    );
 }

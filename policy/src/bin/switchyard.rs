@@ -9,6 +9,14 @@ use std::process::ExitCode;
 
 use switchyard_policy::{load, CompiledPolicy, Request};
 
+/// Writes a line to standard error; a reader that went away (`2>&1 | head`) is not an error
+/// (`eprintln!` would panic).
+macro_rules! say_err {
+    ($($arg:tt)*) => {{
+        let _ = writeln!(io::stderr().lock(), $($arg)*);
+    }};
+}
+
 const USAGE: &str = "usage:
   switchyard check POLICY             validate a policy; print a summary or every error
   switchyard eval POLICY [REQUESTS]   evaluate JSON-lines requests (file or standard input)
@@ -28,13 +36,17 @@ fn main() -> ExitCode {
         ["check", policy] => check(policy),
         ["eval", policy] => eval(policy, None),
         ["eval", policy, requests] => eval(policy, Some(requests)),
+        ["simulate", policy, ..] if policy.starts_with("--") => {
+            say_err!("switchyard: simulate needs the POLICY file before its options\n{USAGE}");
+            ExitCode::from(2)
+        }
         ["simulate", policy, options @ ..] => simulate(policy, options),
         ["-h" | "--help" | "help"] => {
             print_out(USAGE);
             ExitCode::SUCCESS
         }
         _ => {
-            eprintln!("{USAGE}");
+            say_err!("{USAGE}");
             ExitCode::from(2)
         }
     }
@@ -43,14 +55,14 @@ fn main() -> ExitCode {
 /// Reads and compiles a policy, printing every error on standard error.
 fn load_policy(path: &str) -> Result<CompiledPolicy, ExitCode> {
     let text = std::fs::read_to_string(path).map_err(|e| {
-        eprintln!("switchyard: cannot read {path}: {e}");
+        say_err!("switchyard: cannot read {path}: {e}");
         ExitCode::from(2)
     })?;
     load(&text).map_err(|errors| {
         for line in errors.lines() {
-            eprintln!("{line}");
+            say_err!("{line}");
         }
-        eprintln!("{path}: {} error(s); policy refused", errors.len());
+        say_err!("{path}: {} error(s); policy refused", errors.len());
         ExitCode::from(1)
     })
 }
@@ -77,7 +89,7 @@ fn eval(policy_path: &str, requests: Option<&str>) -> ExitCode {
         Some(path) => match std::fs::File::open(path) {
             Ok(f) => Box::new(io::BufReader::new(f)),
             Err(e) => {
-                eprintln!("switchyard: cannot read {path}: {e}");
+                say_err!("switchyard: cannot read {path}: {e}");
                 return ExitCode::from(2);
             }
         },
@@ -121,7 +133,7 @@ fn simulate(policy_path: &str, options: &[&str]) -> ExitCode {
     let mut as_json = false;
     let mut rest = options.iter();
     let usage_error = |problem: String| {
-        eprintln!("switchyard: {problem}\n{USAGE}");
+        say_err!("switchyard: {problem}\n{USAGE}");
         ExitCode::from(2)
     };
     while let Some(&opt) = rest.next() {
@@ -157,7 +169,7 @@ fn simulate(policy_path: &str, options: &[&str]) -> ExitCode {
     let text = match std::fs::read_to_string(policy_path) {
         Ok(t) => t,
         Err(e) => {
-            eprintln!("switchyard: cannot read {policy_path}: {e}");
+            say_err!("switchyard: cannot read {policy_path}: {e}");
             return ExitCode::from(2);
         }
     };
@@ -174,7 +186,7 @@ fn simulate(policy_path: &str, options: &[&str]) -> ExitCode {
                 Ok(r) => r,
                 Err(errors) => {
                     for line in errors.lines() {
-                        eprintln!("{line}");
+                        say_err!("{line}");
                     }
                     return ExitCode::from(1);
                 }
@@ -184,7 +196,7 @@ fn simulate(policy_path: &str, options: &[&str]) -> ExitCode {
             let file = match std::fs::File::open(path) {
                 Ok(f) => f,
                 Err(e) => {
-                    eprintln!("switchyard: cannot read {path}: {e}");
+                    say_err!("switchyard: cannot read {path}: {e}");
                     return ExitCode::from(2);
                 }
             };
@@ -201,7 +213,7 @@ fn simulate(policy_path: &str, options: &[&str]) -> ExitCode {
                     Ok(None) => {}
                     Err(e) => {
                         bad_lines += 1;
-                        eprintln!("switchyard: line {}: {e}", n + 1);
+                        say_err!("switchyard: line {}: {e}", n + 1);
                     }
                 }
             }
@@ -235,14 +247,14 @@ fn print_out(text: &str) {
 fn error_line(out: &mut impl Write, line: usize, message: &str) -> io::Result<()> {
     let obj = serde_json::json!({"line": line, "error": format!("line {line}: {message}")});
     writeln!(out, "{obj}")?;
-    eprintln!("switchyard: line {line}: {message}");
+    say_err!("switchyard: line {line}: {message}");
     Ok(())
 }
 
 /// Exit code 1 (with a count on standard error) if any request line was bad, else 0.
 fn bad_lines_exit(bad_lines: usize) -> ExitCode {
     if bad_lines > 0 {
-        eprintln!("switchyard: {bad_lines} bad request line(s)");
+        say_err!("switchyard: {bad_lines} bad request line(s)");
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
