@@ -533,29 +533,31 @@ impl Compiler {
         found
     }
 
-    /// Reports a reference to `name` that the innermost of `tables` does not define, unless
-    /// the reader already explained it: an error at the reference itself (a missing or
-    /// malformed name), at one of the tables (not an object, too many entries), or inside
-    /// `name`'s own entry (present but broken, so left out of the model). Saying "not
-    /// defined" of something the author did define would only mislead.
+    /// The problems the reader (document.rs) found.
+    fn reader_errors(&self) -> impl Iterator<Item = &crate::error::PolicyError> {
+        self.errors.iter().take(self.reader_errors)
+    }
+
     /// Whether the reader reported a problem at `place` or inside it.
     fn reader_reported_within(&self, place: &str) -> bool {
-        self.errors.iter().take(self.reader_errors).any(|e| {
+        self.reader_errors().any(|e| {
             e.place.strip_prefix(place).is_some_and(|rest| {
                 rest.is_empty() || rest.starts_with('.') || rest.starts_with('[')
             })
         })
     }
 
+    /// Reports a reference to `name` that the innermost of `tables` does not define, unless
+    /// the reader already explained it: an error at the reference itself (a missing or
+    /// malformed name), at one of the tables (not an object, too many entries), or inside
+    /// `name`'s own entry (present but broken, so left out of the model). Saying "not
+    /// defined" of something the author did define would only mislead.
     fn undefined(&mut self, at: &str, tables: &[&str], name: &str, message: String) {
         let entry = tables.last().map(|t| field(t, name));
         let explained = self.reader_reported_within(at)
-            || tables.iter().any(|t| {
-                self.errors
-                    .iter()
-                    .take(self.reader_errors)
-                    .any(|e| e.place == *t)
-            })
+            || tables
+                .iter()
+                .any(|t| self.reader_errors().any(|e| e.place == *t))
             || entry.is_some_and(|entry| self.reader_reported_within(&entry));
         if !explained {
             self.errors.push(at, message);
@@ -605,21 +607,24 @@ impl Compiler {
     /// A `settings.attribute_headers` entry no variation's attribute has would never be
     /// written: almost always a misspelt attribute, whose header then keeps its default name.
     fn attribute_headers_in_use(&mut self, doc: &PolicyDoc) {
+        // A variation whose body the reader refused lost its attributes: that error says it.
+        if doc
+            .flags
+            .iter()
+            .any(|f| self.reader_reported_within(&field(&f.place, "variations")))
+        {
+            return;
+        }
         for (attribute, _) in &doc.settings.attribute_headers {
             let used = doc.flags.iter().any(|f| {
                 f.variations
                     .iter()
                     .any(|v| v.attributes.iter().any(|(a, _)| a == attribute))
             });
-            // A variation whose body the reader refused lost its attributes: that error says it.
-            let broken_variations = doc
-                .flags
-                .iter()
-                .any(|f| self.reader_reported_within(&field(&f.place, "variations")));
-            if !used && !broken_variations {
+            if !used {
                 self.undefined(
                     &field("settings.attribute_headers", attribute),
-                    &["flags"],
+                    &[],
                     attribute,
                     format!("no variation has an attribute \"{attribute}\", so this header would never be set"),
                 );
@@ -953,12 +958,12 @@ impl Compiler {
     }
 }
 
-/// `flags[3].rules[2]` → `flags[3].variations`.
 /// The error for a policy that reads a header switchyard owns.
 fn owned_header_read(header: &str) -> String {
     format!("\"{header}\" is a header switchyard owns; client copies are removed before the policy reads anything")
 }
 
+/// `flags[3].rules[2]` → `flags[3].variations`.
 fn variations_place(place: &str) -> String {
     let flag = place.split('.').next().unwrap_or(place);
     format!("{flag}.variations")

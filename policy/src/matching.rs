@@ -217,41 +217,22 @@ pub struct Regexes {
     used: usize,
 }
 
-/// What one value of a `matches` clause turned into.
-enum Pattern {
-    /// The clause has this pattern already: it can only match alike.
-    Repeat,
-    Compiled(Regex),
-    Bad(String),
-}
-
 impl Regexes {
     /// One clause's regexes, or every bad value with its index (a repeated one once).
     fn clause(&mut self, values: &[String]) -> Result<Vec<Regex>, Vec<(usize, String)>> {
         let mut taken: Vec<usize> = Vec::new();
-        let mut out = Vec::new();
-        let mut bad = Vec::new();
-        for (i, v) in values.iter().enumerate() {
-            match self.pattern(v, &mut taken) {
-                Pattern::Repeat => {}
-                Pattern::Compiled(re) => out.push(re),
-                Pattern::Bad(e) => bad.push((i, e)),
-            }
-        }
-        if bad.is_empty() {
-            Ok(out)
-        } else {
-            Err(bad)
-        }
+        let found = each(values, |v| self.pattern(v, &mut taken))?;
+        Ok(found.into_iter().flatten().collect())
     }
 
-    /// `pattern` for a clause that holds the patterns at `taken` already.
-    fn pattern(&mut self, pattern: &str, taken: &mut Vec<usize>) -> Pattern {
+    /// `pattern` for a clause that holds the patterns at `taken` already: its regex, or None
+    /// when the clause has it already (a repeat can only match alike).
+    fn pattern(&mut self, pattern: &str, taken: &mut Vec<usize>) -> Result<Option<Regex>, String> {
         use crate::limits::MAX_REGEXES;
         let at = match self.compiled.iter().position(|(p, _)| p == pattern) {
-            Some(at) if taken.contains(&at) => return Pattern::Repeat,
+            Some(at) if taken.contains(&at) => return Ok(None),
             Some(at) => at,
-            None if self.used >= MAX_REGEXES => return over_budget(),
+            None if self.used >= MAX_REGEXES => return Err(over_budget()),
             None => {
                 self.compiled.push((pattern.to_string(), regex(pattern)));
                 self.compiled.len() - 1
@@ -259,27 +240,24 @@ impl Regexes {
         };
         taken.push(at);
         let Some((_, compiled)) = self.compiled.get(at) else {
-            return Pattern::Repeat;
+            return Ok(None);
         };
         // A refused pattern costs one unit; a regex one per capture slot pair.
         let units = compiled.as_ref().map_or(1, |re| re.captures_len().max(1));
         if self.used + units > MAX_REGEXES {
-            return over_budget();
+            return Err(over_budget());
         }
         self.used += units;
-        match compiled {
-            Ok(re) => Pattern::Compiled(re.clone()),
-            Err(e) => Pattern::Bad(e.clone()),
-        }
+        compiled.clone().map(Some)
     }
 }
 
-fn over_budget() -> Pattern {
+fn over_budget() -> String {
     use crate::limits::MAX_REGEXES;
-    Pattern::Bad(format!(
+    format!(
         "the policy's regular expressions are over their budget of {MAX_REGEXES} (each counts \
          1, and 1 more per capture group: write groups as (?:...) where nothing reads them)"
-    ))
+    )
 }
 
 /// A regular expression within the length and compiled-size limits.
