@@ -6,7 +6,7 @@
 use std::collections::{HashMap, HashSet};
 
 use crate::document::{field, index, is_printable_ascii};
-use crate::error::PolicyErrors;
+use crate::error::{quoted, PolicyErrors};
 use crate::matching::{CompiledClause, FastMap, Test, ValueSet};
 use crate::model::*;
 use crate::outcome::RuleRef;
@@ -310,11 +310,12 @@ pub fn compile(
             c.errors.push(
                 "environment",
                 format!(
-                    "this policy is for {}, but this proxy declares environment \"{declared}\"; refusing it",
+                    "this policy is for {}, but this proxy declares environment {}; refusing it",
                     doc.environment
                         .as_deref()
-                        .map(|e| format!("environment \"{e}\""))
-                        .unwrap_or_else(|| "no environment".to_string())
+                        .map(|e| format!("environment {}", quoted(e)))
+                        .unwrap_or_else(|| "no environment".to_string()),
+                    quoted(declared)
                 ),
             );
         }
@@ -379,7 +380,7 @@ pub fn compile(
         if let Some(first) = seen_keys.get(flag.key.as_str()) {
             c.errors.push(
                 field(place, "key"),
-                format!("\"{}\" is already the key of {first}", flag.key),
+                format!("{} is already the key of {first}", quoted(&flag.key)),
             );
         } else if !flag.key.is_empty() {
             seen_keys.insert(&flag.key, place);
@@ -527,7 +528,7 @@ impl Compiler {
                 place,
                 &["context"],
                 name,
-                format!("attribute \"{name}\" is not defined in context (nor one of path, host, method, source_ip)"),
+                format!("attribute {} is not defined in context (nor one of path, host, method, source_ip)", quoted(name)),
             );
         }
         found
@@ -587,8 +588,8 @@ impl Compiler {
                         &["consent", "consent.classes"],
                         &record.class,
                         format!(
-                            "consent class \"{}\" is not defined in consent.classes",
-                            record.class
+                            "consent class {} is not defined in consent.classes",
+                            quoted(&record.class)
                         ),
                     ),
                 }
@@ -626,7 +627,10 @@ impl Compiler {
                     &field("settings.attribute_headers", attribute),
                     &[],
                     attribute,
-                    format!("no variation has an attribute \"{attribute}\", so this header would never be set"),
+                    format!(
+                        "no variation has an attribute {}, so this header would never be set",
+                        quoted(attribute)
+                    ),
                 );
             }
         }
@@ -657,12 +661,12 @@ impl Compiler {
                 .or_else(|| {
                     seen.iter()
                         .find(|(_, h)| *h == header)
-                        .map(|(other, _)| format!("the header of attribute \"{other}\""))
+                        .map(|(other, _)| format!("the header of attribute {}", quoted(other)))
                 });
             if let Some(other) = clash {
                 self.errors.push(
                     field(&field(place, "attributes"), attr),
-                    format!("goes out as the header \"{header}\", which is also {other}; each header switchyard sets needs its own name"),
+                    format!("goes out as the header {}, which is also {other}; each header switchyard sets needs its own name", quoted(header)),
                 );
             }
             seen.push((attr, header));
@@ -725,7 +729,7 @@ impl Compiler {
                     at,
                     &[&vplace],
                     name,
-                    format!("variation \"{name}\" is not defined in {vplace}"),
+                    format!("variation {} is not defined in {vplace}", quoted(name)),
                 );
             }
             found
@@ -754,7 +758,10 @@ impl Compiler {
                         &class_place,
                         &["consent", "consent.classes"],
                         class,
-                        format!("consent class \"{class}\" is not defined in consent.classes"),
+                        format!(
+                            "consent class {} is not defined in consent.classes",
+                            quoted(class)
+                        ),
                     );
                 }
                 let action = match denied {
@@ -821,7 +828,7 @@ impl Compiler {
                             &field(cplace, "segment"),
                             &["segments"],
                             name,
-                            format!("segment \"{name}\" is not defined in segments"),
+                            format!("segment {} is not defined in segments", quoted(name)),
                         ),
                     },
                     Condition::Clause(cl) => {
@@ -909,7 +916,7 @@ impl Compiler {
                         &field(place, "serve"),
                         &[&vplace],
                         name,
-                        format!("variation \"{name}\" is not defined in {vplace}"),
+                        format!("variation {} is not defined in {vplace}", quoted(name)),
                     );
                     None
                 }
@@ -932,7 +939,7 @@ impl Compiler {
                             if !seen.insert(v) {
                                 self.errors.push(
                                     &splace,
-                                    format!("variation \"{}\" is listed twice", e.variation),
+                                    format!("variation {} is listed twice", quoted(&e.variation)),
                                 );
                                 ok = false;
                             }
@@ -945,7 +952,10 @@ impl Compiler {
                                 &splace,
                                 &[&vplace],
                                 &e.variation,
-                                format!("variation \"{}\" is not defined in {vplace}", e.variation),
+                                format!(
+                                    "variation {} is not defined in {vplace}",
+                                    quoted(&e.variation)
+                                ),
                             );
                             ok = false;
                         }
@@ -960,7 +970,7 @@ impl Compiler {
 
 /// The error for a policy that reads a header switchyard owns.
 fn owned_header_read(header: &str) -> String {
-    format!("\"{header}\" is a header switchyard owns; client copies are removed before the policy reads anything")
+    format!("{} is a header switchyard owns; client copies are removed before the policy reads anything", quoted(header))
 }
 
 /// `flags[3].rules[2]` → `flags[3].variations`.

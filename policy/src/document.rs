@@ -4,7 +4,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::error::PolicyErrors;
+use crate::error::{quoted, PolicyErrors};
 use crate::limits::*;
 use crate::model::*;
 
@@ -44,26 +44,19 @@ pub fn parse(json: &str) -> (Option<PolicyDoc>, PolicyErrors) {
     (Some(doc), reader.errors)
 }
 
-/// A place in the document, such as `flags[0].rules[2]`. A key longer than any valid name is
-/// cut (`t["kkk… (1000000 bytes)"]`): it is refused anyway, and a place is built for every
-/// problem under it.
+/// A place in the document, such as `flags[0].rules[2]`. A key that is not a plain name is
+/// quoted, and one longer than any valid name is cut (`t["kkk… (1000000 bytes)"]`): it is
+/// refused anyway, and a place is built for every problem under it.
 pub fn field(place: &str, key: &str) -> String {
-    if key.len() > MAX_NAME_LEN {
-        let mut cut = MAX_NAME_LEN;
-        while !key.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        let shown = format!("{}… ({} bytes)", &key[..cut], key.len());
-        return format!("{place}[{}]", Value::String(shown));
-    }
     let plain = !key.is_empty()
+        && key.len() <= MAX_NAME_LEN
         && key
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
     match (place.is_empty(), plain) {
         (true, true) => key.to_string(),
         (false, true) => format!("{place}.{key}"),
-        (_, false) => format!("{place}[{}]", Value::String(key.to_string())),
+        (_, false) => format!("{place}[{}]", quoted(key)),
     }
 }
 
@@ -75,7 +68,8 @@ struct Reader {
     errors: PolicyErrors,
 }
 
-fn kind(v: &Value) -> &'static str {
+/// What a JSON value is, as a message names it: `a string`, `an array`.
+pub fn kind(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",
@@ -375,7 +369,10 @@ impl Reader {
             if Builtin::ALL.iter().any(|(b, _)| b == name) {
                 self.err(
                     &place,
-                    format!("\"{name}\" is a built-in attribute and cannot be redefined"),
+                    format!(
+                        "{} is a built-in attribute and cannot be redefined",
+                        quoted(name)
+                    ),
                 );
                 continue;
             }
@@ -433,7 +430,10 @@ impl Reader {
                         Some(other) => {
                             self.err(
                                 &field(&place, "mode"),
-                                format!("\"{other}\" is not a consent mode (expected opt_in or opt_out)"),
+                                format!(
+                                    "{} is not a consent mode (expected opt_in or opt_out)",
+                                    quoted(other)
+                                ),
                             );
                             continue;
                         }
@@ -495,7 +495,8 @@ impl Reader {
                     self.err(
                         &at_place,
                         format!(
-                            "\"{at}\" is not an RFC 3339 timestamp (like 2026-05-12T09:00:00Z)"
+                            "{} is not an RFC 3339 timestamp (like 2026-05-12T09:00:00Z)",
+                            quoted(&at)
                         ),
                     );
                 }
@@ -514,7 +515,8 @@ impl Reader {
                 self.err(
                     &state_place,
                     format!(
-                        "\"{other}\" is not a consent state (expected opt_in, opt_out or unset)"
+                        "{} is not a consent state (expected opt_in, opt_out or unset)",
+                        quoted(other)
                     ),
                 );
                 None
@@ -566,7 +568,8 @@ impl Reader {
                     self.err(
                         &op_place,
                         format!(
-                            "\"{name}\" is not an operator (expected one of: {})",
+                            "{} is not an operator (expected one of: {})",
+                            quoted(&name),
                             known.join(", ")
                         ),
                     );
@@ -808,11 +811,13 @@ impl Reader {
                     if let Some(amap) = self.named_map(attrs, &aplace, MAX_ATTRIBUTES) {
                         for (k, val) in amap {
                             let kplace = field(&aplace, k);
-                            if !is_param_key(k) {
+                            if self.check_name(k, &kplace) && !is_param_key(k) {
                                 self.err(&kplace, "an exposure attribute name must be lower-case letters, digits, \"_\" or \"-\", starting with a letter");
                             }
                             if let Some(s) = self.string(val, &kplace) {
-                                if !is_printable_ascii(&s) {
+                                if s.len() > MAX_ATTRIBUTE_VALUE_LEN {
+                                    self.err(&kplace, format!("the value is {} bytes long; the limit is {MAX_ATTRIBUTE_VALUE_LEN} (it travels in a header on every request this variation serves)", s.len()));
+                                } else if !is_printable_ascii(&s) {
                                     self.err(&kplace, "an exposure attribute value must be printable ASCII (it travels in HTTP headers)");
                                 }
                                 variation.attributes.push((k.clone(), s));
@@ -1088,7 +1093,7 @@ impl Reader {
             if CLIENT_HEADERS.contains(&h.as_str()) {
                 self.err(
                     &place,
-                    format!("\"{h}\" is a request header clients send and the request relies on; switchyard removes client copies of the headers it sets, so pick another name"),
+                    format!("{} is a request header clients send and the request relies on; switchyard removes client copies of the headers it sets, so pick another name", quoted(h)),
                 );
             }
             let Some((first, _, first_written)) = seen.iter().find(|(_, earlier, _)| *earlier == h)
@@ -1111,7 +1116,10 @@ impl Reader {
             };
             self.err(
                 &at,
-                format!("\"{h}\" is also {other}; each header switchyard sets needs its own name"),
+                format!(
+                    "{} is also {other}; each header switchyard sets needs its own name",
+                    quoted(h)
+                ),
             );
         }
     }
@@ -1124,7 +1132,7 @@ impl Reader {
         if h.starts_with(':') {
             self.err(
                 place,
-                format!("\"{h}\" is a pseudo-header; read the built-in attributes path, host and method instead"),
+                format!("{} is a pseudo-header; read the built-in attributes path, host and method instead", quoted(&h)),
             );
             return None;
         }
@@ -1133,7 +1141,7 @@ impl Reader {
         if !h.bytes().all(is_token_byte) {
             self.err(
                 place,
-                format!("\"{h}\" is not a valid header name (RFC 9110 token characters: letters, digits and !#$%&'*+-.^_`|~)"),
+                format!("{} is not a valid header name (RFC 9110 token characters: letters, digits and !#$%&'*+-.^_`|~)", quoted(&h)),
             );
             return None;
         }
@@ -1150,7 +1158,8 @@ impl Reader {
             self.err(
                 place,
                 format!(
-                    "\"{h}\" is not a valid header name (lower-case letters, digits, \"-\", \"_\")"
+                    "{} is not a valid header name (lower-case letters, digits, \"-\", \"_\")",
+                    quoted(&h)
                 ),
             );
             return None;

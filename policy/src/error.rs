@@ -3,6 +3,24 @@
 
 use std::fmt;
 
+use crate::limits::MAX_NAME_LEN;
+
+/// A value from the document as a message quotes it: a JSON string, so a control character
+/// cannot break the log line, cut after [`MAX_NAME_LEN`] bytes with its length
+/// (`"xxx… (1000000 bytes)"`), so a megabyte-long value costs a short line. Values that long
+/// are refused anyway.
+pub fn quoted(value: &str) -> String {
+    if value.len() <= MAX_NAME_LEN {
+        return serde_json::Value::String(value.to_string()).to_string();
+    }
+    let mut cut = MAX_NAME_LEN;
+    while !value.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let shown = format!("{}… ({} bytes)", &value[..cut], value.len());
+    serde_json::Value::String(shown).to_string()
+}
+
 /// One problem in a policy document.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PolicyError {
@@ -26,6 +44,10 @@ impl fmt::Display for PolicyError {
 /// the proxy gigabytes and flood its log; the first hundred say what is wrong.
 pub const MAX_LISTED_ERRORS: usize = 100;
 
+/// The longest message a listed problem keeps. Values are quoted cut ([`quoted`]), so this
+/// only guards a message that would quote something unforeseen.
+const MAX_MESSAGE_LEN: usize = 2_000;
+
 /// The problems found in a rejected policy, in document order: the first
 /// [`MAX_LISTED_ERRORS`] listed, the rest counted.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -37,9 +59,18 @@ pub struct PolicyErrors {
 impl PolicyErrors {
     pub fn push(&mut self, place: impl Into<String>, message: impl Into<String>) {
         if self.listed.len() < MAX_LISTED_ERRORS {
+            let mut message = message.into();
+            if message.len() > MAX_MESSAGE_LEN {
+                let mut cut = MAX_MESSAGE_LEN;
+                while !message.is_char_boundary(cut) {
+                    cut -= 1;
+                }
+                message.truncate(cut);
+                message.push_str("… (cut)");
+            }
             self.listed.push(PolicyError {
                 place: place.into(),
-                message: message.into(),
+                message,
             });
         } else {
             self.unlisted += 1;
@@ -113,3 +144,33 @@ impl fmt::Display for PolicyErrors {
 }
 
 impl std::error::Error for PolicyErrors {}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn a_long_value_is_quoted_cut_at_a_character_boundary() {
+        assert_eq!(quoted("in\n"), "\"in\\n\"");
+        let long = "é".repeat(150); // 300 bytes; byte 200 is a boundary, 199 is not
+        assert_eq!(
+            quoted(&long),
+            format!("\"{}… (300 bytes)\"", "é".repeat(100))
+        );
+        let odd = format!("a{}", "é".repeat(150));
+        assert_eq!(
+            quoted(&odd),
+            format!("\"a{}… (301 bytes)\"", "é".repeat(99))
+        );
+    }
+
+    #[test]
+    fn a_message_past_the_limit_is_cut() {
+        let mut errors = PolicyErrors::default();
+        errors.push("x", "é".repeat(MAX_MESSAGE_LEN));
+        let message = &errors.iter().next().unwrap().message;
+        assert_eq!(message.len(), MAX_MESSAGE_LEN + "… (cut)".len());
+        assert!(message.ends_with("é… (cut)"));
+    }
+}

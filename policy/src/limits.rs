@@ -46,5 +46,8 @@ pub const MAX_REGEX_SIZE: usize = if usize::BITS == 32 {
 /// repeated within a clause counts once. With [`MAX_REGEX_SIZE`] this bounds what a policy's
 /// regexes take in the filter, programs and matching caches together, to about 32 MiB.
 pub const MAX_REGEXES: usize = 256;
+/// Length of an exposure attribute's value: it travels in a header on every request its
+/// variation serves, and many servers refuse a header line over 8 KiB.
+pub const MAX_ATTRIBUTE_VALUE_LEN: usize = 1_000;
 /// Length of a key or name (flag key, variation, segment, attribute, rule name, header name).
 pub const MAX_NAME_LEN: usize = 200;

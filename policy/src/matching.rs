@@ -9,6 +9,7 @@ use ipnet::IpNet;
 use regex_lite::Regex;
 use semver::Version;
 
+use crate::error::quoted;
 use crate::model::Op;
 
 /// A hasher for policy-side sets: one xxh3 call per key. The keys are the policy's own (request
@@ -115,8 +116,8 @@ impl Test {
             Op::Matches => Test::Matches(regexes.clause(values)?),
             Op::Lt | Op::Lte | Op::Gt | Op::Gte => {
                 let v = first(values)?;
-                let n =
-                    parse_number(v).ok_or_else(|| vec![(0, format!("\"{v}\" is not a number"))])?;
+                let n = parse_number(v)
+                    .ok_or_else(|| vec![(0, format!("{} is not a number", quoted(v)))])?;
                 Test::Number(op, n)
             }
             Op::SemverLt | Op::SemverLte | Op::SemverGt | Op::SemverGte | Op::SemverEq => {
@@ -124,14 +125,17 @@ impl Test {
                 let version = parse_semver(v).ok_or_else(|| {
                     vec![(
                         0,
-                        format!("\"{v}\" is not a semantic version (like 1.4.0 or 2.0.0-rc.1)"),
+                        format!(
+                            "{} is not a semantic version (like 1.4.0 or 2.0.0-rc.1)",
+                            quoted(v)
+                        ),
                     )]
                 })?;
                 Test::Semver(op, version)
             }
             Op::Cidr => Test::Cidr(each(values, |v| {
                 parse_cidr(v).ok_or_else(|| {
-                    format!("\"{v}\" is not a CIDR block (like 10.0.0.0/8 or 2001:db8::/32) or an IP address")
+                    format!("{} is not a CIDR block (like 10.0.0.0/8 or 2001:db8::/32) or an IP address", quoted(v))
                 })
             })?),
         })

@@ -327,7 +327,9 @@ impl Request<'static> {
                 serde_json::Value::String(v) => headers.push((name.into(), v.into())),
                 other => {
                     return Err(format!(
-                        "header \"{name}\" must have a string value, found {other}"
+                        "header {} must have a string value, found {}",
+                        crate::error::quoted(&name),
+                        crate::document::kind(&other)
                     ))
                 }
             }

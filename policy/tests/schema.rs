@@ -682,6 +682,15 @@ fn broken_policies_are_refused_with_their_place() {
             true,
         ),
         (
+            "attribute value too long",
+            |p| {
+                p["flags"][0]["variations"]["control"]["attributes"]["model_route"] =
+                    json!("v".repeat(1_001))
+            },
+            "flags[0].variations.control.attributes.model_route",
+            true,
+        ),
+        (
             "non-ASCII key",
             |p| p["flags"][0]["key"] = json!("café"),
             "flags[0].key",
@@ -848,4 +857,23 @@ fn places_map_to_pointers() {
     );
     assert_eq!(place_to_pointer("version"), "/version");
     assert_eq!(place_to_pointer(""), "");
+}
+
+/// A name past the limit gets a cut place from `load` (checked in validation.rs), which no
+/// JSON pointer matches: here only that the schema refuses it too.
+#[test]
+fn an_attribute_name_too_long_is_refused_by_both() {
+    let mut p = example();
+    p["flags"][0]["variations"]["control"]["attributes"]["a".repeat(201)] = json!("x");
+    assert!(load_places(&p).is_err());
+    let errors = schema_errors(&validator(), &p);
+    assert!(
+        errors
+            .iter()
+            .any(|(pointer, _)| pointer.starts_with("/flags/0/variations/control/attributes")),
+        "{errors:#?}"
+    );
+    p["flags"][0]["variations"]["control"]["attributes"] = json!({"a".repeat(200): "x"});
+    assert!(load_places(&p).is_ok());
+    assert!(schema_errors(&validator(), &p).is_empty());
 }

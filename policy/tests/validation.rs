@@ -735,3 +735,111 @@ fn past_a_hundred_problems_the_rest_are_counted() {
     );
     assert_eq!(refused.to_string().lines().count(), 101);
 }
+
+/// A megabyte-long value in any place a message quotes it makes a short line: the value is
+/// cut after 200 bytes with its length, so one hostile value cannot flood the proxy's log.
+#[test]
+fn long_values_are_quoted_cut() {
+    let long = "y".repeat(1_000_000);
+    let cut = format!("\"{}… (1000000 bytes)\"", "y".repeat(200));
+    type Change = fn(&mut Value, &str);
+    // (change, place, message, whether the message quotes the value)
+    let places: [(Change, &str, &str, bool); 12] = [
+        (
+            |p, v| p["consent"]["tenants"]["globex"]["support_copilot"]["at"] = json!(v),
+            "consent.tenants.globex.support_copilot.at",
+            "is not an RFC 3339 timestamp (like 2026-05-12T09:00:00Z)",
+            true,
+        ),
+        (
+            |p, v| p["consent"]["tenants"]["globex"]["support_copilot"]["state"] = json!(v),
+            "consent.tenants.globex.support_copilot.state",
+            "is not a consent state (expected opt_in, opt_out or unset)",
+            true,
+        ),
+        (
+            |p, v| p["consent"]["classes"]["support_copilot"]["mode"] = json!(v),
+            "consent.classes.support_copilot.mode",
+            "is not a consent mode (expected opt_in or opt_out)",
+            true,
+        ),
+        (
+            |p, v| p["segments"]["staff"][0]["op"] = json!(v),
+            "segments.staff[0].op",
+            "is not an operator (expected one of: in, not_in, starts_with, ends_with, contains, matches, exists, lt, lte, gt, gte, semver_lt, semver_lte, semver_gt, semver_gte, semver_eq, cidr)",
+            true,
+        ),
+        (
+            |p, v| p["segments"]["staff"][0] = json!({"attribute": "plan", "op": "gt", "values": [v]}),
+            "segments.staff[0].values[0]",
+            "is not a number",
+            true,
+        ),
+        (
+            |p, v| p["segments"]["staff"][0] = json!({"attribute": "plan", "op": "semver_gt", "values": [v]}),
+            "segments.staff[0].values[0]",
+            "is not a semantic version (like 1.4.0 or 2.0.0-rc.1)",
+            true,
+        ),
+        (
+            |p, v| p["segments"]["staff"][0] = json!({"attribute": "plan", "op": "cidr", "values": [v]}),
+            "segments.staff[0].values[0]",
+            "is not a CIDR block (like 10.0.0.0/8 or 2001:db8::/32) or an IP address",
+            true,
+        ),
+        (
+            |p, v| {
+                let record = p["consent"]["tenants"]["globex"]["support_copilot"].take();
+                p["consent"]["tenants"]["globex"] = json!({ v: record });
+            },
+            "",
+            "is not defined in consent.classes",
+            true,
+        ),
+        (
+            |p, v| p["settings"] = json!({"attribute_headers": { v: "x-route" }}),
+            "",
+            ", so this header would never be set",
+            true,
+        ),
+        (
+            |p, v| p["context"]["plan"]["header"] = json!(format!(":{v}")),
+            "context.plan.header",
+            "is 1000001 bytes long; the limit is 200",
+            false,
+        ),
+        (
+            |p, v| p["flags"][0]["variations"]["control"]["attributes"][v] = json!("x"),
+            "",
+            "is 1000000 bytes long; the limit is 200",
+            false,
+        ),
+        (
+            |p, v| p["flags"][0]["variations"]["control"]["attributes"]["model_route"] = json!(v),
+            "flags[0].variations.control.attributes.model_route",
+            "the value is 1000000 bytes long; the limit is 1000 (it travels in a header on every request this variation serves)",
+            false,
+        ),
+    ];
+    for (change, place, message, quotes) in places {
+        let mut p = example();
+        change(&mut p, &long);
+        let errs = errors(&p);
+        let longest = errs.iter().map(String::len).max().unwrap_or(0);
+        assert!(longest < 1_000, "a {longest}-byte line: {:.300}", errs[0]);
+        let line = errs
+            .iter()
+            .find(|e| e.starts_with(place) && e.ends_with(message))
+            .unwrap_or_else(|| panic!("no {place}: … {message} in {errs:.300?}"));
+        // Where the message quotes the value, it shows the cut value and its length.
+        if quotes {
+            assert!(line.contains(&cut), "{line:.300}");
+        }
+    }
+    // Control characters in a quoted value cannot split the line.
+    let p = modified(|p| p["segments"]["staff"][0]["op"] = json!("in\nflags[0]: forged"));
+    assert_error(
+        &p,
+        "segments.staff[0].op: \"in\\nflags[0]: forged\" is not an operator (expected one of: in, not_in, starts_with, ends_with, contains, matches, exists, lt, lte, gt, gte, semver_lt, semver_lte, semver_gt, semver_gte, semver_eq, cidr)",
+    );
+}
