@@ -51,7 +51,8 @@
 //! A failed fetch (no connection, reset, timeout), a status other than 200 and 304, a body
 //! over the engine's document limit (refused before it is read), a body that is not UTF-8, or
 //! a document the engine refuses keeps the last good policy: the fetcher logs
-//! why at warning level and counts `switchyard.policy.fetch_failures`. Every swap logs one info
+//! why at warning level and counts `switchyard.policy.fetch_failures`. A pair of documents
+//! refused once is refused again by its content hash without a second check. Every swap logs one info
 //! line (by the worker that fetched the document; the others adopt it at debug level):
 //! `switchyard: policy swap: <old version> -> <new version>, hash <content hash>, <changes>`
 //! and counts `switchyard.policy.swaps`. The gauge `switchyard.policy.age_seconds` is the time
@@ -85,6 +86,8 @@ const MAX_LOGGED_ERRORS: usize = 10;
 const LIVE_FORMAT: &str = "switchyard-live/1";
 /// How often a fetcher re-decides when other workers publish while it checks its document.
 const MAX_PUBLISH_ATTEMPTS: usize = 3;
+/// How many refused pairs a worker remembers (a fetch tries at most two).
+const REMEMBERED_REFUSALS: usize = 4;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
@@ -320,9 +323,26 @@ pub struct Remote {
     /// Content hash of the text the live policy was compiled from.
     live_hash: String,
     loaded_at_ms: u64,
+    /// Pairs the engine refused, by content, with why: a source that keeps serving a broken
+    /// document costs a download and a hash each interval, not a check (a 1 MB policy takes
+    /// tens of milliseconds to check, on the worker that fetched it). The most recent last.
+    refused: Vec<(PairId, String)>,
     failures: Option<u32>,
     swaps: Option<u32>,
     age: Option<u32>,
+}
+
+/// What a pair is compiled from, by content: the policy document's hash (none: the
+/// bootstrap, fixed for a [`Remote`]) and the consent document's. Whether the engine accepts
+/// a pair depends on nothing else: the load options are fixed for a [`Remote`] too.
+#[derive(PartialEq, Eq)]
+struct PairId(Option<String>, Option<String>);
+
+impl PairId {
+    fn of(pair: &LivePair) -> PairId {
+        let hash = |doc: &Option<Shared>| doc.as_ref().map(|d| content_hash(&d.body));
+        PairId(hash(&pair.policy), hash(&pair.consent))
+    }
 }
 
 impl Remote {
@@ -361,6 +381,7 @@ impl Remote {
             live_cas: None,
             live_hash: content_hash(bootstrap),
             loaded_at_ms: now_ms(),
+            refused: Vec::new(),
             failures: crate::metrics::define(MetricType::Counter, FETCH_FAILURES),
             swaps: crate::metrics::define(MetricType::Counter, SWAPS),
             age: crate::metrics::define(MetricType::Gauge, AGE_SECONDS),
@@ -569,21 +590,50 @@ impl Remote {
 
     /// The policy a pair gives (the bootstrap where it has no policy document, the policy's
     /// own tenant records where it has no consent document), and the text it was compiled from.
-    /// `subject` names what is refused in the message (`the policy document was`).
-    fn compile(&self, pair: &LivePair, subject: &str) -> Result<(CompiledPolicy, String), String> {
+    /// `subject` names what is refused in the message (`the policy document was`). A pair
+    /// refused before is refused again unchecked, with the same reasons.
+    fn compile(
+        &mut self,
+        pair: &LivePair,
+        subject: &str,
+    ) -> Result<(CompiledPolicy, String), String> {
+        let id = PairId::of(pair);
+        if let Some((_, why)) = self.refused.iter().find(|(seen, _)| *seen == id) {
+            return Err(format!(
+                "{subject} refused{why} (the same documents as refused before, not checked again)"
+            ));
+        }
+        match self.check(pair) {
+            Ok(compiled) => Ok(compiled),
+            Err(why) => {
+                if self.refused.len() == REMEMBERED_REFUSALS {
+                    self.refused.remove(0);
+                }
+                let message = format!("{subject} refused{why}");
+                self.refused.push((id, why));
+                Err(message)
+            }
+        }
+    }
+
+    /// Merges and compiles a pair; an error says why after "refused": ` (2 problems); …` or
+    /// `: the consent document …`.
+    fn check(&self, pair: &LivePair) -> Result<(CompiledPolicy, String), String> {
         let policy = pair
             .policy
             .as_ref()
             .map_or(self.bootstrap.as_str(), |p| p.body.as_str());
         let text = match &pair.consent {
             None => policy.to_string(),
-            Some(consent) => merge_consent(policy, &consent.body)?,
+            Some(consent) => {
+                merge_consent(policy, &consent.body).map_err(|why| format!(": {why}"))?
+            }
         };
         match switchyard_policy::load_with(&text, &self.options) {
             Ok(compiled) => Ok((compiled, text)),
             Err(errors) => {
                 let mut why = format!(
-                    "{subject} refused ({} problem{})",
+                    " ({} problem{})",
                     errors.len(),
                     if errors.len() == 1 { "" } else { "s" }
                 );
@@ -601,7 +651,8 @@ impl Remote {
 
     /// A worker's own view changed through shared data: recompile and swap.
     fn adopt(&mut self, live: Option<&CompiledPolicy>, now: u64) -> Option<CompiledPolicy> {
-        match self.compile(&self.live_pair(), "the documents were") {
+        let pair = self.live_pair();
+        match self.compile(&pair, "the documents were") {
             Ok((policy, text)) => self.install(live, policy, &text, now, false),
             Err(why) => {
                 // Only a pair the engine accepted is published, and every worker loads with
@@ -735,7 +786,8 @@ pub fn merge_consent(policy: &str, consent: &str) -> Result<String, String> {
     };
     if let Some(unknown) = records.keys().find(|k| *k != "tenants") {
         return Err(format!(
-            "the consent document has an unknown field \"{unknown}\" (expected: tenants)"
+            "the consent document has an unknown field {} (expected: tenants)",
+            switchyard_policy::quoted(unknown)
         ));
     }
     let tenants = records

@@ -3,6 +3,7 @@
 
 use std::fmt;
 
+use crate::json_out::json_str;
 use crate::limits::MAX_NAME_LEN;
 
 /// A value from the document as a message quotes it: a JSON string, so a control character
@@ -10,15 +11,20 @@ use crate::limits::MAX_NAME_LEN;
 /// (`"xxx… (1000000 bytes)"`), so a megabyte-long value costs a short line. Values that long
 /// are refused anyway.
 pub fn quoted(value: &str) -> String {
+    let mut out = String::with_capacity(value.len().min(MAX_NAME_LEN) + 24);
     if value.len() <= MAX_NAME_LEN {
-        return serde_json::Value::String(value.to_string()).to_string();
+        json_str(&mut out, value);
+        return out;
     }
     let mut cut = MAX_NAME_LEN;
     while !value.is_char_boundary(cut) {
         cut -= 1;
     }
-    let shown = format!("{}… ({} bytes)", &value[..cut], value.len());
-    serde_json::Value::String(shown).to_string()
+    json_str(
+        &mut out,
+        &format!("{}… ({} bytes)", &value[..cut], value.len()),
+    );
+    out
 }
 
 /// One problem in a policy document.

@@ -31,7 +31,7 @@ pub use bucket::bucket_point;
 pub use compile::OWNED_PREFIX;
 pub use compile::{CompiledPolicy, FlagInfo, Settings};
 pub use diff::{content_hash, summarize_change};
-pub use error::{PolicyError, PolicyErrors, MAX_LISTED_ERRORS};
+pub use error::{quoted, PolicyError, PolicyErrors, MAX_LISTED_ERRORS};
 pub use event::{add_upstream, EventInfo, UpstreamResult};
 pub use json_out::json_str as push_json_string;
 pub use model::RemoteSource;

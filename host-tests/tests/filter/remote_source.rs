@@ -227,6 +227,63 @@ fn bad_fetches_keep_the_last_good_policy_and_are_counted() {
     assert!(host.broken().is_none());
 }
 
+/// A source that keeps serving a broken document costs a download each interval, not a check:
+/// the worker remembers the refused documents by content and refuses them again with the same
+/// reasons, still counted and logged once per interval.
+#[test]
+fn a_refused_document_served_again_is_not_checked_again() {
+    let mut host = worker(&bootstrap());
+    let mut bad = bootstrap();
+    bad["version"] = json!("v2-bad");
+    bad["flags"][0]["rules"][2]["split"][0]["variation"] = json!("canddate");
+    let bad = bad.to_string();
+    let mut other_bad = bootstrap();
+    other_bad["version"] = json!("v3-bad");
+    other_bad["flags"][1]["off_variation"] = json!("of");
+    let other_bad = other_bad.to_string();
+    let marker = "(the same documents as refused before, not checked again)";
+    let refusals = |host: &FakeHost| -> Vec<String> {
+        warnings(host)
+            .into_iter()
+            .filter(|w| w.contains("refused"))
+            .collect()
+    };
+    for (round, body) in [&bad, &bad, &bad, &other_bad, &bad].into_iter().enumerate() {
+        let token = tick_until_call(&mut host, 8).unwrap();
+        host.respond_http_call(token, 200, &[], body.as_bytes())
+            .unwrap();
+        assert_eq!(
+            host.metric("switchyard.policy.fetch_failures"),
+            Some(round as i64 + 1),
+            "each interval counts"
+        );
+        let last = refusals(&host).pop().unwrap();
+        let again = round == 1 || round == 2 || round == 4;
+        assert_eq!(
+            last.ends_with(&format!("{marker}; keeping policy 2026-11-21.3")),
+            again,
+            "{last}"
+        );
+        let why = if body == &bad {
+            "variation \"canddate\" is not defined"
+        } else {
+            "variation \"of\" is not defined"
+        };
+        assert!(last.contains(why), "the reasons are repeated: {last}");
+    }
+    assert_eq!(
+        acme_cluster(&mut host),
+        "support_model_b",
+        "the bootstrap serves"
+    );
+    // The fixed document is checked and served.
+    let token = tick_until_call(&mut host, 8).unwrap();
+    host.respond_http_call(token, 200, &[], killed(&bootstrap(), "v4").as_bytes())
+        .unwrap();
+    assert_eq!(acme_cluster(&mut host), "support_model_a");
+    assert_eq!(host.metric("switchyard.policy.swaps"), Some(1));
+}
+
 #[test]
 fn a_fetched_policy_for_another_environment_is_refused() {
     let mut host = common::host();
