@@ -554,8 +554,28 @@ impl Compiler {
     /// `name`'s own entry (present but broken, so left out of the model). Saying "not
     /// defined" of something the author did define would only mislead.
     fn undefined(&mut self, at: &str, tables: &[&str], name: &str, message: String) {
+        self.undefined_written_at(at, Some(at), tables, name, message);
+    }
+
+    /// As [`Self::undefined`], for a name written at `written` but reported at `at` (a split's
+    /// variations are reported at the split: `flags[0].rules[2].split: variation … is not
+    /// defined`), so an error elsewhere in the split does not hide it. `None`: the name is the
+    /// key of the object at `at` (a consent record's class), which only an error at the key
+    /// itself explains, not one inside the record (a bad `at`).
+    fn undefined_written_at(
+        &mut self,
+        at: &str,
+        written: Option<&str>,
+        tables: &[&str],
+        name: &str,
+        message: String,
+    ) {
         let entry = tables.last().map(|t| field(t, name));
-        let explained = self.reader_reported_within(at)
+        let at_reference = match written {
+            Some(written) => self.reader_reported_within(written),
+            None => self.reader_errors().any(|e| e.place == at),
+        };
+        let explained = at_reference
             || tables
                 .iter()
                 .any(|t| self.reader_errors().any(|e| e.place == *t))
@@ -583,8 +603,9 @@ impl Compiler {
             for record in records {
                 match class_index.get(&record.class) {
                     Some(&ci) => states[ci] = record.state,
-                    None => self.undefined(
+                    None => self.undefined_written_at(
                         &field(&place, &record.class),
+                        None,
                         &["consent", "consent.classes"],
                         &record.class,
                         format!(
@@ -608,21 +629,28 @@ impl Compiler {
     /// A `settings.attribute_headers` entry no variation's attribute has would never be
     /// written: almost always a misspelt attribute, whose header then keeps its default name.
     fn attribute_headers_in_use(&mut self, doc: &PolicyDoc) {
-        // A variation whose body the reader refused lost its attributes: that error says it.
-        if doc
-            .flags
-            .iter()
-            .any(|f| self.reader_reported_within(&field(&f.place, "variations")))
-        {
-            return;
-        }
         for (attribute, _) in &doc.settings.attribute_headers {
             let used = doc.flags.iter().any(|f| {
                 f.variations
                     .iter()
                     .any(|v| v.attributes.iter().any(|(a, _)| a == attribute))
             });
-            if !used {
+            // The reader leaves an attribute out of the model only when its variation's body
+            // or attributes object is refused, or its value is not a string: that error says
+            // it. A badly named attribute elsewhere hides nothing.
+            let lost = || {
+                doc.flags.iter().any(|f| {
+                    let variations = field(&f.place, "variations");
+                    let at = |place: &str| self.reader_errors().any(|e| e.place == place);
+                    at(&variations)
+                        || f.variations.iter().any(|v| {
+                            let body = field(&variations, &v.name);
+                            let attributes = field(&body, "attributes");
+                            at(&body) || at(&attributes) || at(&field(&attributes, attribute))
+                        })
+                })
+            };
+            if !used && !lost() {
                 self.undefined(
                     &field("settings.attribute_headers", attribute),
                     &[],
@@ -838,7 +866,10 @@ impl Compiler {
                     }
                 }
             }
-            let serve = self.serve(&rule.serve, rplace, flag, &variation_index);
+            let serve = rule
+                .serve
+                .as_ref()
+                .and_then(|s| self.serve(s, rplace, flag, &variation_index));
             if let Some(serve) = serve {
                 let rule_ref = RuleRef::of(rule.name.as_deref(), rules.len());
                 let (mut json, mut exposure_param) = (String::new(), String::new());
@@ -948,8 +979,9 @@ impl Compiler {
                         }
                         None => {
                             let vplace = variations_place(place);
-                            self.undefined(
+                            self.undefined_written_at(
                                 &splace,
+                                Some(&field(&index(&splace, e.index), "variation")),
                                 &[&vplace],
                                 &e.variation,
                                 format!(

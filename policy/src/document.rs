@@ -908,7 +908,7 @@ impl Reader {
                 .unwrap_or_default(),
             None => Vec::new(),
         };
-        let serve = self.serve(map, place)?;
+        let serve = self.serve(map, place);
         Some(Rule {
             place: place.to_string(),
             name,
@@ -929,14 +929,16 @@ impl Reader {
         }
     }
 
-    /// `serve` or `split`, exactly one.
+    /// `serve` or `split`, exactly one. With both, the split is kept (after the error), so its
+    /// variations are still checked.
     fn serve(&mut self, map: &Map<String, Value>, place: &str) -> Option<Serve> {
         match (map.get("serve"), map.get("split")) {
             (Some(s), None) => self.name(s, &field(place, "serve")).map(Serve::Variation),
             (None, Some(split)) => self.split(split, &field(place, "split")).map(Serve::Split),
-            (Some(_), Some(_)) => {
+            (Some(s), Some(split)) => {
                 self.err(place, "has both \"serve\" and \"split\"; give exactly one");
-                None
+                self.name(s, &field(place, "serve"));
+                self.split(split, &field(place, "split")).map(Serve::Split)
             }
             (None, None) => {
                 self.err(place, "needs \"serve\" or \"split\"");
@@ -945,6 +947,8 @@ impl Reader {
         }
     }
 
+    /// The entries of a split. Entries with a broken weight are kept with weight 0 (after the
+    /// error), so that every variation named is still checked: the policy is refused anyway.
     fn split(&mut self, v: &Value, place: &str) -> Option<Vec<SplitEntry>> {
         let items = self.array(v, place, MAX_SPLIT_ENTRIES)?;
         if items.is_empty() {
@@ -981,12 +985,15 @@ impl Reader {
                 }
                 None => None,
             };
-            match (variation, weight) {
-                (Some(variation), Some(weight)) => {
-                    total += weight;
-                    out.push(SplitEntry { variation, weight });
-                }
-                _ => broken = true,
+            broken |= variation.is_none() || weight.is_none();
+            if let Some(variation) = variation {
+                let weight = weight.unwrap_or(0);
+                total += weight;
+                out.push(SplitEntry {
+                    variation,
+                    weight,
+                    index: i,
+                });
             }
         }
         if !broken && total == 0 {
@@ -994,9 +1001,8 @@ impl Reader {
                 place,
                 "the weights add up to 0; a split needs a positive total",
             );
-            return None;
         }
-        (!broken).then_some(out)
+        Some(out)
     }
 
     fn settings(&mut self, v: &Value) -> SettingsDoc {

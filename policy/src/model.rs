@@ -124,6 +124,8 @@ pub enum Condition {
 pub struct SplitEntry {
     pub variation: String,
     pub weight: u64,
+    /// Its index in the split as written (entries whose variation is unreadable are left out).
+    pub index: usize,
 }
 
 /// What a rule or the default serves.
@@ -138,7 +140,9 @@ pub struct Rule {
     pub place: String,
     pub name: Option<String>,
     pub when: Vec<Condition>,
-    pub serve: Serve,
+    /// None when what it serves is broken (already reported): the rule is kept so the
+    /// references in its `when` are still checked.
+    pub serve: Option<Serve>,
 }
 
 #[derive(Debug, Clone)]

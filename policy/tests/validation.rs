@@ -843,3 +843,38 @@ fn long_values_are_quoted_cut() {
         "segments.staff[0].op: \"in\\nflags[0]: forged\" is not an operator (expected one of: in, not_in, starts_with, ends_with, contains, matches, exists, lt, lte, gt, gte, semver_lt, semver_lte, semver_gt, semver_gte, semver_eq, cidr)",
     );
 }
+
+/// A structural error in a rule (a bad weight, both serve and split), a consent record (a bad
+/// timestamp) or a variation (a badly named attribute) does not hide the unresolved names
+/// around it: the author sees every problem in one run.
+#[test]
+fn a_broken_part_hides_none_of_the_references_beside_it() {
+    let p = modified(|p| {
+        let rules = &mut p["flags"][0]["rules"];
+        rules[0]["split"] = json!([{"variation": "candidate", "weight": 1}]);
+        rules[0]["when"][0]["segment"] = json!("regulated");
+        rules[2]["split"][0]["variation"] = json!("canddate");
+        rules[2]["split"][1]["weight"] = json!(1.5);
+        rules[2]["when"][0]["attribute"] = json!("plann");
+        p["flags"][0]["default"] = json!({"split": [{"variation": "contrl", "weight": "1"}]});
+        p["consent"]["tenants"]["globex"]["support_copilt"] =
+            json!({"state": "opt_out", "actor": "a", "at": "yesterday"});
+        p["flags"][0]["variations"]["control"]["attributes"]["Bad Name"] = json!("x");
+        p["settings"] = json!({"attribute_headers": {"modle_route": "x-model"}});
+    });
+    assert_errors(
+        &p,
+        &[
+            "flags[0].rules[0]: has both \"serve\" and \"split\"; give exactly one",
+            "flags[0].rules[0].when[0].segment: segment \"regulated\" is not defined in segments",
+            "flags[0].rules[2].split[1].weight: must be a whole number from 0 to 1000000000",
+            "flags[0].rules[2].split: variation \"canddate\" is not defined in flags[0].variations",
+            "flags[0].rules[2].when[0].attribute: attribute \"plann\" is not defined in context (nor one of path, host, method, source_ip)",
+            "flags[0].default.split[0].weight: expected a number, found a string",
+            "flags[0].default.split: variation \"contrl\" is not defined in flags[0].variations",
+            "consent.tenants.globex.support_copilt.at: \"yesterday\" is not an RFC 3339 timestamp (like 2026-05-12T09:00:00Z)",
+            "consent.tenants.globex.support_copilt: consent class \"support_copilt\" is not defined in consent.classes",
+            "settings.attribute_headers.modle_route: no variation has an attribute \"modle_route\", so this header would never be set",
+        ],
+    );
+}
