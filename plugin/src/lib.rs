@@ -196,12 +196,12 @@ impl RootContext for Root {
                         &format!("switchyard: node declares environment {environment:?}"),
                     );
                 }
-                audit::configured(&text, &policy, &options);
-                let mut remote = remote::Remote::start(&text, &policy, options);
+                let mut remote = remote::Remote::start(&text, &policy, options.clone());
                 // Workers already serving fetched documents keep serving them: the new
-                // configuration only takes them over, or is refused if it cannot.
-                let policy = match remote.as_mut().map(remote::Remote::join_live) {
-                    Some(Ok(Some(fetched))) => fetched,
+                // configuration only takes them over, or is refused if it cannot. Before a
+                // source's first document, its part is served safe (`until_fetched`).
+                let (policy, text) = match remote.as_mut().map(remote::Remote::join_live) {
+                    Some(Ok(Some(joined))) => joined,
                     Some(Err(why)) => {
                         log(
                             LogLevel::Error,
@@ -210,8 +210,9 @@ impl RootContext for Root {
                         metrics::count_load_failure();
                         return false;
                     }
-                    _ => policy,
+                    _ => (policy, text),
                 };
+                audit::configured(&text, &policy, &options);
                 self.remote = remote;
                 self.start_ticking();
                 log(

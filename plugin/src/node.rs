@@ -50,6 +50,7 @@ pub fn load_options() -> Result<LoadOptions, Vec<String>> {
         Ok(LoadOptions {
             environment,
             pseudonym_key,
+            ..LoadOptions::default()
         })
     } else {
         Err(problems)

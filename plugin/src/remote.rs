@@ -65,7 +65,8 @@ use proxy_wasm::types::{BufferType, LogLevel, MetricType, Status};
 use serde_json::Value;
 use switchyard_policy::limits::MAX_DOCUMENT_BYTES;
 use switchyard_policy::{
-    content_hash, read_json_unique, summarize_change, CompiledPolicy, LoadOptions, RemoteSource,
+    content_hash, read_json_unique, summarize_change, Awaiting, CompiledPolicy, LoadOptions,
+    RemoteSource, UntilFetched,
 };
 
 use crate::{abi, headers, log, warn};
@@ -322,6 +323,9 @@ pub struct Remote {
     live_cas: Option<u32>,
     /// Content hash of the text the live policy was compiled from.
     live_hash: String,
+    /// What the live policy awaits: the same text is a different policy once a source's first
+    /// document arrives.
+    live_awaiting: Awaiting,
     loaded_at_ms: u64,
     /// Pairs the engine refused, by content, with why: a source that keeps serving a broken
     /// document costs a download and a hash each interval, not a check (a 1 MB policy takes
@@ -380,6 +384,7 @@ impl Remote {
             live_key,
             live_cas: None,
             live_hash: content_hash(bootstrap),
+            live_awaiting: Awaiting::default(),
             loaded_at_ms: now_ms(),
             refused: Vec::new(),
             failures: crate::metrics::define(MetricType::Counter, FETCH_FAILURES),
@@ -397,8 +402,9 @@ impl Remote {
     /// serve fetched documents (an ECDS push of a new bootstrap while sources are live). An
     /// error when the bootstrap cannot take the live consent records: the configuration is then
     /// refused, and Envoy keeps the one that works.
-    pub fn join_live(&mut self) -> Result<Option<CompiledPolicy>, String> {
-        if !self.refresh() {
+    pub fn join_live(&mut self) -> Result<Option<(CompiledPolicy, String)>, String> {
+        let pair = self.live_pair();
+        if !self.refresh() && self.awaiting(&pair) == Awaiting::default() {
             return Ok(None);
         }
         let pair = self.live_pair();
@@ -406,7 +412,22 @@ impl Remote {
             .compile(&pair, "they were")
             .map_err(|why| format!("it cannot serve the documents the workers fetched: {why}"))?;
         self.live_hash = content_hash(&text);
-        Ok(Some(policy))
+        self.live_awaiting = policy.awaiting();
+        Ok(Some((policy, text)))
+    }
+
+    /// The parts of `pair` still awaiting their source's first document and served safe
+    /// (`until_fetched`): a source this worker polls whose document the pair lacks.
+    fn awaiting(&self, pair: &LivePair) -> Awaiting {
+        let (source, consent_source) = &self.bootstrap_sources;
+        let safe = |s: &Option<RemoteSource>| {
+            s.as_ref()
+                .is_some_and(|s| s.until_fetched == UntilFetched::Safe)
+        };
+        Awaiting {
+            policy: safe(source) && pair.policy.is_none(),
+            consent: safe(consent_source) && pair.consent.is_none(),
+        }
     }
 
     /// Every tick: adopt what another worker fetched, fetch if this worker wins the lease,
@@ -629,7 +650,11 @@ impl Remote {
                 merge_consent(policy, &consent.body).map_err(|why| format!(": {why}"))?
             }
         };
-        match switchyard_policy::load_with(&text, &self.options) {
+        let options = LoadOptions {
+            awaiting: self.awaiting(pair),
+            ..self.options.clone()
+        };
+        match switchyard_policy::load_with(&text, &options) {
             Ok(compiled) => Ok((compiled, text)),
             Err(errors) => {
                 let mut why = format!(
@@ -676,7 +701,7 @@ impl Remote {
         fetched_here: bool,
     ) -> Option<CompiledPolicy> {
         let hash = content_hash(text);
-        if hash == self.live_hash {
+        if hash == self.live_hash && policy.awaiting() == self.live_awaiting {
             return None;
         }
         let old = live.map_or("none", CompiledPolicy::version);
@@ -687,6 +712,7 @@ impl Remote {
         );
         if fetched_here {
             log(LogLevel::Info, &line);
+            crate::audit::fetched(text, &policy);
             crate::metrics::increment(self.swaps);
             let (source, consent_source) = policy.sources();
             if (source.cloned(), consent_source.cloned()) != self.bootstrap_sources {
@@ -702,6 +728,7 @@ impl Remote {
             );
         }
         self.live_hash = hash;
+        self.live_awaiting = policy.awaiting();
         self.loaded_at_ms = now;
         self.record_age(now);
         Some(policy)

@@ -197,9 +197,15 @@ pub struct CompiledPolicy {
     pub(crate) uses_source_ip: bool,
     pub(crate) source: Option<RemoteSource>,
     pub(crate) consent_source: Option<RemoteSource>,
+    pub(crate) awaiting: crate::Awaiting,
 }
 
 impl CompiledPolicy {
+    /// Which remote sources this policy was compiled as awaiting ([`crate::Awaiting`]).
+    pub fn awaiting(&self) -> crate::Awaiting {
+        self.awaiting
+    }
+
     pub fn version(&self) -> &str {
         &self.version
     }
@@ -497,6 +503,7 @@ pub fn compile(
         uses_source_ip,
         source: doc.source,
         consent_source: doc.consent_source,
+        awaiting: options.awaiting,
     };
     c.errors.into_result(policy)
 }

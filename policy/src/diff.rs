@@ -3,6 +3,28 @@
 use crate::compile::{CompiledPolicy, CompiledServe};
 use crate::model::ConsentState;
 
+/// What changed in the parts awaiting their remote source's first document.
+fn awaiting_changes(old: &crate::Awaiting, new: &crate::Awaiting) -> Vec<String> {
+    let mut parts = Vec::new();
+    match (old.policy, new.policy) {
+        (false, true) => parts.push(
+            "every flag serves its off variation until the policy source's first document arrives"
+                .to_string(),
+        ),
+        (true, false) => parts.push("the policy source's first document arrived".to_string()),
+        _ => {}
+    }
+    match (old.consent, new.consent) {
+        (false, true) => parts.push(
+            "consent-gated flags deny every tenant until the consent source's first document arrives"
+                .to_string(),
+        ),
+        (true, false) => parts.push("the consent source's first document arrived".to_string()),
+        _ => {}
+    }
+    parts
+}
+
 /// A content hash of a policy's text: XXH3-128 as 32 hex digits (`xxhsum -H2` gives the same).
 pub fn content_hash(text: &str) -> String {
     format!("{:032x}", xxhash_rust::xxh3::xxh3_128(text.as_bytes()))
@@ -14,11 +36,16 @@ pub fn content_hash(text: &str) -> String {
 /// policies already have: no sorted collections, which would add to the filter's size.)
 pub fn summarize_change(old: Option<&CompiledPolicy>, new: &CompiledPolicy) -> String {
     let Some(old) = old else {
-        return format!(
+        let mut line = format!(
             "first policy: {} flag(s), {} consent record(s)",
             new.flags.len(),
             consent_record_count(new)
         );
+        for part in awaiting_changes(&crate::Awaiting::default(), &new.awaiting) {
+            line.push_str("; ");
+            line.push_str(&part);
+        }
+        return line;
     };
     let find = |p: &'_ CompiledPolicy, key: &str| p.flags.iter().position(|f| f.key == key);
     let added: Vec<&str> = new
@@ -67,6 +94,18 @@ pub fn summarize_change(old: Option<&CompiledPolicy>, new: &CompiledPolicy) -> S
         }
         for (place, _) in os.iter().filter(|(p, _)| !ns.iter().any(|(q, _)| q == p)) {
             parts.push(format!("split {key} {place}: removed"));
+        }
+    }
+    parts.extend(awaiting_changes(&old.awaiting, &new.awaiting));
+    for (name, before, after) in [
+        ("source", &old.source, &new.source),
+        ("consent_source", &old.consent_source, &new.consent_source),
+    ] {
+        match (before, after) {
+            (Some(_), None) => parts.push(format!("{name} removed")),
+            (None, Some(_)) => parts.push(format!("{name} added")),
+            (Some(b), Some(a)) if b != a => parts.push(format!("{name} changed")),
+            _ => {}
         }
     }
     let (c_added, c_removed, c_changed) = consent_changes(old, new);

@@ -249,20 +249,28 @@ impl Reader {
             doc.settings = self.settings(v);
         }
         if let Some(v) = map.get("source") {
-            doc.source = self.remote_source(v, "source");
+            doc.source = self.remote_source(v, "source", "off");
         }
         if let Some(v) = map.get("consent_source") {
-            doc.consent_source = self.remote_source(v, "consent_source");
+            doc.consent_source = self.remote_source(v, "consent_source", "deny");
         }
         doc
     }
 
     /// `{"cluster", "path", "authority"?, "interval_ms"?, "timeout_ms"?}`.
-    fn remote_source(&mut self, v: &Value, place: &str) -> Option<RemoteSource> {
+    /// A remote source; `safe` is the word for its safe `until_fetched` (`off`, `deny`).
+    fn remote_source(&mut self, v: &Value, place: &str, safe: &str) -> Option<RemoteSource> {
         let map = self.object(
             v,
             place,
-            &["cluster", "path", "authority", "interval_ms", "timeout_ms"],
+            &[
+                "cluster",
+                "path",
+                "authority",
+                "interval_ms",
+                "timeout_ms",
+                "until_fetched",
+            ],
         )?;
         let before = self.errors.len();
         let cluster = self
@@ -320,6 +328,23 @@ impl Reader {
                 );
             }
         }
+        let uplace = field(place, "until_fetched");
+        let until_fetched = match map.get("until_fetched").map(|u| self.string(u, &uplace)) {
+            None => Some(UntilFetched::Safe),
+            Some(None) => None,
+            Some(Some(word)) if word == safe => Some(UntilFetched::Safe),
+            Some(Some(word)) if word == "bootstrap" => Some(UntilFetched::Bootstrap),
+            Some(Some(word)) => {
+                self.err(
+                    &uplace,
+                    format!(
+                        "{} is not one of \"{safe}\" (the default) or \"bootstrap\"",
+                        quoted(&word)
+                    ),
+                );
+                None
+            }
+        };
         if self.errors.len() != before {
             return None;
         }
@@ -329,6 +354,7 @@ impl Reader {
             authority: authority?,
             interval_ms: interval_ms?,
             timeout_ms: timeout_ms?,
+            until_fetched: until_fetched?,
         })
     }
 

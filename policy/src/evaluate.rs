@@ -111,13 +111,24 @@ impl CompiledPolicy {
                 Some(ConsentMode::OptIn) => state == ConsentState::OptIn,
                 None => false,
             };
+            let allowed = allowed && !self.awaiting.consent;
             if !allowed {
                 d.reason = Reason::ConsentDenied;
+                if self.awaiting.consent {
+                    d.error = Some(ErrorCode::ProviderNotReady);
+                }
                 if let CompiledDenied::Serve(v) = denied {
                     self.serve_variation(flag, v, &mut d);
                 }
                 return d;
             }
+        }
+
+        if self.awaiting.policy {
+            d.reason = Reason::Error;
+            d.error = Some(ErrorCode::ProviderNotReady);
+            self.serve_variation(flag, flag.off_variation, &mut d);
+            return d;
         }
 
         if !flag.enabled {

@@ -34,7 +34,7 @@ pub use diff::{content_hash, summarize_change};
 pub use error::{quoted, PolicyError, PolicyErrors, MAX_LISTED_ERRORS};
 pub use event::{add_upstream, EventInfo, UpstreamResult};
 pub use json_out::json_str as push_json_string;
-pub use model::RemoteSource;
+pub use model::{RemoteSource, UntilFetched};
 pub use outcome::{Decision, ErrorCode, Outcome, Reason, Reject, RuleRef};
 pub use request::{ip_without_port, Request};
 
@@ -52,6 +52,22 @@ pub struct LoadOptions {
     pub environment: Option<String>,
     /// Key for pseudonymous unit ids, when the policy does not set `settings.pseudonym_key`.
     pub pseudonym_key: Option<[u8; 16]>,
+    /// Which of the host's remote sources have not delivered a first document yet, so their
+    /// part of the policy is not known to be current.
+    pub awaiting: Awaiting,
+}
+
+/// The parts of a policy whose remote source has not delivered a first document (in Envoy: a
+/// proxy that started while its policy server was unreachable). Until it does, the policy in
+/// hand may be older than what the operator decided: a kill switch or an opt-out recorded at
+/// the source since the bootstrap was written would be lost. So, as OpenFeature does for a
+/// provider that is not ready, the engine serves the safe answer with `PROVIDER_NOT_READY`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Awaiting {
+    /// Every flag in scope serves its `off_variation` (after consent), reason `ERROR`.
+    pub policy: bool,
+    /// Every consent-gated flag in scope denies, reason `CONSENT_DENIED`.
+    pub consent: bool,
 }
 
 /// [`load`] with host-provided options.

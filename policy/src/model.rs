@@ -256,6 +256,20 @@ pub struct RemoteSource {
     pub authority: String,
     pub interval_ms: u32,
     pub timeout_ms: u32,
+    /// What a proxy serves until this source delivers its first document: the safe answer
+    /// (`"off"` for `source`, `"deny"` for `consent_source`; the default) or the bootstrap.
+    pub until_fetched: UntilFetched,
+}
+
+/// `until_fetched` of a remote source ([`crate::Awaiting`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum UntilFetched {
+    /// `source`: every flag serves its `off_variation`; `consent_source`: consent-gated flags
+    /// deny every tenant.
+    #[default]
+    Safe,
+    /// The bootstrap policy serves as written, its own consent records included.
+    Bootstrap,
 }
 
 impl RemoteSource {

@@ -45,12 +45,16 @@ impl Reason {
 pub enum ErrorCode {
     /// A split needed the flag's assignment unit and the request had none.
     TargetingKeyMissing,
+    /// The policy's or the consent records' remote source has not delivered a first document
+    /// ([`crate::Awaiting`]): the flag served the safe answer.
+    ProviderNotReady,
 }
 
 impl ErrorCode {
     pub fn as_str(self) -> &'static str {
         match self {
             ErrorCode::TargetingKeyMissing => "TARGETING_KEY_MISSING",
+            ErrorCode::ProviderNotReady => "PROVIDER_NOT_READY",
         }
     }
 }

@@ -5,7 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use serde_json::{json, Value};
-use switchyard_policy::{load, RemoteSource};
+use switchyard_policy::{load, load_with, Awaiting, LoadOptions, RemoteSource, UntilFetched};
 
 fn base() -> Value {
     json!({
@@ -61,7 +61,7 @@ fn a_full_source_is_read_as_written() {
     let text = with(
         "source",
         json!({"cluster": "policy_server", "path": "/policy.json", "authority": "policy.internal",
-               "interval_ms": 2000, "timeout_ms": 750}),
+               "interval_ms": 2000, "timeout_ms": 750, "until_fetched": "bootstrap"}),
     );
     let policy = load(&text).unwrap();
     assert_eq!(
@@ -72,6 +72,7 @@ fn a_full_source_is_read_as_written() {
             authority: "policy.internal".into(),
             interval_ms: 2000,
             timeout_ms: 750,
+            until_fetched: UntilFetched::Bootstrap,
         })
     );
     assert_eq!(policy.consent_source(), None);
@@ -247,5 +248,118 @@ fn a_source_error_refuses_the_whole_policy_and_other_errors_are_still_reported()
             .iter()
             .any(|e| e.starts_with("flags[0].off_variation: ")),
         "{errors:#?}"
+    );
+}
+
+#[test]
+fn until_fetched_is_safe_by_default_and_names_its_words() {
+    let source = |until: Option<&str>| {
+        let mut s = json!({"cluster": "c", "path": "/p"});
+        if let Some(until) = until {
+            s["until_fetched"] = json!(until);
+        }
+        s
+    };
+    let read = |field: &str, s: Value| {
+        let policy = load(&with(field, s)).unwrap();
+        let (a, b) = policy.sources();
+        a.or(b).unwrap().until_fetched
+    };
+    assert_eq!(read("source", source(None)), UntilFetched::Safe);
+    assert_eq!(read("source", source(Some("off"))), UntilFetched::Safe);
+    assert_eq!(
+        read("source", source(Some("bootstrap"))),
+        UntilFetched::Bootstrap
+    );
+    assert_eq!(
+        read("consent_source", source(Some("deny"))),
+        UntilFetched::Safe
+    );
+    assert_eq!(
+        read("consent_source", source(Some("bootstrap"))),
+        UntilFetched::Bootstrap
+    );
+    assert_error(
+        &with("source", source(Some("deny"))),
+        "source.until_fetched",
+        "\"deny\" is not one of \"off\" (the default) or \"bootstrap\"",
+    );
+    assert_error(
+        &with("consent_source", source(Some("off"))),
+        "consent_source.until_fetched",
+        "\"off\" is not one of \"deny\" (the default) or \"bootstrap\"",
+    );
+}
+
+/// Awaiting a source's first document, the engine serves the safe answer with
+/// `PROVIDER_NOT_READY`: consent-gated flags deny (consent first, as always), every flag
+/// serves its off variation.
+#[test]
+fn awaiting_serves_the_safe_answer_with_provider_not_ready() {
+    let mut doc = base();
+    doc["flags"][0]["default"] = json!({"serve": "on"});
+    doc["flags"].as_array_mut().unwrap().push(json!({
+        "key": "g",
+        "variations": {"on": {"cluster": "a"}, "off": {"cluster": "b"}},
+        "off_variation": "off",
+        "default": {"serve": "on"}
+    }));
+    let text = doc.to_string();
+    let eval = |awaiting: Awaiting| {
+        let options = LoadOptions {
+            awaiting,
+            ..LoadOptions::default()
+        };
+        let policy = load_with(&text, &options).unwrap();
+        assert_eq!(policy.awaiting(), awaiting);
+        let request = switchyard_policy::Request::from_json(
+            r#"{"path": "/", "headers": {"x-tenant-id": "acme"}}"#,
+        )
+        .unwrap();
+        let outcome = policy.evaluate(&request);
+        outcome
+            .decisions
+            .iter()
+            .map(|d| {
+                format!(
+                    "{}={} {} {}",
+                    d.flag,
+                    d.variation.unwrap_or("-"),
+                    d.reason.as_str(),
+                    d.error.map_or("-", |e| e.as_str())
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        eval(Awaiting::default()),
+        ["f=on DEFAULT -", "g=on DEFAULT -"]
+    );
+    assert_eq!(
+        eval(Awaiting {
+            policy: false,
+            consent: true
+        }),
+        ["f=off CONSENT_DENIED PROVIDER_NOT_READY", "g=on DEFAULT -"]
+    );
+    assert_eq!(
+        eval(Awaiting {
+            policy: true,
+            consent: false
+        }),
+        [
+            "f=off ERROR PROVIDER_NOT_READY",
+            "g=off ERROR PROVIDER_NOT_READY"
+        ]
+    );
+    assert_eq!(
+        eval(Awaiting {
+            policy: true,
+            consent: true
+        }),
+        [
+            "f=off CONSENT_DENIED PROVIDER_NOT_READY",
+            "g=off ERROR PROVIDER_NOT_READY"
+        ]
     );
 }

@@ -52,3 +52,38 @@ fn each_configured_change_is_logged_once_across_workers() {
         "only the first configure logged on this worker"
     );
 }
+
+/// A configuration that drops the consent source is compared with the records that were in
+/// force (fetched), not with the previous configuration: the line says the opt-out went.
+#[test]
+fn a_configuration_is_compared_with_the_fetched_records_in_force() {
+    let mut doc: serde_json::Value = serde_json::from_str(&common::example_policy()).unwrap();
+    let without_source = serde_json::to_string_pretty(&doc).unwrap();
+    doc["consent_source"] =
+        serde_json::json!({"cluster": "policy_server", "path": "/consent.json"});
+    let mut host = common::worker_with_cluster(&doc, "policy_server");
+    host.advance_and_tick().unwrap();
+    let token = host.pending_http_calls()[0].token;
+    // The fetched records add acme's opt-out to the example's two.
+    let mut tenants: serde_json::Value =
+        serde_json::from_str::<serde_json::Value>(&common::example_policy()).unwrap()["consent"]
+            ["tenants"]
+            .take();
+    tenants["acme"] = serde_json::json!({"support_copilot":
+        {"state": "opt_out", "actor": "a@acme.example", "at": "2026-11-23T00:00:00Z"}});
+    let consent = serde_json::json!({ "tenants": tenants }).to_string();
+    host.respond_http_call(token, 200, &[], consent.as_bytes())
+        .unwrap();
+    // ECDS pushes the policy without its consent source.
+    let mut pushed = common::host();
+    pushed.share_data_with(&host);
+    assert!(pushed.configure(without_source.as_bytes()).unwrap());
+    let lines = swap_lines(&pushed);
+    assert_eq!(lines.len(), 1, "{lines:#?}");
+    assert!(
+        lines[0]
+            .ends_with("consent_source removed; consent records: 0 added, 1 removed, 0 changed"),
+        "{}",
+        lines[0]
+    );
+}

@@ -14,11 +14,13 @@ fn example() -> Value {
     serde_json::from_str(&common::example_policy()).unwrap()
 }
 
-/// The example policy fetching itself from `policy_server` every second.
+/// The example policy fetching itself from `policy_server` every second, served as written
+/// until the first document arrives: these tests are about fetching. What the default
+/// (`until_fetched` safe) serves before it is tested in `until_the_first_document_*`.
 fn bootstrap() -> Value {
     let mut doc = example();
-    doc["source"] =
-        json!({"cluster": CLUSTER, "path": "/policy.json", "interval_ms": 1000, "timeout_ms": 500});
+    doc["source"] = json!({"cluster": CLUSTER, "path": "/policy.json", "interval_ms": 1000,
+                           "timeout_ms": 500, "until_fetched": "bootstrap"});
     doc
 }
 
@@ -456,8 +458,8 @@ fn a_new_worker_serves_the_shared_document_from_its_configuration() {
 #[test]
 fn consent_source_replaces_the_tenant_records() {
     let mut doc = bootstrap();
-    doc["consent_source"] =
-        json!({"cluster": CLUSTER, "path": "/consent.json", "interval_ms": 500});
+    doc["consent_source"] = json!({"cluster": CLUSTER, "path": "/consent.json", "interval_ms": 500,
+               "until_fetched": "bootstrap"});
     let mut host = worker(&doc);
     assert_eq!(
         host.state().tick_period_ms,
@@ -584,7 +586,8 @@ fn an_unknown_cluster_is_a_counted_failure_not_a_crash() {
 fn both_sources(consent_ms: u32) -> Value {
     let mut doc = bootstrap();
     doc["consent_source"] = json!({"cluster": CLUSTER, "path": "/consent.json",
-                                   "interval_ms": consent_ms, "timeout_ms": 400});
+                                   "interval_ms": consent_ms, "timeout_ms": 400,
+                                   "until_fetched": "bootstrap"});
     doc
 }
 
@@ -764,8 +767,8 @@ fn a_body_beyond_the_document_limit_is_refused_unread() {
 fn a_new_configuration_must_fit_the_live_consent_records() {
     // Consent records come from a source; the policy is the configuration (pushed by ECDS).
     let mut doc = example();
-    doc["consent_source"] =
-        json!({"cluster": CLUSTER, "path": "/consent.json", "interval_ms": 1000});
+    doc["consent_source"] = json!({"cluster": CLUSTER, "path": "/consent.json", "interval_ms": 1000,
+               "until_fetched": "bootstrap"});
     let mut a = worker(&doc);
     let token = tick_until_call(&mut a, 1).unwrap();
     let c1 = consent_doc("support_copilot", &[("acme", "opt_out")]);
@@ -852,4 +855,94 @@ fn a_document_the_server_no_longer_serves_is_never_paired() {
         "support_rules",
         "v1 with c1 still"
     );
+}
+
+/// The example policy with both sources at their defaults (`until_fetched` safe).
+fn safe_until_fetched() -> Value {
+    let mut doc = example();
+    doc["source"] = json!({"cluster": CLUSTER, "path": "/policy.json"});
+    doc["consent_source"] = json!({"cluster": CLUSTER, "path": "/consent.json"});
+    doc
+}
+
+/// The served support route's cluster and its exposure item for `tenant`.
+fn served(host: &mut FakeHost, tenant: &str) -> (String, String) {
+    let result = host.request(&common::chat(tenant, "conv-1")).unwrap();
+    let upstream = result.upstream().expect("forwarded");
+    let header = |name: &str| String::from_utf8_lossy(upstream.get(name).unwrap()).into_owned();
+    (header(ROUTE), header("x-switchyard-exposure"))
+}
+
+/// A proxy that starts while its policy server is unreachable must not serve an older policy
+/// than the operator's: an opt-out or a kill switch recorded at the source since the bootstrap
+/// was written would be lost. Until each source's first document, its part is served safe.
+#[test]
+fn until_the_first_document_flags_are_off_and_consent_denies() {
+    let mut host = worker(&safe_until_fetched());
+    // Nothing fetched: acme (no record, override to candidate) is denied, as everyone.
+    let (cluster, exposure) = served(&mut host, "acme");
+    assert_eq!(cluster, "support_rules");
+    assert!(
+        exposure.contains(";reason=CONSENT_DENIED;error=PROVIDER_NOT_READY;"),
+        "{exposure}"
+    );
+    assert!(
+        host.logs().iter().any(|l| l.level == LogLevel::Info
+            && l.message.starts_with("switchyard: policy swap: none -> 2026-11-21.3")
+            && l.message.ends_with("; every flag serves its off variation until the policy source's first document arrives; consent-gated flags deny every tenant until the consent source's first document arrives")),
+        "{:#?}",
+        host.logs()
+    );
+
+    // The server is down: still safe, and counted.
+    host.advance_and_tick().unwrap();
+    let (policy_call, consent_call) = call_tokens(&host);
+    host.fail_http_call(policy_call.unwrap()).unwrap();
+    host.respond_http_call(consent_call.unwrap(), 503, &[], b"down")
+        .unwrap();
+    assert_eq!(host.metric("switchyard.policy.fetch_failures"), Some(2));
+    assert_eq!(served(&mut host, "acme").0, "support_rules");
+
+    // The consent records arrive (acme has none): consent allows, flags are still off.
+    let consent = consent_doc("support_copilot", &[("globex", "opt_out")]);
+    let (policy_call, consent_call) = loop {
+        host.advance_and_tick().unwrap();
+        if let (Some(p), Some(c)) = call_tokens(&host) {
+            break (p, c);
+        }
+    };
+    host.respond_http_call(consent_call, 200, &[], consent.as_bytes())
+        .unwrap();
+    let (cluster, exposure) = served(&mut host, "acme");
+    assert_eq!(cluster, "support_model_a", "off variation: control");
+    assert!(
+        exposure.contains(";reason=ERROR;error=PROVIDER_NOT_READY;"),
+        "{exposure}"
+    );
+    assert_eq!(served(&mut host, "globex").0, "support_rules", "opted out");
+
+    // The policy arrives, the same text as the bootstrap: now it serves as written.
+    let text = serde_json::to_string_pretty(&safe_until_fetched()).unwrap();
+    host.respond_http_call(policy_call, 200, &[], text.as_bytes())
+        .unwrap();
+    let (cluster, exposure) = served(&mut host, "acme");
+    assert_eq!(cluster, "support_model_b", "acme's override");
+    assert!(!exposure.contains("PROVIDER_NOT_READY"), "{exposure}");
+    let swaps = info_lines(&host, "switchyard: policy swap:");
+    assert!(
+        swaps[0].contains("the consent source's first document arrived"),
+        "{swaps:#?}"
+    );
+    assert!(
+        swaps[1].contains("the policy source's first document arrived"),
+        "{swaps:#?}"
+    );
+
+    // A worker configured now serves the fetched pair at once.
+    let mut other = common::host();
+    other.add_cluster(CLUSTER);
+    other.share_data_with(&host);
+    assert!(other.configure(text.as_bytes()).unwrap());
+    assert_eq!(served(&mut other, "acme").0, "support_model_b");
+    assert_eq!(served(&mut other, "globex").0, "support_rules");
 }
