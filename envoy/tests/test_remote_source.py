@@ -255,6 +255,43 @@ def test_dead_policy_server_changes_nothing_for_traffic(envoy, server):
     assert first <= LIMIT_S + 1
 
 
+def test_a_proxy_started_while_the_policy_server_is_down_serves_safe(artifacts, mocks, workdir):
+    """A proxy that starts (a restart, a new replica) while its policy server is unreachable
+    must not fall back to the bootstrap's older records: acme's opt-out exists only at the
+    source. Until the first documents arrive, consent-gated flags deny every tenant
+    (`until_fetched` defaults); once the server answers, the policy serves as written and the
+    opt-out holds."""
+    server_dir = os.path.join(workdir, "restart-policy-server")
+    os.makedirs(server_dir, exist_ok=True)
+    down = PolicyServer(text(bootstrap_doc()), consent_doc(["acme"]), workdir=server_dir).start()
+    down.stop()
+    e = Envoy(text(bootstrap_doc()), mocks, workdir=workdir, concurrency=2, name="restart",
+              extra_upstreams={SERVER_CLUSTER: down.address},
+              node_metadata={"switchyard_environment": "prod"})
+    e.start()
+    try:
+        deadline = time.monotonic() + 2.5
+        while time.monotonic() < deadline:
+            for tenant in ("acme", "umbrella"):
+                r = ask(e, tenant)
+                assert r.status == 200 and r.cluster == "support_rules", (tenant, r)
+        assert e.stats().get("wasmcustom.switchyard.policy.fetch_failures", 0) >= 2
+        assert "consent-gated flags deny every tenant until the consent source's first " \
+               "document arrives" in e.log()
+        down.start()                                 # same port
+        deadline = time.monotonic() + 3 * INTERVAL_MS / 1000
+        while ask(e, "umbrella").cluster != "support_model_a":
+            assert time.monotonic() < deadline, "the first documents were not served"
+            time.sleep(0.05)
+        time.sleep(INTERVAL_MS / 1000)              # every worker has the pair
+        for i in range(20):
+            assert ask(e, "acme", "conv-%d" % i).cluster == "support_rules"
+            assert ask(e, "umbrella", "conv-%d" % i).cluster == "support_model_a"
+    finally:
+        e.stop()
+        down.stop()
+
+
 def test_mismatched_environment_refuses_to_start(artifacts, mocks, workdir, server):
     e = Envoy(text(bootstrap_doc()), mocks, workdir=workdir, name="wrong-env",
               extra_upstreams={SERVER_CLUSTER: server.address},
