@@ -26,6 +26,11 @@ Steps:
     again; a first push's file is removed; --no-rollback leaves it), so the file on disk is
     what Envoy serves and what an Envoy restarted later would load.
 
+A policy that drops or changes the `source` or `consent_source` of the policy in the current
+resource file is refused (1) unless --change-sources is given: the documents fetched from a
+dropped source stop applying at once, so a push made from an old copy of the policy would undo
+every opt-out recorded at the consent source.
+
 The Wasm file path is taken from --wasm, else from the current resource file. Exit status: 0
 pushed (and, with --admin, accepted), 1 refused before writing, 3 rejected by Envoy, 4 no
 verdict from Envoy within --timeout; an admin endpoint that does not answer before the write
@@ -95,6 +100,46 @@ def wasm_from_resource(path):
         return None
     v = m.group(1)
     return json.loads(v) if v.startswith('"') else v.strip("'")
+
+
+def policy_from_resource(path):
+    """The policy text inside an existing resource file (the `value: |` block genconfig
+    writes); None if there is no file or no such block."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = f.read().split("\n")
+    except OSError:
+        return None
+    for i, line in enumerate(lines):
+        m = re.match(r'^(\s*)value: \|[-+]?\s*$', line)
+        if not m:
+            continue
+        indent = len(m.group(1))
+        body = []
+        for follow in lines[i + 1:]:
+            if follow.strip() and len(follow) - len(follow.lstrip(" ")) <= indent:
+                break
+            body.append(follow)
+        cut = min((len(b) - len(b.lstrip(" ")) for b in body if b.strip()), default=0)
+        return "\n".join(b[cut:] for b in body).strip() + "\n"
+    return None
+
+
+def source_changes(old_text, new_text):
+    """`source`/`consent_source` the new policy drops or changes, as phrases."""
+    try:
+        old, new = json.loads(old_text), json.loads(new_text)
+    except ValueError:
+        return []
+    if not isinstance(old, dict) or not isinstance(new, dict):
+        return []
+    out = []
+    for name in ("source", "consent_source"):
+        if name in old and name not in new:
+            out.append("drops %s (%s)" % (name, json.dumps(old[name], sort_keys=True)))
+        elif name in old and old[name] != new[name]:
+            out.append("changes %s" % name)
+    return out
 
 
 def ecds_counters(admin_url, name=genconfig.ECDS_NAME):
@@ -176,6 +221,8 @@ def main(argv=None):
                                            "policy's version)")
     ap.add_argument("--cli", default=DEFAULT_CLI, help="switchyard CLI (default %(default)s)")
     ap.add_argument("--no-check", action="store_true", help="skip `switchyard check`")
+    ap.add_argument("--change-sources", action="store_true", help="allow a policy that drops "
+                    "or changes the current policy's source or consent_source")
     ap.add_argument("--admin", metavar="URL", help="Envoy admin address, e.g. "
                     "http://127.0.0.1:9901: check clusters first, then wait for Envoy's verdict")
     ap.add_argument("--timeout", type=float, default=10.0)
@@ -205,6 +252,14 @@ def main(argv=None):
             print("push_policy: `switchyard check` rejected %s; nothing written" % args.policy,
                   file=sys.stderr)
             return 1
+    current = policy_from_resource(args.to) if args.to else None
+    changes = source_changes(current, policy_text) if current else []
+    if changes and not args.change_sources:
+        print("push_policy: %s %s that the policy in %s has: what was fetched from there stops "
+              "applying at once (fetched opt-outs and kill switches are undone); keep it, or "
+              "give --change-sources; nothing written"
+              % (args.policy, " and ".join(changes), args.to), file=sys.stderr)
+        return 1
     text = genconfig.render_ecds_resource(policy_text, wasm, args.name, args.version_info)
     if args.stdout:
         sys.stdout.write(text)

@@ -598,3 +598,34 @@ def test_resource_embeds_policy_text_verbatim():
         assert res["typed_config"]["config"]["configuration"]["value"] == t, repr(t)
         assert res["typed_config"]["config"]["vm_config"]["code"]["local"]["filename"] == \
             "/x.wasm"
+
+
+def test_push_policy_refuses_to_drop_a_source_unless_told(tmp_path):
+    """A push made from a copy of the policy without the live consent_source would stop the
+    fetched opt-outs at once (review finding): push_policy refuses it before writing, unless
+    --change-sources."""
+    with open(harness.EXAMPLE_POLICY, encoding="utf-8") as f:
+        example_text = f.read()
+    live = json.loads(example_text)
+    live["consent_source"] = {"cluster": "switchyard_policy_server", "path": "/consent.json"}
+    live_text = json.dumps(live, indent=2) + "\n"
+    target = tmp_path / "switchyard.yml"
+    target.write_text(genconfig.render_ecds_resource(live_text, "/x/switchyard_plugin.wasm"))
+    assert push_policy.policy_from_resource(str(target)) == live_text
+    new = tmp_path / "new.json"
+    new.write_text(example_text)
+    tool = [sys.executable, os.path.join(REPO, "envoy", "push_policy.py"), str(new),
+            "--to", str(target), "--unchecked"]
+    p = subprocess.run(tool, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert p.returncode == 1, p
+    assert b"drops consent_source" in p.stderr and b"nothing written" in p.stderr, p.stderr
+    assert push_policy.policy_from_resource(str(target)) == live_text
+    changed = dict(live, consent_source={"cluster": "other", "path": "/consent.json"})
+    new.write_text(json.dumps(changed))
+    p = subprocess.run(tool, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert p.returncode == 1 and b"changes consent_source" in p.stderr, p.stderr
+    new.write_text(example_text)
+    p = subprocess.run(tool + ["--change-sources"], stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE)
+    assert p.returncode == 0, p
+    assert push_policy.policy_from_resource(str(target)).strip() == example_text.strip()
