@@ -1291,8 +1291,17 @@ fn is_rfc3339(s: &str) -> bool {
     {
         return false;
     }
-    if !(1..=12).contains(&num(5..7))
-        || !(1..=31).contains(&num(8..10))
+    let (year, month) = (num(0..4), num(5..7));
+    let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
+    // RFC 3339 5.7: the day must exist in its month (no 2026-02-30, no 2025-02-29).
+    let days = match month {
+        2 if leap => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    };
+    if !(1..=12).contains(&month)
+        || !(1..=days).contains(&num(8..10))
         || num(11..13) > 23
         || num(14..16) > 59
         || num(17..19) > 60

@@ -177,6 +177,20 @@ fn value_of<'r>(source: &AttrSource, req: &'r Request<'r>) -> Option<Cow<'r, str
 mod tests {
     use super::*;
 
+    #[test]
+    fn a_request_line_keeps_a_repeated_header_and_the_first_is_read() {
+        let r = Request::from_json(
+            r#"{"headers": {"x-tenant-id": "globex", "x-tenant-id": "acme"}}"#,
+        );
+        let r = r.as_ref().map(|r| (r.headers.len(), r.header("x-tenant-id")));
+        assert_eq!(r, Ok((2, Some("globex"))));
+        assert_eq!(
+            Request::from_json("[]").err().as_deref(),
+            Some("a request must be a JSON object")
+        );
+        assert!(Request::from_json(r#"{"headers": ["x"]}"#).is_err());
+    }
+
     fn req<'a>(path: &'a str, headers: &[(&'a str, &'a str)]) -> Request<'a> {
         Request {
             path: path.into(),
@@ -313,13 +327,43 @@ struct RequestLine {
     host: String,
     #[serde(default)]
     source_ip: String,
-    #[serde(default)]
-    headers: serde_json::Map<String, serde_json::Value>,
+    #[serde(default, deserialize_with = "header_pairs")]
+    headers: Vec<(String, serde_json::Value)>,
+}
+
+/// The `headers` object's entries in order, a repeated name kept twice: a request can carry a
+/// header twice, and the engine reads the first, as the filter does (a map would keep the
+/// last copy).
+fn header_pairs<'de, D: serde::Deserializer<'de>>(
+    de: D,
+) -> Result<Vec<(String, serde_json::Value)>, D::Error> {
+    struct Pairs;
+    impl<'de> serde::de::Visitor<'de> for Pairs {
+        type Value = Vec<(String, serde_json::Value)>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("an object of header names and values")
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(
+            self,
+            mut map: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut out = Vec::new();
+            while let Some(entry) = map.next_entry()? {
+                out.push(entry);
+            }
+            Ok(out)
+        }
+    }
+    de.deserialize_map(Pairs)
 }
 
 impl Request<'static> {
     /// Reads one request in `switchyard eval`'s JSON format. A header value must be a string.
     pub fn from_json(text: &str) -> Result<Request<'static>, String> {
+        // A struct would also read a JSON array (`[]` as an empty request): only an object is.
+        if !text.trim_start().starts_with('{') {
+            return Err("a request must be a JSON object".to_string());
+        }
         let line: RequestLine = serde_json::from_str(text).map_err(|e| e.to_string())?;
         let mut headers = Vec::with_capacity(line.headers.len());
         for (name, value) in line.headers {

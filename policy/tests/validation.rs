@@ -878,3 +878,30 @@ fn a_broken_part_hides_none_of_the_references_beside_it() {
         ],
     );
 }
+
+/// RFC 3339 5.7: a consent record's `at` must be a day that exists.
+#[test]
+fn a_consent_timestamp_is_a_day_that_exists() {
+    let at = |when: &str| {
+        modified(|p| p["consent"]["tenants"]["globex"]["support_copilot"]["at"] = json!(when))
+    };
+    for bad in [
+        "2026-02-29T00:00:00Z",
+        "2026-02-30T00:00:00Z",
+        "2026-04-31T00:00:00Z",
+        "2100-02-29T00:00:00Z",
+        "2026-13-01T00:00:00Z",
+    ] {
+        assert_error(
+            &at(bad),
+            &format!("consent.tenants.globex.support_copilot.at: \"{bad}\" is not an RFC 3339 timestamp (like 2026-05-12T09:00:00Z)"),
+        );
+    }
+    for good in [
+        "2028-02-29T00:00:00Z",
+        "2000-02-29T12:00:00+01:00",
+        "2026-12-31T23:59:60Z",
+    ] {
+        assert!(load(&at(good).to_string()).is_ok(), "{good}");
+    }
+}
