@@ -179,10 +179,11 @@ mod tests {
 
     #[test]
     fn a_request_line_keeps_a_repeated_header_and_the_first_is_read() {
-        let r = Request::from_json(
-            r#"{"headers": {"x-tenant-id": "globex", "x-tenant-id": "acme"}}"#,
-        );
-        let r = r.as_ref().map(|r| (r.headers.len(), r.header("x-tenant-id")));
+        let r =
+            Request::from_json(r#"{"headers": {"x-tenant-id": "globex", "x-tenant-id": "acme"}}"#);
+        let r = r
+            .as_ref()
+            .map(|r| (r.headers.len(), r.header("x-tenant-id")));
         assert_eq!(r, Ok((2, Some("globex"))));
         assert_eq!(
             Request::from_json("[]").err().as_deref(),
