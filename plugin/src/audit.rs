@@ -34,13 +34,14 @@ fn awaiting_of(tag: &str) -> Awaiting {
     }
 }
 
+/// The shared record of a policy in force ([`KEY`]).
+fn record(hash: &str, tag: &str, text: &str) -> String {
+    format!("{hash}\n{tag}\n{text}")
+}
+
 /// Records a fetched policy put in force (already logged by the fetcher).
 pub fn fetched(text: &str, policy: &CompiledPolicy) {
-    let record = format!(
-        "{}\n{}\n{text}",
-        content_hash(text),
-        awaiting_tag(policy.awaiting())
-    );
+    let record = record(&content_hash(text), awaiting_tag(policy.awaiting()), text);
     let cas = hostcalls::get_shared_data(KEY)
         .ok()
         .and_then(|(_, cas)| cas);
@@ -69,7 +70,7 @@ pub fn configured(text: &str, policy: &CompiledPolicy, options: &LoadOptions) {
     if previous.is_some_and(|(old_hash, old_tag, _)| old_hash == hash && old_tag == tag) {
         return; // another worker's context recorded (and logged) this policy already
     }
-    let record = format!("{hash}\n{tag}\n{text}");
+    let record = record(&hash, tag, text);
     if hostcalls::set_shared_data(KEY, Some(record.as_bytes()), cas).is_err() {
         return; // another context won the race with this same change
     }

@@ -200,9 +200,13 @@ impl RootContext for Root {
                 // Workers already serving fetched documents keep serving them: the new
                 // configuration only takes them over, or is refused if it cannot. Before a
                 // source's first document, its part is served safe (`until_fetched`).
-                let (policy, text) = match remote.as_mut().map(remote::Remote::join_live) {
-                    Some(Ok(Some(joined))) => joined,
-                    Some(Err(why)) => {
+                let joined = match remote.as_mut() {
+                    Some(remote) => remote.join_live(policy, text),
+                    None => Ok((policy, text)),
+                };
+                let (policy, text) = match joined {
+                    Ok(joined) => joined,
+                    Err(why) => {
                         log(
                             LogLevel::Error,
                             &format!("switchyard: policy rejected: {why}"),
@@ -210,7 +214,6 @@ impl RootContext for Root {
                         metrics::count_load_failure();
                         return false;
                     }
-                    _ => (policy, text),
                 };
                 audit::configured(&text, &policy, &options);
                 self.remote = remote;

@@ -398,22 +398,29 @@ impl Remote {
         self.tick_ms
     }
 
-    /// At configuration: the policy to serve instead of the bootstrap, when the workers already
-    /// serve fetched documents (an ECDS push of a new bootstrap while sources are live). An
-    /// error when the bootstrap cannot take the live consent records: the configuration is then
-    /// refused, and Envoy keeps the one that works.
-    pub fn join_live(&mut self) -> Result<Option<(CompiledPolicy, String)>, String> {
+    /// At configuration: the policy to serve, and its text. The workers' fetched documents
+    /// when they already serve some (an ECDS push of a new bootstrap while sources are live);
+    /// else the bootstrap (compiled by the caller) with the parts awaiting their source served
+    /// safe. An error when the bootstrap cannot take the live consent records: the
+    /// configuration is then refused, and Envoy keeps the one that works.
+    pub fn join_live(
+        &mut self,
+        bootstrap: CompiledPolicy,
+        text: String,
+    ) -> Result<(CompiledPolicy, String), String> {
+        let fetched = self.refresh();
         let pair = self.live_pair();
-        if !self.refresh() && self.awaiting(&pair) == Awaiting::default() {
-            return Ok(None);
+        if !fetched {
+            let policy = bootstrap.with_awaiting(self.awaiting(&pair));
+            self.live_awaiting = policy.awaiting();
+            return Ok((policy, text));
         }
-        let pair = self.live_pair();
         let (policy, text) = self
             .compile(&pair, "they were")
             .map_err(|why| format!("it cannot serve the documents the workers fetched: {why}"))?;
         self.live_hash = content_hash(&text);
         self.live_awaiting = policy.awaiting();
-        Ok(Some((policy, text)))
+        Ok((policy, text))
     }
 
     /// The parts of `pair` still awaiting their source's first document and served safe

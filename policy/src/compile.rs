@@ -206,6 +206,13 @@ impl CompiledPolicy {
         self.awaiting
     }
 
+    /// The same policy with other parts awaiting: nothing compiled depends on them, so a host
+    /// need not compile the text again ([`crate::LoadOptions::awaiting`]).
+    pub fn with_awaiting(mut self, awaiting: crate::Awaiting) -> CompiledPolicy {
+        self.awaiting = awaiting;
+        self
+    }
+
     pub fn version(&self) -> &str {
         &self.version
     }

@@ -5,24 +5,30 @@ use crate::model::ConsentState;
 
 /// What changed in the parts awaiting their remote source's first document.
 fn awaiting_changes(old: &crate::Awaiting, new: &crate::Awaiting) -> Vec<String> {
-    let mut parts = Vec::new();
-    match (old.policy, new.policy) {
-        (false, true) => parts.push(
-            "every flag serves its off variation until the policy source's first document arrives"
-                .to_string(),
+    [
+        (
+            old.policy,
+            new.policy,
+            "policy",
+            "every flag serves its off variation",
         ),
-        (true, false) => parts.push("the policy source's first document arrived".to_string()),
-        _ => {}
-    }
-    match (old.consent, new.consent) {
-        (false, true) => parts.push(
-            "consent-gated flags deny every tenant until the consent source's first document arrives"
-                .to_string(),
+        (
+            old.consent,
+            new.consent,
+            "consent",
+            "consent-gated flags deny every tenant",
         ),
-        (true, false) => parts.push("the consent source's first document arrived".to_string()),
-        _ => {}
-    }
-    parts
+    ]
+    .into_iter()
+    .filter(|(before, after, _, _)| before != after)
+    .map(|(_, awaiting, source, safe)| {
+        if awaiting {
+            format!("{safe} until the {source} source's first document arrives")
+        } else {
+            format!("the {source} source's first document arrived")
+        }
+    })
+    .collect()
 }
 
 /// A content hash of a policy's text: XXH3-128 as 32 hex digits (`xxhsum -H2` gives the same).

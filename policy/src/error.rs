@@ -16,15 +16,20 @@ pub fn quoted(value: &str) -> String {
         json_str(&mut out, value);
         return out;
     }
-    let mut cut = MAX_NAME_LEN;
-    while !value.is_char_boundary(cut) {
-        cut -= 1;
-    }
     json_str(
         &mut out,
-        &format!("{}… ({} bytes)", &value[..cut], value.len()),
+        &format!("{}… ({} bytes)", prefix(value, MAX_NAME_LEN), value.len()),
     );
     out
+}
+
+/// The longest start of `s` of at most `max` bytes that ends on a character boundary.
+fn prefix(s: &str, max: usize) -> &str {
+    let mut cut = max.min(s.len());
+    while !s.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    &s[..cut]
 }
 
 /// One problem in a policy document.
@@ -67,11 +72,7 @@ impl PolicyErrors {
         if self.listed.len() < MAX_LISTED_ERRORS {
             let mut message = message.into();
             if message.len() > MAX_MESSAGE_LEN {
-                let mut cut = MAX_MESSAGE_LEN;
-                while !message.is_char_boundary(cut) {
-                    cut -= 1;
-                }
-                message.truncate(cut);
+                message.truncate(prefix(&message, MAX_MESSAGE_LEN).len());
                 message.push_str("… (cut)");
             }
             self.listed.push(PolicyError {

@@ -43,9 +43,7 @@ fn acme_cluster(host: &mut FakeHost) -> String {
 }
 
 fn route(host: &mut FakeHost, tenant: &str) -> String {
-    let result = host.request(&common::chat(tenant, "conv-1")).unwrap();
-    let upstream = result.upstream().expect("forwarded");
-    String::from_utf8_lossy(upstream.get(ROUTE).expect("route header")).into_owned()
+    served(host, tenant).0
 }
 
 /// Ticks until the host has made a call (at most `ticks` ticks); returns its token.
