@@ -604,8 +604,10 @@ impl Reader {
             },
             None => None,
         };
+        // An unknown operator compares nothing, so its numbers are let through as numbers.
+        let as_text = !matches!(op, None | Some(Op::Lt | Op::Lte | Op::Gt | Op::Gte));
         let values = match map.get("values") {
-            Some(v) => self.values(v, &field(place, "values"))?,
+            Some(v) => self.values(v, &field(place, "values"), as_text)?,
             None => Vec::new(),
         };
         let negate = match map.get("negate") {
@@ -614,8 +616,13 @@ impl Reader {
         };
         let op = op?;
         let values_place = field(place, "values");
+        // Counted as written, so a refused value is not also reported as a missing one.
+        let written = map
+            .get("values")
+            .and_then(Value::as_array)
+            .map_or(0, Vec::len);
         match op {
-            Op::Exists if !values.is_empty() => {
+            Op::Exists if written > 0 => {
                 self.err(&values_place, "\"exists\" takes no values");
             }
             Op::Exists => {}
@@ -628,17 +635,14 @@ impl Reader {
             | Op::SemverGt
             | Op::SemverGte
             | Op::SemverEq
-                if values.len() != 1 =>
+                if written != 1 =>
             {
                 self.err(
                     &values_place,
-                    format!(
-                        "this operator compares with exactly one value; found {}",
-                        values.len()
-                    ),
+                    format!("this operator compares with exactly one value; found {written}"),
                 );
             }
-            _ if values.is_empty() => {
+            _ if written == 0 => {
                 self.err(&values_place, "needs at least one value");
             }
             _ => {}
@@ -652,13 +656,23 @@ impl Reader {
         })
     }
 
-    /// Clause values: strings, or numbers written as JSON numbers (kept as their text).
-    fn values(&mut self, v: &Value, place: &str) -> Option<Vec<String>> {
+    /// Clause and override values: strings, or JSON numbers. Where the values are compared as
+    /// text (`as_text`: every operator but `lt` `lte` `gt` `gte`, and overrides), only a
+    /// whole number is taken: the reader keeps a number's value, not how it was written, so
+    /// `1.10` would be compared as "1.1" and `1e3` as "1000.0", silently missing the header
+    /// the author meant. Such a number is refused, asking for a string.
+    fn values(&mut self, v: &Value, place: &str, as_text: bool) -> Option<Vec<String>> {
         let items = self.array(v, place, MAX_VALUES)?;
         let mut out = Vec::with_capacity(items.len());
         for (i, item) in items.iter().enumerate() {
             match item {
                 Value::String(s) => out.push(s.clone()),
+                Value::Number(n) if as_text && n.is_f64() => self.err(
+                    &index(place, i),
+                    "a number with a fraction or an exponent is compared as text here, but its \
+                     text is not kept as written (1.10 would be read as \"1.1\"); write it as \
+                     a string",
+                ),
                 Value::Number(n) => out.push(n.to_string()),
                 other => self.err(
                     &index(place, i),
@@ -900,8 +914,12 @@ impl Reader {
         let values_place = field(place, "values");
         let values = self
             .required(map, "values", place)
-            .and_then(|v| self.values(v, &values_place));
-        if values.as_ref().is_some_and(|v| v.is_empty()) {
+            .and_then(|v| self.values(v, &values_place, true));
+        if map
+            .get("values")
+            .and_then(Value::as_array)
+            .is_some_and(Vec::is_empty)
+        {
             self.err(&values_place, "needs at least one value");
         }
         let serve = self

@@ -720,7 +720,26 @@ fn broken_policies_are_refused_with_their_place() {
             "flags[1].default.split",
             true,
         ),
+        (
+            "a fraction compared as text",
+            |p| p["segments"]["staff"][0]["values"] = json!(["x", 1.5]),
+            "segments.staff[0].values[1]",
+            true,
+        ),
+        (
+            "a fraction in an override",
+            |p| p["flags"][0]["overrides"][0]["values"] = json!([1.5]),
+            "flags[0].overrides[0].values[0]",
+            true,
+        ),
         // Only `load` can check these: they need names resolved or values parsed.
+        (
+            // JSON Schema calls 2.0 an integer; the reader cannot tell it from 2.00.
+            "a whole number written with a fraction, compared as text",
+            |p| p["segments"]["staff"][0]["values"] = json!([2.0]),
+            "segments.staff[0].values[0]",
+            false,
+        ),
         (
             "undefined variation",
             |p| p["flags"][0]["rules"][2]["split"][0]["variation"] = json!("canddate"),

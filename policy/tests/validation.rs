@@ -905,3 +905,51 @@ fn a_consent_timestamp_is_a_day_that_exists() {
         assert!(load(&at(good).to_string()).is_ok(), "{good}");
     }
 }
+
+/// A JSON number is read as its value, not as it was written, so where values are compared as
+/// text a fraction or an exponent would silently match something else (`1.10` as "1.1"). Such
+/// numbers are refused there and asked for as strings; whole numbers, and any number compared
+/// as a number, are kept.
+#[test]
+fn a_number_compared_as_text_must_be_whole() {
+    let with = |change: fn(&mut Value), number: &str| -> String {
+        let mut p = example();
+        change(&mut p);
+        p.to_string().replace("\"NUMBER\"", number)
+    };
+    let in_segment: fn(&mut Value) = |p| {
+        p["segments"]["staff"][0] =
+            json!({"attribute": "plan", "op": "in", "values": ["x", "NUMBER"]})
+    };
+    let in_override: fn(&mut Value) =
+        |p| p["flags"][0]["overrides"][0]["values"] = json!(["NUMBER"]);
+    let in_semver: fn(&mut Value) = |p| {
+        p["segments"]["staff"][0] =
+            json!({"attribute": "plan", "op": "semver_gte", "values": ["NUMBER"]})
+    };
+    let compared: fn(&mut Value) = |p| {
+        p["segments"]["staff"][0] = json!({"attribute": "plan", "op": "gte", "values": ["NUMBER"]})
+    };
+    let message = "a number with a fraction or an exponent is compared as text here, but its \
+                   text is not kept as written (1.10 would be read as \"1.1\"); write it as a \
+                   string";
+    for number in ["1.10", "1e3", "2.0", "100000000000000000000"] {
+        for (change, place) in [
+            (in_segment, "segments.staff[0].values[1]"),
+            (in_override, "flags[0].overrides[0].values[0]"),
+            (in_semver, "segments.staff[0].values[0]"),
+        ] {
+            let errs: Vec<String> = match load(&with(change, number)) {
+                Ok(_) => panic!("{number} at {place} was accepted"),
+                Err(e) => e.iter().map(|e| e.to_string()).collect(),
+            };
+            assert_eq!(errs, [format!("{place}: {message}")], "{number}");
+        }
+        assert!(load(&with(compared, number)).is_ok(), "gte {number}");
+    }
+    for number in ["42", "-7", "0"] {
+        for change in [in_segment, in_override, compared] {
+            assert!(load(&with(change, number)).is_ok(), "{number}");
+        }
+    }
+}
