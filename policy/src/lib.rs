@@ -22,6 +22,7 @@ mod matching;
 mod model;
 mod outcome;
 mod owned;
+mod regex_examples;
 mod render;
 mod repeated_keys;
 mod request;

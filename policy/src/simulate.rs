@@ -6,7 +6,8 @@
 //! assignment unit (one in twenty takes a unit value the policy names, so unit overrides show),
 //! and for every other attribute a value the policy mentions (in clauses, overrides or consent
 //! tenants; a value that satisfies the clause's operator, such as a version just above a
-//! `semver_gt` bound or an address inside a `cidr` network), an unknown value, or none.
+//! `semver_gt` bound, an address inside a `cidr` network, a string a `matches` pattern matches),
+//! an unknown value, or none.
 //! Everything is drawn from a seeded generator: the same policy, count and seed give the same
 //! requests and the same table.
 //!
@@ -92,8 +93,8 @@ fn samples(op: Op, values: &[String]) -> Vec<String> {
             Op::StartsWith => out.push(format!("{v}sim")),
             Op::EndsWith => out.push(format!("sim{v}")),
             Op::Contains => out.push(format!("sim{v}sim")),
-            // A regular expression's matches cannot be listed; unknown values cover misses.
-            Op::Matches | Op::Exists => {}
+            Op::Matches => out.extend(crate::regex_examples::examples(v)),
+            Op::Exists => {}
             Op::Lt | Op::Lte | Op::Gt | Op::Gte => {
                 if let Ok(n) = v.trim().parse::<f64>() {
                     for x in [n - 1.0, n, n + 1.0] {
@@ -791,7 +792,10 @@ mod tests {
         );
         assert_eq!(samples(Op::Cidr, &["10.1.0.0/16".into()]), ["10.1.0.0"]);
         assert_eq!(samples(Op::StartsWith, &["ab".into()]), ["absim"]);
-        assert!(samples(Op::Matches, &["^a".into()]).is_empty());
+        assert_eq!(
+            samples(Op::Matches, &["^gpt-(4|5)$".into()]),
+            ["gpt-4", "gpt-5"]
+        );
     }
 
     #[test]
@@ -901,6 +905,27 @@ mod tests {
         assert_eq!(err.count, 1);
         assert!((err.percent - 50.0).abs() < 1e-9);
         assert!(report.table().contains("ERROR TARGETING_KEY_MISSING"));
+    }
+
+    /// A rule reached only through `matches` shows in the table: the synthetic requests carry
+    /// values that the regular expression matches (before 2026-11-23 it never showed).
+    #[test]
+    fn a_rule_behind_a_regular_expression_is_reached() {
+        let policy = r#"{"version": "1",
+          "context": {"agent": {"header": "user-agent"}, "user": {"header": "x-user-id"}},
+          "flags": [{"key": "f", "unit": "user",
+            "variations": {"a": {"cluster": "ca"}, "b": {"cluster": "cb"}}, "off_variation": "a",
+            "rules": [{"name": "mobile", "when": [{"attribute": "agent", "op": "matches",
+                        "values": ["^(Android|iPhone) app/[0-9]+\\.[0-9]+$"]}], "serve": "b"}],
+            "default": {"serve": "a"}}]}"#;
+        let report = simulate(policy, 1000, 1).unwrap();
+        let mobile: u64 = report
+            .rows()
+            .iter()
+            .filter(|r| r.rule_label == "mobile")
+            .map(|r| r.count)
+            .sum();
+        assert!(mobile > 50, "{}", report.table());
     }
 
     #[test]
