@@ -719,6 +719,18 @@ impl Compiler {
     fn clause(&mut self, clause: &Clause) -> Option<usize> {
         let place = clause.place.as_str();
         let attribute = self.attribute(&clause.attribute, &field(place, "attribute"))?;
+        if matches!(
+            self.attributes.get(attribute),
+            Some(AttrSource::Builtin(Builtin::Host))
+        ) {
+            let never = crate::matching::host_values_never_read(clause.op, &clause.values);
+            if !never.is_empty() {
+                for (i, message) in never {
+                    self.errors.push(index(&field(place, "values"), i), message);
+                }
+                return None;
+            }
+        }
         let key = (attribute, clause.op, clause.negate, clause.values.clone());
         if let Some(&id) = self.clause_ids.get(&key) {
             return Some(id);

@@ -807,10 +807,26 @@ impl Reader {
                 self.err(&field(place, "path_prefix"), "must start with \"/\"");
             }
         }
+        let host_place = field(place, "host");
         scope.host = map
             .get("host")
-            .and_then(|h| self.name(h, &field(place, "host")))
+            .and_then(|h| self.name(h, &host_place))
             .map(|h| h.to_ascii_lowercase());
+        if let Some(host) = &scope.host {
+            let bare = crate::request::host_without_port(host);
+            if bare != host {
+                // A request's host is compared without its port, so this one would never match.
+                self.err(
+                    &host_place,
+                    format!(
+                        "the request's host is compared without its port, so {} never matches; \
+                         write {}",
+                        quoted(host),
+                        quoted(bare)
+                    ),
+                );
+            }
+        }
         scope.method = map
             .get("method")
             .and_then(|m| self.name(m, &field(place, "method")))

@@ -180,6 +180,39 @@ impl Test {
     }
 }
 
+/// Values of a clause on the built-in `host` that no request's host can ever be: the host is
+/// read in lower case and without its port, so `"API.example"` or `"api.example:443"` would
+/// make a clause that silently never holds (or, negated or under `not_in`, always holds).
+/// Each comes back with its index and what to write instead.
+pub fn host_values_never_read(op: Op, values: &[String]) -> Vec<(usize, String)> {
+    let whole_host = matches!(op, Op::In | Op::NotIn | Op::EndsWith);
+    let compared_as_text = whole_host || matches!(op, Op::StartsWith | Op::Contains);
+    if !compared_as_text {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    for (i, value) in values.iter().enumerate() {
+        let lower = value.to_ascii_lowercase();
+        let bare = if whole_host {
+            crate::request::host_without_port(&lower)
+        } else {
+            &lower
+        };
+        if bare != value {
+            out.push((
+                i,
+                format!(
+                    "the host attribute is read in lower case and without its port, so {} \
+                     never matches it; write {}",
+                    quoted(value),
+                    quoted(bare)
+                ),
+            ));
+        }
+    }
+    out
+}
+
 /// The one value of a comparing operator. None is there only when reading the document already
 /// refused the clause's values (none written, or the one written refused), so there is nothing
 /// more to say here: no message, and the clause is left out.

@@ -64,18 +64,7 @@ impl Request<'_> {
     /// The host in lower case, without a port (`API.example:8443` → `api.example`,
     /// `[::1]:80` → `[::1]`).
     pub fn host_only(&self) -> Cow<'_, str> {
-        let h = self.host.as_ref();
-        let h = if h.starts_with('[') {
-            match h.find(']') {
-                Some(end) => &h[..=end],
-                None => h,
-            }
-        } else {
-            match h.rfind(':') {
-                Some(colon) if h[colon + 1..].bytes().all(|b| b.is_ascii_digit()) => &h[..colon],
-                _ => h,
-            }
-        };
+        let h = host_without_port(self.host.as_ref());
         if h.bytes().any(|b| b.is_ascii_uppercase()) {
             Cow::Owned(h.to_ascii_lowercase())
         } else {
@@ -288,7 +277,30 @@ mod tests {
         assert_eq!(host("api.example"), "api.example");
         assert_eq!(host("[::1]:80"), "[::1]");
         assert_eq!(host("[::1]"), "[::1]");
+        assert_eq!(host("2001:DB8::1"), "2001:db8::1");
+        assert_eq!(host("api.example:"), "api.example");
         assert_eq!(host(""), "");
+    }
+}
+
+/// A host without its port, case kept: `API.example:8443` → `API.example`, `[::1]:80` →
+/// `[::1]`. The request's `host` attribute and a flag's `match.host` are both read through it.
+pub fn host_without_port(host: &str) -> &str {
+    if host.starts_with('[') {
+        return match host.find(']') {
+            Some(end) => &host[..=end],
+            None => host,
+        };
+    }
+    match host.rfind(':') {
+        // More than one colon: a bare IPv6 address (not valid in a Host header), kept whole.
+        Some(colon)
+            if !host[..colon].contains(':')
+                && host[colon + 1..].bytes().all(|b| b.is_ascii_digit()) =>
+        {
+            &host[..colon]
+        }
+        _ => host,
     }
 }
 

@@ -953,3 +953,57 @@ fn a_number_compared_as_text_must_be_whole() {
         }
     }
 }
+
+/// The request's host is read in lower case and without its port, so a `match.host` with a
+/// port, or a host clause value with upper case or a port, could never match: the flag or rule
+/// would be dead without a word. Each is refused at its place with what to write instead.
+#[test]
+fn a_host_no_request_can_have_is_refused() {
+    let p = modified(|p| p["flags"][0]["match"] = json!({"host": "API.example:8443"}));
+    assert_errors(
+        &p,
+        &["flags[0].match.host: the request's host is compared without its port, so \"api.example:8443\" never matches; write \"api.example\""],
+    );
+    let p = modified(|p| {
+        p["segments"]["staff"] = json!([
+            {"attribute": "host", "op": "in", "values": ["api.example", "API.example", "api.example:443", "[::1]:80"]},
+            {"attribute": "host", "op": "starts_with", "values": ["Api."]},
+            {"attribute": "host", "op": "ends_with", "values": [".example:443"]},
+        ])
+    });
+    let message = |value: &str, write: &str| {
+        format!("the host attribute is read in lower case and without its port, so \"{value}\" never matches it; write \"{write}\"")
+    };
+    let errs = errors(&p);
+    let want = [
+        format!(
+            "segments.staff[0].values[1]: {}",
+            message("API.example", "api.example")
+        ),
+        format!(
+            "segments.staff[0].values[2]: {}",
+            message("api.example:443", "api.example")
+        ),
+        format!(
+            "segments.staff[0].values[3]: {}",
+            message("[::1]:80", "[::1]")
+        ),
+        format!("segments.staff[1].values[0]: {}", message("Api.", "api.")),
+        format!(
+            "segments.staff[2].values[0]: {}",
+            message(".example:443", ".example")
+        ),
+    ];
+    assert_eq!(errs, want);
+    // What a host can be is accepted: lower case, no port, a bracketed IPv6 address, a bare
+    // one, any regular expression, and upper case in a header attribute.
+    let p = modified(|p| {
+        p["flags"][0]["match"] = json!({"host": "API.Example"});
+        p["segments"]["staff"] = json!([
+            {"attribute": "host", "op": "in", "values": ["api.example", "[::1]", "2001:db8::1"]},
+            {"attribute": "host", "op": "matches", "values": ["(?i)^API\\."]},
+            {"attribute": "tenant", "op": "in", "values": ["ACME:1"]},
+        ])
+    });
+    assert!(load(&p.to_string()).is_ok());
+}
