@@ -360,7 +360,8 @@ pub fn compile(
         let source = match source {
             Source::Header(h) => {
                 if owned_headers.contains(h.as_bytes()) {
-                    c.errors.push(field(&place, "header"), owned_header_read(h));
+                    c.errors
+                        .push(field(&place, "header"), owned_header_read(h, &doc.settings));
                 }
                 AttrSource::Header(h.clone())
             }
@@ -402,7 +403,7 @@ pub fn compile(
             if owned_headers.contains(h.as_bytes()) {
                 c.errors.push(
                     field(&field(place, "match"), "header_present"),
-                    owned_header_read(h),
+                    owned_header_read(h, &doc.settings),
                 );
             }
         }
@@ -1027,8 +1028,32 @@ impl Compiler {
 }
 
 /// The error for a policy that reads a header switchyard owns.
-fn owned_header_read(header: &str) -> String {
-    format!("{} is a header switchyard owns; client copies are removed before the policy reads anything", quoted(header))
+/// The error for a policy reading a header switchyard owns. It names the setting that makes
+/// the header switchyard's, since either side may be the mistake (a context header that is
+/// right, and a `version_header` set to it by accident).
+fn owned_header_read(header: &str, settings: &SettingsDoc) -> String {
+    let fixed = [
+        ("settings.route_header", &settings.route_header),
+        ("settings.exposure_header", &settings.exposure_header),
+        ("settings.version_header", &settings.version_header),
+    ];
+    let owner = fixed
+        .iter()
+        .find(|(_, h)| *h == header)
+        .map(|(setting, _)| setting.to_string())
+        .or_else(|| {
+            settings
+                .attribute_headers
+                .iter()
+                .find(|(_, h)| h == header)
+                .map(|(attribute, _)| field("settings.attribute_headers", attribute))
+        })
+        .unwrap_or_else(|| format!("every header starting with {OWNED_PREFIX}"));
+    format!(
+        "{} is a header switchyard owns ({owner}); client copies are removed before the policy \
+         reads anything",
+        quoted(header)
+    )
 }
 
 /// `flags[3].rules[2]` → `flags[3].variations`.

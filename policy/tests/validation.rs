@@ -331,8 +331,8 @@ fn not_json_and_not_an_object() {
 fn owned_headers_cannot_be_read() {
     // The filter removes client copies of these before evaluating, so `switchyard eval` would
     // otherwise see what the filter never does.
-    let owned = |h: &str| {
-        format!("\"{h}\" is a header switchyard owns; client copies are removed before the policy reads anything")
+    let owned = |h: &str, owner: &str| {
+        format!("\"{h}\" is a header switchyard owns ({owner}); client copies are removed before the policy reads anything")
     };
     let p = modified(|p| {
         p["context"]["plan"] = json!({"header": "x-switchyard-plan"});
@@ -341,18 +341,38 @@ fn owned_headers_cannot_be_read() {
         p["settings"]["route_header"] = json!("x-route");
         p["flags"][0]["match"]["header_present"] = json!("x-switchyard-debug");
         p["flags"][1]["match"] = json!({"header_present": "x-route"});
+        // The setting may be the mistake: the message names it.
+        p["settings"]["version_header"] = json!("x-user-id");
     });
     let errs = errors(&p);
-    for (place, header) in [
-        ("context.plan.header", "x-switchyard-plan"),
-        ("context.region.header", "x-model-route"),
-        ("flags[0].match.header_present", "x-switchyard-debug"),
-        ("flags[1].match.header_present", "x-route"),
+    let prefix = "every header starting with x-switchyard-";
+    for (place, header, owner) in [
+        ("context.plan.header", "x-switchyard-plan", prefix),
+        (
+            "context.region.header",
+            "x-model-route",
+            "settings.attribute_headers.model_route",
+        ),
+        (
+            "flags[0].match.header_present",
+            "x-switchyard-debug",
+            prefix,
+        ),
+        (
+            "flags[1].match.header_present",
+            "x-route",
+            "settings.route_header",
+        ),
+        (
+            "context.user.header",
+            "x-user-id",
+            "settings.version_header",
+        ),
     ] {
-        let want = format!("{place}: {}", owned(header));
+        let want = format!("{place}: {}", owned(header, owner));
         assert!(errs.contains(&want), "missing {want:?} in {errs:#?}");
     }
-    assert_eq!(errs.len(), 4, "one error each: {errs:#?}");
+    assert_eq!(errs.len(), 5, "one error each: {errs:#?}");
 }
 
 #[test]
