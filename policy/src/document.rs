@@ -1202,6 +1202,17 @@ impl Reader {
             );
             return None;
         }
+        // Envoy's HTTP/1 codec turns Host into `:authority` (HTTP/2 and 3 send `:authority`),
+        // so the filter never sees a `host` header that `switchyard eval` would read.
+        if h == "host" {
+            self.err(
+                place,
+                "Envoy carries the Host header as the pseudo-header :authority, so no request \
+                 reaches the filter with a \"host\" header; read the built-in attribute host \
+                 instead",
+            );
+            return None;
+        }
         // No request carries a header whose name is not an RFC 9110 token (Envoy refuses
         // one), so an attribute reading it would silently never be set.
         if !h.bytes().all(is_token_byte) {

@@ -527,6 +527,19 @@ fn pseudo_headers_are_read_only_as_built_in_attributes() {
         "context.tenant.header: \":authority\" is a pseudo-header; read the built-in attributes path, host and method instead",
         "flags[0].match.header_present: \":path\" is a pseudo-header; read the built-in attributes path, host and method instead",
     ]);
+    // Host reaches the filter as :authority too, in any case it was written.
+    let p = modified(|p| {
+        p["context"]["plan"] = json!({"header": "Host"});
+        p["flags"][1]["match"] = json!({"header_present": "host"});
+    });
+    let host = "Envoy carries the Host header as the pseudo-header :authority, so no request reaches the filter with a \"host\" header; read the built-in attribute host instead";
+    assert_errors(
+        &p,
+        &[
+            &format!("context.plan.header: {host}"),
+            &format!("flags[1].match.header_present: {host}"),
+        ],
+    );
 }
 
 #[test]
