@@ -22,6 +22,16 @@ pub fn parse(json: &str) -> (Option<PolicyDoc>, PolicyErrors) {
         );
         return (None, errors);
     }
+    // Said plainly rather than as "expected value at line 1 column 1". Refused, not skipped:
+    // the tools that push a policy (Python's json among them) refuse it too.
+    if json.starts_with('\u{feff}') {
+        errors.push(
+            "",
+            "the document starts with a byte-order mark (U+FEFF), which a JSON text may not; \
+             save it as UTF-8 without one",
+        );
+        return (None, errors);
+    }
     let value = match crate::repeated_keys::parse(json) {
         Ok((value, repeats)) => {
             for place in repeats.places {

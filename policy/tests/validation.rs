@@ -319,6 +319,19 @@ fn missing_required_fields_and_wrong_types() {
 }
 
 #[test]
+fn a_byte_order_mark_is_named() {
+    let text = format!("\u{feff}{}", example());
+    let errs: Vec<String> = match load(&text) {
+        Err(e) => e.iter().map(|e| e.to_string()).collect(),
+        Ok(_) => panic!("accepted a document with a byte-order mark"),
+    };
+    assert_eq!(
+        errs,
+        ["policy: the document starts with a byte-order mark (U+FEFF), which a JSON text may not; save it as UTF-8 without one"]
+    );
+}
+
+#[test]
 fn not_json_and_not_an_object() {
     assert!(errors(&json!([1, 2]))[0].starts_with("policy: expected an object"));
     match load("{\"version\": ") {
