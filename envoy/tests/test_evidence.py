@@ -5,6 +5,7 @@ the requests sent."""
 
 import json
 import os
+import re
 import time
 
 import pytest
@@ -65,6 +66,12 @@ def test_one_event_per_decided_request(evidence_envoy, mocks):
         by_id.setdefault(e["request_id"], []).append(e)
 
     assert len(decided) > 300
+    # Each event names the exact document in force: the hash `switchyard check` prints for the
+    # file Envoy was given, and the one the filter's audit line logged when it loaded it.
+    rc, out, _ = harness.cli_check(policy_path)
+    assert rc == 0, out
+    policy_hash = re.search(r"; hash ([0-9a-f]{32})", out).group(1)
+    assert ("switchyard: policy swap: none -> 2026-11-21.3, hash %s," % policy_hash) in envoy.log()
     for i, (req, exp, resp) in enumerate(zip(reqs, expected, responses)):
         rid = req["headers"]["x-request-id"]
         got = by_id.get(rid, [])
@@ -74,6 +81,7 @@ def test_one_event_per_decided_request(evidence_envoy, mocks):
         assert len(got) == 1, (rid, got)
         (e,) = got
         assert e["feature_flag.version"] == "2026-11-21.3"
+        assert e["switchyard.policy.hash"] == policy_hash
         assert e["trace_id"] == "%032x" % (i + 1)
         assert [d["feature_flag.result.variant"] for d in e["decisions"]] == \
             [d["variation"] for d in exp["decisions"]]

@@ -41,7 +41,7 @@ fn record(hash: &str, tag: &str, text: &str) -> String {
 
 /// Records a fetched policy put in force (already logged by the fetcher).
 pub fn fetched(text: &str, policy: &CompiledPolicy) {
-    let record = record(&content_hash(text), awaiting_tag(policy.awaiting()), text);
+    let record = record(policy.content_hash(), awaiting_tag(policy.awaiting()), text);
     let cas = hostcalls::get_shared_data(KEY)
         .ok()
         .and_then(|(_, cas)| cas);
@@ -51,7 +51,8 @@ pub fn fetched(text: &str, policy: &CompiledPolicy) {
 /// Records `text` as the policy in force and logs the swap if this context is the first to
 /// see it.
 pub fn configured(text: &str, policy: &CompiledPolicy, options: &LoadOptions) {
-    let hash = content_hash(text);
+    // The policy's own hash, so the line names the hash every exposure event carries.
+    let hash = policy.content_hash();
     let tag = awaiting_tag(policy.awaiting());
     let (previous, cas) = match hostcalls::get_shared_data(KEY) {
         Ok((value, cas)) => (value.and_then(|v| String::from_utf8(v).ok()), cas),
@@ -70,7 +71,7 @@ pub fn configured(text: &str, policy: &CompiledPolicy, options: &LoadOptions) {
     if previous.is_some_and(|(old_hash, old_tag, _)| old_hash == hash && old_tag == tag) {
         return; // another worker's context recorded (and logged) this policy already
     }
-    let record = record(&hash, tag, text);
+    let record = record(hash, tag, text);
     if hostcalls::set_shared_data(KEY, Some(record.as_bytes()), cas).is_err() {
         return; // another context won the race with this same change
     }

@@ -418,7 +418,7 @@ impl Remote {
         let (policy, text) = self
             .compile(&pair, "they were")
             .map_err(|why| format!("it cannot serve the documents the workers fetched: {why}"))?;
-        self.live_hash = content_hash(&text);
+        self.live_hash = policy.content_hash().to_string();
         self.live_awaiting = policy.awaiting();
         Ok((policy, text))
     }
@@ -707,7 +707,7 @@ impl Remote {
         now: u64,
         fetched_here: bool,
     ) -> Option<CompiledPolicy> {
-        let hash = content_hash(text);
+        let hash = policy.content_hash().to_string();
         if hash == self.live_hash && policy.awaiting() == self.live_awaiting {
             return None;
         }

@@ -176,6 +176,10 @@ pub(crate) struct CompiledFlag {
 pub struct CompiledPolicy {
     pub(crate) version: String,
     pub(crate) version_json: String,
+    /// [`crate::content_hash`] of the text this policy was loaded from, as the audit line and
+    /// every exposure event carry it: the version names what the author wrote, the hash the
+    /// exact document in force (a fetched consent record set changes it, not the version).
+    pub(crate) content_hash: String,
     /// The version as an RFC 8941 string (`"..."`), as every exposure item carries it.
     pub(crate) version_sf: String,
     pub(crate) environment: Option<String>,
@@ -217,6 +221,11 @@ impl CompiledPolicy {
         &self.version
     }
 
+    /// The content hash of the text this policy was loaded from (32 hex digits).
+    pub fn content_hash(&self) -> &str {
+        &self.content_hash
+    }
+
     pub fn environment(&self) -> Option<&str> {
         self.environment.as_deref()
     }
@@ -248,6 +257,9 @@ impl CompiledPolicy {
             self.segment_count(),
             self.consent_tenant_count(),
         );
+        // The hash the filter's audit line and exposure events name for this exact text.
+        text.push_str("; hash ");
+        text.push_str(&self.content_hash);
         for f in flags {
             text.push_str(&format!(
                 "\n  {}: variations {}{}{}",
@@ -480,6 +492,7 @@ pub fn compile(
     let clauses = std::mem::take(&mut c.clauses);
     let policy = CompiledPolicy {
         version_json: crate::json_out::literal(&doc.version),
+        content_hash: String::new(), // set by `load_with`, which has the text
         version_sf: {
             let mut sf = String::new();
             render::sf_string(&mut sf, &doc.version);

@@ -5,6 +5,8 @@
 //! `feature_flag.key`, `feature_flag.result.variant`, `feature_flag.result.reason` (lower-case,
 //! as OpenTelemetry spells reasons), `feature_flag.context.id` (the pseudonymous unit id),
 //! `feature_flag.version` (the policy version), `feature_flag.provider.name` (`switchyard`).
+//! `switchyard.policy.hash` is the content hash of the document in force (the audit line's
+//! hash): fetched consent records change it and not the version.
 
 use crate::compile::CompiledPolicy;
 use crate::digits::{push_padded, push_u64};
@@ -187,6 +189,8 @@ pub(crate) mod reference {
         provider: &'static str,
         #[serde(rename = "feature_flag.version")]
         version: &'a str,
+        #[serde(rename = "switchyard.policy.hash")]
+        policy_hash: &'a str,
         request_id: Option<&'a str>,
         trace_id: Option<&'a str>,
         cluster: Option<&'a str>,
@@ -212,6 +216,7 @@ pub(crate) mod reference {
             name: "switchyard.exposure",
             provider: "switchyard",
             version: &policy.version,
+            policy_hash: &policy.content_hash,
             request_id: info.request_id,
             trace_id: info.traceparent.and_then(trace_id),
             cluster: outcome.cluster,

@@ -231,7 +231,9 @@ impl CompiledPolicy {
         push_rfc3339_millis(&mut out, info.timestamp_ms);
         out.push_str("\",\"event.name\":\"switchyard.exposure\",\"feature_flag.provider.name\":\"switchyard\",\"feature_flag.version\":");
         out.push_str(&self.version_json);
-        out.push_str(",\"request_id\":");
+        out.push_str(",\"switchyard.policy.hash\":\"");
+        out.push_str(&self.content_hash);
+        out.push_str("\",\"request_id\":");
         match info.request_id {
             Some(id) => json_str(&mut out, id),
             None => out.push_str("null"),

@@ -74,7 +74,10 @@ pub struct Awaiting {
 /// [`load`] with host-provided options.
 pub fn load_with(json: &str, options: &LoadOptions) -> Result<CompiledPolicy, PolicyErrors> {
     match document::parse(json) {
-        (Some(model), errors) => compile::compile(model, errors, options),
+        (Some(model), errors) => compile::compile(model, errors, options).map(|mut policy| {
+            policy.content_hash = content_hash(json);
+            policy
+        }),
         (None, errors) => Err(errors),
     }
 }

@@ -46,6 +46,15 @@ fn route(host: &mut FakeHost, tenant: &str) -> String {
     served(host, tenant).0
 }
 
+/// The policy version and content hash in the exposure event of a chat request by `tenant`.
+fn event_version_and_hash(host: &mut FakeHost, tenant: &str) -> (String, String) {
+    let result = host.request(&common::chat(tenant, "conv-1")).unwrap();
+    let event: serde_json::Value =
+        serde_json::from_str(&result.filter_state_str("wasm.switchyard_event").unwrap()).unwrap();
+    let text = |key: &str| event[key].as_str().unwrap_or_default().to_string();
+    (text("feature_flag.version"), text("switchyard.policy.hash"))
+}
+
 /// Ticks until the host has made a call (at most `ticks` ticks); returns its token.
 fn tick_until_call(host: &mut FakeHost, ticks: usize) -> Option<u32> {
     for _ in 0..ticks {
@@ -467,6 +476,11 @@ fn consent_source_replaces_the_tenant_records() {
     // Bootstrap: globex opted out of support_copilot (fallback), acme allowed (candidate).
     assert_eq!(route(&mut host, "globex"), "support_rules");
     assert_eq!(route(&mut host, "acme"), "support_model_b");
+    let (_, bootstrap_hash) = event_version_and_hash(&mut host, "acme");
+    assert_eq!(
+        bootstrap_hash,
+        switchyard_policy::content_hash(&serde_json::to_string_pretty(&doc).unwrap())
+    );
 
     // Both sources are fetched; answer the policy with 304-equivalent "nothing yet" (a 404
     // counts as a failure, the bootstrap stays) and the consent with new records.
@@ -498,11 +512,15 @@ fn consent_source_replaces_the_tenant_records() {
     assert_eq!(route(&mut host, "globex"), "support_model_a");
     let swaps = info_lines(&host, "switchyard: policy swap:");
     assert_eq!(swaps.len(), 1, "{swaps:#?}");
-    assert!(
-        swaps[0].starts_with("switchyard: policy swap: 2026-11-21.3 -> 2026-11-21.3, hash "),
-        "{}",
-        swaps[0]
-    );
+    let prefix = "switchyard: policy swap: 2026-11-21.3 -> 2026-11-21.3, hash ";
+    assert!(swaps[0].starts_with(prefix), "{}", swaps[0]);
+    // The version is the same, so only the hash ties acme's events to the records in force:
+    // the one the swap line names, not the bootstrap's.
+    let swap_hash = &swaps[0][prefix.len()..prefix.len() + 32];
+    let (version, hash) = event_version_and_hash(&mut host, "acme");
+    assert_eq!(version, "2026-11-21.3");
+    assert_eq!(hash, swap_hash);
+    assert_ne!(hash, bootstrap_hash);
     assert!(
         swaps[0].contains("consent records: 1 added, 2 removed"),
         "the summary counts the consent changes: {}",
