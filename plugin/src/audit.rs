@@ -10,9 +10,7 @@
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::LogLevel;
-use switchyard_policy::{
-    content_hash, load_with, summarize_change, Awaiting, CompiledPolicy, LoadOptions,
-};
+use switchyard_policy::{load_with, summarize_change, Awaiting, CompiledPolicy, LoadOptions};
 
 /// Shared-data key: `<content hash>\n<awaiting>\n<policy text>` of the policy last put in
 /// force, `<awaiting>` being `p` and `c` for [`Awaiting`]'s parts (`-` for neither).
