@@ -309,22 +309,10 @@ pub fn host_without_port(host: &str) -> &str {
 /// without a recognisable port is returned as it is. Used for Envoy's `source.address` and by
 /// the `cidr` operator, so both read addresses alike.
 pub fn ip_without_port(address: &str) -> &str {
-    if let Some(rest) = address.strip_prefix('[') {
-        return match rest.find(']') {
-            Some(end) => &rest[..end],
-            None => address,
-        };
-    }
-    match address.rfind(':') {
-        // Exactly one colon: `v4:port` or `name:port`. More than one: a bare IPv6 address.
-        Some(colon)
-            if !address[..colon].contains(':')
-                && address[colon + 1..].bytes().all(|b| b.is_ascii_digit()) =>
-        {
-            &address[..colon]
-        }
-        _ => address,
-    }
+    let bare = host_without_port(address);
+    bare.strip_prefix('[')
+        .and_then(|rest| rest.strip_suffix(']'))
+        .unwrap_or(bare)
 }
 
 /// The request line format of `switchyard eval` (every field optional):
