@@ -195,10 +195,21 @@ def test_fetched_policy_for_another_environment_is_refused(envoy, server):
     doc["environment"] = "staging"
     doc["flags"][0]["enabled"] = before == "support_model_a"   # would flip acme's cluster
     good = server.initial["policy"]
+    since = len(server.log())
     server.set_policy(text(doc))
     try:
-        time.sleep(2.5 * INTERVAL_MS / 1000)
+        time.sleep(3.5 * INTERVAL_MS / 1000)
         assert all(ask(envoy, "acme").cluster == before for _ in range(20))
+        # Once refused, the document is asked about by its ETag: the server answers 304 and
+        # does not send it again, and every interval still counts the refusal.
+        fetches = [e for e in server.log()[since:] if e["path"] == "/policy.json"]
+        sent = [i for i, e in enumerate(fetches) if e["status"] == 200]
+        assert len(sent) == 1, fetches
+        after = fetches[sent[0] + 1:]
+        assert after and all(e["status"] == 304 for e in after), fetches
+        assert len({e["if_none_match"] for e in after}) == 1, fetches
+        # (the last refusal may still be in the tally the next tick flushes)
+        assert envoy.stats()["wasmcustom.switchyard.policy.fetch_failures"] >= failures + len(after)
         log = envoy.log()
         assert re.search(r'switchyard: fetch of policy source \S+ \(cluster %s\) failed: the policy '
                          r'document was refused \(1 problem\); environment: this policy is for '

@@ -24,7 +24,8 @@
 //!   two workers deciding at once cannot publish two different pairs, the second re-reads and
 //!   decides again. Every worker compares its CAS value on each tick and, when it changed,
 //!   recompiles and swaps. The fetcher sends the live document's ETag as `If-None-Match`, so an
-//!   unchanged document costs a `304`.
+//!   unchanged document costs a `304`; after a refusal, the refused (latest) document's, so a
+//!   server that still serves it answers `304` too and the refusal is counted again.
 //!
 //! A fetched document is tried first with the other source's latest fetch, if that one is
 //! waiting (a policy that renames a consent class and the records moved to the new name arrive
@@ -142,6 +143,9 @@ impl Shared {
 struct InFlight {
     token: u32,
     started_ms: u64,
+    /// The refused document whose ETag the call carries, if it asks about one: a `304` then
+    /// means the server still serves it, not the live one.
+    asked_about: Option<Shared>,
 }
 
 /// One polled source.
@@ -465,7 +469,10 @@ impl Remote {
             .feeds
             .iter()
             .position(|f| f.in_flight.as_ref().is_some_and(|c| c.token == token))?;
-        self.feeds[index].in_flight = None;
+        let asked_about = self.feeds[index]
+            .in_flight
+            .take()
+            .and_then(|call| call.asked_about);
         let now = now_ms();
         let fetched = match read_response(num_headers, body_size) {
             Ok(fetched) => fetched,
@@ -475,6 +482,11 @@ impl Remote {
             }
         };
         let Fetched::Document { etag, body } = fetched else {
+            if let Some(refused) = asked_about {
+                // Still the document refused before: refused again (counted, and not checked
+                // again, by its content hash), or served now if its partner has arrived since.
+                return self.apply(index, refused, live, now);
+            }
             log(
                 LogLevel::Debug,
                 &format!("switchyard: {} not modified", self.feeds[index].describe()),
@@ -771,11 +783,18 @@ impl Remote {
             ("accept", "application/json"),
             ("user-agent", "switchyard"),
         ];
-        let etag = feed
-            .current
-            .as_ref()
-            .map(|c| c.etag.clone())
-            .unwrap_or_default();
+        // Ask about the document fetched last when it was refused (or waits for its partner),
+        // so a server still serving a broken megabyte policy answers 304 instead of sending it
+        // every interval; else about the live one.
+        let asked_about = feed.waiting().filter(|w| !w.etag.is_empty());
+        let etag = match &asked_about {
+            Some(waiting) => waiting.etag.clone(),
+            None => feed
+                .current
+                .as_ref()
+                .map(|c| c.etag.clone())
+                .unwrap_or_default(),
+        };
         if !etag.is_empty() {
             request.push(("if-none-match", &etag));
         }
@@ -785,6 +804,7 @@ impl Remote {
                 feed.in_flight = Some(InFlight {
                     token,
                     started_ms: now,
+                    asked_about,
                 });
             }
             Err(status) => {

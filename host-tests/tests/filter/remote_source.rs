@@ -198,13 +198,14 @@ fn bad_fetches_keep_the_last_good_policy_and_are_counted() {
             && w.contains("keeping policy v2")),
         "{warned:#?}"
     );
-    // The next fetch still asks with the last good ETag (the bad one was never published).
+    // The next fetch asks about the refused document by its ETag (a server still serving it
+    // answers 304 instead of sending it again; `a_refused_document_is_asked_about_by_its_etag`).
     let token = tick_until_call(&mut host, 8).unwrap();
     assert_eq!(
         host.pending_http_calls()[0]
             .header("if-none-match")
             .as_deref(),
-        Some("\"v2\"")
+        Some("\"v3\"")
     );
 
     // A server error, a reset, not JSON, an empty body: all kept.
@@ -290,6 +291,74 @@ fn a_refused_document_served_again_is_not_checked_again() {
     host.respond_http_call(token, 200, &[], killed(&bootstrap(), "v4").as_bytes())
         .unwrap();
     assert_eq!(acme_cluster(&mut host), "support_model_a");
+    assert_eq!(host.metric("switchyard.policy.swaps"), Some(1));
+}
+
+/// A server still serving a refused document answers the fetcher's `If-None-Match` for it with
+/// a 304 instead of sending it again every interval; the refusal is still counted and logged
+/// each interval, and the fixed document is fetched as soon as it changes.
+#[test]
+fn a_refused_document_is_asked_about_by_its_etag() {
+    let mut host = worker(&bootstrap());
+    let mut bad = bootstrap();
+    bad["version"] = json!("v2-bad");
+    bad["flags"][0]["off_variation"] = json!("of");
+    let token = tick_until_call(&mut host, 8).unwrap();
+    host.respond_http_call(
+        token,
+        200,
+        &[("etag", "\"bad\"")],
+        bad.to_string().as_bytes(),
+    )
+    .unwrap();
+    assert_eq!(host.metric("switchyard.policy.fetch_failures"), Some(1));
+    for round in 2..=3 {
+        let token = tick_until_call(&mut host, 8).unwrap();
+        assert_eq!(
+            host.pending_http_calls()[0]
+                .header("if-none-match")
+                .as_deref(),
+            Some("\"bad\""),
+            "asks about the refused document"
+        );
+        host.respond_http_call(token, 304, &[], b"").unwrap();
+        assert_eq!(
+            host.metric("switchyard.policy.fetch_failures"),
+            Some(round),
+            "still refused, still counted"
+        );
+        let last = warnings(&host).pop().unwrap();
+        assert!(
+            last.contains("variation \"of\" is not defined")
+                && last.contains("(the same documents as refused before, not checked again)"),
+            "{last}"
+        );
+        assert_eq!(
+            acme_cluster(&mut host),
+            "support_model_b",
+            "the bootstrap serves"
+        );
+    }
+    let token = tick_until_call(&mut host, 8).unwrap();
+    host.respond_http_call(
+        token,
+        200,
+        &[("etag", "\"v4\"")],
+        killed(&bootstrap(), "v4").as_bytes(),
+    )
+    .unwrap();
+    assert_eq!(acme_cluster(&mut host), "support_model_a");
+    assert_eq!(host.metric("switchyard.policy.fetch_failures"), Some(3));
+    let token = tick_until_call(&mut host, 8).unwrap();
+    assert_eq!(
+        host.pending_http_calls()[0]
+            .header("if-none-match")
+            .as_deref(),
+        Some("\"v4\""),
+        "then about the live one"
+    );
+    host.respond_http_call(token, 304, &[], b"").unwrap();
+    assert_eq!(host.metric("switchyard.policy.fetch_failures"), Some(3));
     assert_eq!(host.metric("switchyard.policy.swaps"), Some(1));
 }
 
@@ -854,10 +923,18 @@ fn a_document_the_server_no_longer_serves_is_never_paired() {
     host.respond_http_call(p, 200, &[("etag", "\"p2\"")], p2.as_bytes())
         .unwrap();
     host.respond_http_call(c, 304, &[], b"").unwrap();
-    // ... then the server goes back to v1 (304 for v1's ETag), and later serves records for
-    // the new class name: they must not be paired with the v2 nobody serves any more.
+    // ... then the server goes back to v1 (asked about the waiting v2 by its ETag, it sends
+    // v1 whole), and later serves records for the new class name: they must not be paired
+    // with the v2 nobody serves any more.
     let (p, c) = next_calls(&mut host);
-    host.respond_http_call(p, 304, &[], b"").unwrap();
+    let asked = host
+        .pending_http_calls()
+        .iter()
+        .find(|call| call.token == p)
+        .and_then(|call| call.header("if-none-match"));
+    assert_eq!(asked.as_deref(), Some("\"p2\""));
+    host.respond_http_call(p, 200, &[("etag", "\"p1\"")], p1.as_bytes())
+        .unwrap();
     let c2 = consent_doc("support_assistant", &[("acme", "opt_out")]);
     host.respond_http_call(c, 200, &[("etag", "\"c2\"")], c2.as_bytes())
         .unwrap();
