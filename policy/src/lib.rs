@@ -9,6 +9,7 @@
 //! ```
 
 mod bucket;
+pub mod compare;
 mod compile;
 mod diff;
 mod digits;

@@ -379,7 +379,7 @@ struct FlagSummary {
     reject_status: Option<u16>,
 }
 
-fn percent(count: u64, of: u64) -> f64 {
+pub(crate) fn percent(count: u64, of: u64) -> f64 {
     if of == 0 {
         0.0
     } else {

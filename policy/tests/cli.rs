@@ -1,5 +1,5 @@
 //! The `switchyard` command as a user runs it: `check`'s exit codes and messages, and
-//! `simulate`'s table, determinism, requests file, JSON output and exit codes.
+//! `simulate`'s table, determinism, requests file, JSON output and exit codes; `compare`'s.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -316,5 +316,109 @@ fn eval_answers_every_line_and_marks_the_bad_ones() {
     assert_eq!(lines[1]["line"], 2);
     assert!(lines[1]["error"].as_str().unwrap().starts_with("line 2: "));
     assert_eq!(lines[2]["decisions"], serde_json::json!([]));
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// `compare` as a config author runs it before a push: a reordered split is warned about, a
+/// raised canary is not; a sample of real requests works as for `simulate`; usage errors and
+/// refused policies exit as the other commands do.
+#[test]
+fn compare_shows_what_a_change_moves_and_warns_of_flips() {
+    let dir = scratch_dir("switchyard-compare");
+    let old = repo_file("examples/support-copilot/policy.json");
+    let example: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&old).unwrap()).unwrap();
+    let write = |name: &str, split: serde_json::Value| {
+        let mut p = example.clone();
+        p["flags"][0]["rules"][2]["split"] = split;
+        let path = dir.join(name);
+        std::fs::write(&path, p.to_string()).unwrap();
+        path.to_string_lossy().into_owned()
+    };
+    let reordered = write(
+        "reordered.json",
+        serde_json::json!([{"variation": "control", "weight": 95}, {"variation": "candidate", "weight": 5}]),
+    );
+    let raised = write(
+        "raised.json",
+        serde_json::json!([{"variation": "candidate", "weight": 20}, {"variation": "control", "weight": 80}]),
+    );
+    let out = switchyard(&["compare", &old, &reordered, "--units", "4000"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let table = stdout(&out);
+    assert!(
+        table.starts_with("policy 2026-11-21.3 -> 2026-11-21.3: 4000 requests compared\n"),
+        "{table}"
+    );
+    assert!(table.contains("  candidate -> control: "), "{table}");
+    assert!(table.contains("  control -> candidate: "), "{table}");
+    assert!(
+        table.contains("WARNING: requests move both ways between candidate and control"),
+        "{table}"
+    );
+    assert_eq!(
+        table,
+        stdout(&switchyard(&[
+            "compare", &old, &reordered, "--units", "4000"
+        ])),
+        "deterministic"
+    );
+
+    let out = switchyard(&["compare", &old, &raised, "--units", "4000", "--json"]);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let flag = &json["flags"][0];
+    assert_eq!(flag["flag"], "support_answer_model_route");
+    assert_eq!(flag["both_ways"], serde_json::json!([]));
+    let moves = flag["moves"].as_array().unwrap();
+    assert_eq!(moves.len(), 1, "{moves:?}");
+    assert_eq!(
+        (moves[0]["from"].as_str(), moves[0]["to"].as_str()),
+        (Some("control"), Some("candidate"))
+    );
+    assert!(moves[0]["count"].as_u64().unwrap() > 0);
+
+    // Real requests: the same paid conversation, in a 5% canary before and 20% after or not.
+    let file = dir.join("requests.jsonl");
+    let lines: Vec<String> = (0..200)
+        .map(|i| format!(r#"{{"method": "POST", "path": "/v1/chat/completions", "headers": {{"x-tenant-id": "hooli", "x-plan": "pro", "x-conversation-id": "c{i}"}}}}"#))
+        .chain(["not json".to_string()])
+        .collect();
+    std::fs::write(&file, lines.join("\n")).unwrap();
+    let out = switchyard(&[
+        "compare",
+        &old,
+        &raised,
+        "--requests",
+        file.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "a bad line: {out:?}");
+    let table = stdout(&out);
+    assert!(table.contains(": 200 requests compared"), "{table}");
+    assert!(table.contains("control -> candidate"), "{table}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("line 201"));
+
+    let bad = dir.join("bad.json");
+    std::fs::write(&bad, r#"{"version": "1", "flags": [{"key": "f"}]}"#).unwrap();
+    let out = switchyard(&["compare", &old, bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("flags[0].variations: is required"));
+    for (args, says) in [
+        (vec!["compare", old.as_str()], "usage:"),
+        (
+            vec!["compare", old.as_str(), "--units", "5"],
+            "compare needs the OLD and NEW files",
+        ),
+        (
+            vec!["compare", old.as_str(), old.as_str(), "--frob"],
+            "unknown option \"--frob\" for compare",
+        ),
+    ] {
+        let out = switchyard(&args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(says),
+            "{args:?}"
+        );
+    }
     std::fs::remove_dir_all(&dir).ok();
 }

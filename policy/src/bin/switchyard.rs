@@ -1,5 +1,5 @@
 //! The `switchyard` command: `check` a policy, `eval` requests against it, `simulate` a
-//! population of requests through it.
+//! population of requests through it, `compare` what a change serves differently.
 //!
 //! Exit codes: 0 success; 1 an invalid policy (`check`, `eval`) or at least one bad request
 //! line (`eval`, after all lines are done); 2 a usage error or a file that cannot be read.
@@ -23,7 +23,11 @@ const USAGE: &str = "usage:
   switchyard simulate POLICY [--units N] [--seed S] [--requests FILE] [--json]
                                       count decisions per flag, rule, variation and reason over
                                       N synthetic requests (default 10000, seed 1) or a
-                                      JSON-lines requests file; --json prints the report as JSON";
+                                      JSON-lines requests file; --json prints the report as JSON
+  switchyard compare OLD NEW [--units N] [--seed S] [--requests FILE] [--json]
+                                      what NEW serves differently from OLD, per flag: requests
+                                      moved from one variation to another, warning where units
+                                      move both ways (a reordered split: units flip)";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -41,6 +45,11 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
         ["simulate", policy, options @ ..] => simulate(policy, options),
+        ["compare", old, new, ..] if old.starts_with("--") || new.starts_with("--") => {
+            say_err!("switchyard: compare needs the OLD and NEW files before its options\n{USAGE}");
+            ExitCode::from(2)
+        }
+        ["compare", old, new, options @ ..] => compare(old, new, options),
         ["-h" | "--help" | "help"] => {
             print_out(USAGE);
             ExitCode::SUCCESS
@@ -123,105 +132,134 @@ fn eval(policy_path: &str, requests: Option<&str>) -> ExitCode {
     bad_lines_exit(bad_lines)
 }
 
-/// `simulate`: a table (or JSON) of what the policy decides for synthetic or given requests.
-fn simulate(policy_path: &str, options: &[&str]) -> ExitCode {
-    use switchyard_policy::simulate::{Report, DEFAULT_SEED, DEFAULT_UNITS};
+/// The options `simulate` and `compare` share: synthetic requests (`--units`, `--seed`) or a
+/// requests file, and the output format.
+struct Sampling<'a> {
+    units: usize,
+    seed: u64,
+    requests: Option<&'a str>,
+    as_json: bool,
+}
 
-    let mut units: Option<usize> = None;
-    let mut seed: Option<u64> = None;
-    let mut requests: Option<&str> = None;
-    let mut as_json = false;
-    let mut rest = options.iter();
-    let usage_error = |problem: String| {
-        say_err!("switchyard: {problem}\n{USAGE}");
-        ExitCode::from(2)
-    };
-    while let Some(&opt) = rest.next() {
-        let problem = match opt {
-            "--units" => whole_number(opt, rest.next())
-                .map(|n| units = Some(n))
-                .err(),
-            "--seed" => whole_number(opt, rest.next()).map(|n| seed = Some(n)).err(),
-            "--requests" => match rest.next() {
-                Some(f) => {
-                    requests = Some(*f);
+impl<'a> Sampling<'a> {
+    fn parse(command: &str, options: &[&'a str]) -> Result<Sampling<'a>, ExitCode> {
+        use switchyard_policy::simulate::{DEFAULT_SEED, DEFAULT_UNITS};
+        let mut units: Option<usize> = None;
+        let mut seed: Option<u64> = None;
+        let mut requests: Option<&str> = None;
+        let mut as_json = false;
+        let mut rest = options.iter();
+        let usage_error = |problem: String| {
+            say_err!("switchyard: {problem}\n{USAGE}");
+            ExitCode::from(2)
+        };
+        while let Some(&opt) = rest.next() {
+            let problem = match opt {
+                "--units" => whole_number(opt, rest.next())
+                    .map(|n| units = Some(n))
+                    .err(),
+                "--seed" => whole_number(opt, rest.next()).map(|n| seed = Some(n)).err(),
+                "--requests" => match rest.next() {
+                    Some(f) => {
+                        requests = Some(*f);
+                        None
+                    }
+                    None => Some("--requests needs a file".to_string()),
+                },
+                "--json" => {
+                    as_json = true;
                     None
                 }
-                None => Some("--requests needs a file".to_string()),
-            },
-            "--json" => {
-                as_json = true;
-                None
+                other => Some(format!("unknown option {other:?} for {command}")),
+            };
+            if let Some(problem) = problem {
+                return Err(usage_error(problem));
             }
-            other => Some(format!("unknown option {other:?} for simulate")),
-        };
-        if let Some(problem) = problem {
-            return usage_error(problem);
+        }
+        if requests.is_some() && (units.is_some() || seed.is_some()) {
+            return Err(usage_error(
+                "--requests takes the requests from a file; --units and --seed are for \
+                 synthetic ones, so give one or the other"
+                    .to_string(),
+            ));
+        }
+        Ok(Sampling {
+            units: units.unwrap_or(DEFAULT_UNITS),
+            seed: seed.unwrap_or(DEFAULT_SEED),
+            requests,
+            as_json,
+        })
+    }
+}
+
+/// Reads a policy file's text (exit code 2 when it cannot be read).
+fn read_text(path: &str) -> Result<String, ExitCode> {
+    std::fs::read_to_string(path).map_err(|e| {
+        say_err!("switchyard: cannot read {path}: {e}");
+        ExitCode::from(2)
+    })
+}
+
+/// Streams a requests file in `eval`'s format to `each`, one request at a time (a million
+/// lines need no more memory than one); returns how many lines were bad (each reported).
+fn each_request(path: &str, mut each: impl FnMut(&Request<'_>)) -> Result<usize, ExitCode> {
+    let file = std::fs::File::open(path).map_err(|e| {
+        say_err!("switchyard: cannot read {path}: {e}");
+        ExitCode::from(2)
+    })?;
+    let mut bad_lines = 0usize;
+    for (n, line) in io::BufReader::new(file).lines().enumerate() {
+        match line.map_err(|e| e.to_string()).and_then(|l| {
+            if l.trim().is_empty() {
+                Ok(None)
+            } else {
+                Request::from_json(&l).map(Some)
+            }
+        }) {
+            Ok(Some(req)) => each(&req),
+            Ok(None) => {}
+            Err(e) => {
+                bad_lines += 1;
+                say_err!("switchyard: line {}: {e}", n + 1);
+            }
         }
     }
-    if requests.is_some() && (units.is_some() || seed.is_some()) {
-        return usage_error(
-            "--requests takes the requests from a file; --units and --seed are for synthetic \
-             ones, so give one or the other"
-                .to_string(),
-        );
+    Ok(bad_lines)
+}
+
+/// A report `simulate` or `compare` prints.
+trait Printed {
+    fn json(&self) -> String;
+    fn table(&self) -> String;
+}
+
+impl Printed for switchyard_policy::simulate::Report {
+    fn json(&self) -> String {
+        self.to_json().to_string()
     }
-    let text = match std::fs::read_to_string(policy_path) {
-        Ok(t) => t,
-        Err(e) => {
-            say_err!("switchyard: cannot read {policy_path}: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let policy = match load_policy(policy_path) {
-        Ok(p) => p,
+    fn table(&self) -> String {
+        self.table()
+    }
+}
+
+impl Printed for switchyard_policy::compare::Comparison {
+    fn json(&self) -> String {
+        self.to_json().to_string()
+    }
+    fn table(&self) -> String {
+        self.table()
+    }
+}
+
+/// Prints a report (as JSON or as its table) with how many request lines were bad, or exits
+/// with the code of what went wrong before.
+fn finish(result: Result<(impl Printed, usize, bool), ExitCode>) -> ExitCode {
+    let (report, bad_lines, as_json) = match result {
+        Ok(done) => done,
         Err(code) => return code,
     };
-    let mut bad_lines = 0usize;
-    let report = match requests {
-        None => {
-            let seed = seed.unwrap_or(DEFAULT_SEED);
-            match switchyard_policy::simulate::simulate(&text, units.unwrap_or(DEFAULT_UNITS), seed)
-            {
-                Ok(r) => r,
-                Err(errors) => {
-                    for line in errors.lines() {
-                        say_err!("{line}");
-                    }
-                    return ExitCode::from(1);
-                }
-            }
-        }
-        Some(path) => {
-            let file = match std::fs::File::open(path) {
-                Ok(f) => f,
-                Err(e) => {
-                    say_err!("switchyard: cannot read {path}: {e}");
-                    return ExitCode::from(2);
-                }
-            };
-            let mut report = Report::new(&policy);
-            for (n, line) in io::BufReader::new(file).lines().enumerate() {
-                match line.map_err(|e| e.to_string()).and_then(|l| {
-                    if l.trim().is_empty() {
-                        Ok(None)
-                    } else {
-                        Request::from_json(&l).map(Some)
-                    }
-                }) {
-                    Ok(Some(req)) => report.add(&policy.evaluate(&req)),
-                    Ok(None) => {}
-                    Err(e) => {
-                        bad_lines += 1;
-                        say_err!("switchyard: line {}: {e}", n + 1);
-                    }
-                }
-            }
-            report
-        }
-    };
     let printed = if as_json {
-        writeln!(io::stdout().lock(), "{}", report.to_json())
+        writeln!(io::stdout().lock(), "{}", report.json())
     } else {
         write!(io::stdout().lock(), "{}", report.table())
     };
@@ -229,6 +267,65 @@ fn simulate(policy_path: &str, options: &[&str]) -> ExitCode {
         return ExitCode::SUCCESS;
     }
     bad_lines_exit(bad_lines)
+}
+
+/// Prints a refused policy's errors (each after `prefix`); exit code 1.
+fn refused(prefix: &str, errors: &switchyard_policy::PolicyErrors) -> ExitCode {
+    for line in errors.lines() {
+        say_err!("{prefix}{line}");
+    }
+    ExitCode::from(1)
+}
+
+/// `simulate`: a table (or JSON) of what the policy decides for synthetic or given requests.
+fn simulate(policy_path: &str, options: &[&str]) -> ExitCode {
+    use switchyard_policy::simulate::Report;
+    finish((|| {
+        let sampling = Sampling::parse("simulate", options)?;
+        let text = read_text(policy_path)?;
+        let policy = load_policy(policy_path)?;
+        Ok(match sampling.requests {
+            None => {
+                let report =
+                    switchyard_policy::simulate::simulate(&text, sampling.units, sampling.seed)
+                        .map_err(|errors| refused("", &errors))?;
+                (report, 0, sampling.as_json)
+            }
+            Some(path) => {
+                let mut report = Report::new(&policy);
+                let bad = each_request(path, |req| report.add(&policy.evaluate(req)))?;
+                (report, bad, sampling.as_json)
+            }
+        })
+    })())
+}
+
+/// `compare`: what a policy change serves differently, for synthetic or given requests.
+fn compare(old_path: &str, new_path: &str, options: &[&str]) -> ExitCode {
+    use switchyard_policy::compare::Comparison;
+    finish((|| {
+        let sampling = Sampling::parse("compare", options)?;
+        let (old_text, new_text) = (read_text(old_path)?, read_text(new_path)?);
+        let old = load_policy(old_path)?;
+        let new = load_policy(new_path)?;
+        Ok(match sampling.requests {
+            None => {
+                let comparison = switchyard_policy::compare::compare(
+                    &old_text,
+                    &new_text,
+                    sampling.units,
+                    sampling.seed,
+                )
+                .map_err(|(which, errors)| refused(&format!("{which}: "), &errors))?;
+                (comparison, 0, sampling.as_json)
+            }
+            Some(path) => {
+                let mut comparison = Comparison::new(&old, &new);
+                let bad = each_request(path, |req| comparison.add(&old, &new, req))?;
+                (comparison, bad, sampling.as_json)
+            }
+        })
+    })())
 }
 
 /// The whole-number value of `option`, or what is wrong with it.
