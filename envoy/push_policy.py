@@ -26,6 +26,11 @@ Steps:
     again; a first push's file is removed; --no-rollback leaves it), so the file on disk is
     what Envoy serves and what an Envoy restarted later would load.
 
+A policy under which units would flip between variations, compared with the policy in the
+current resource file (`switchyard compare`: requests moving both ways between two variations of
+a flag, as a reordered split or a changed salt makes them), is refused (1) unless --allow-flips
+is given; what the push changes is printed either way (--no-check skips this too).
+
 A policy that drops or changes the `source` or `consent_source` of the policy in the current
 resource file is refused (1) unless --change-sources is given: the documents fetched from a
 dropped source stop applying at once, so a push made from an old copy of the policy would undo
@@ -125,6 +130,28 @@ def policy_from_resource(path):
     return None
 
 
+def unit_flips(cli, current_text, new_path):
+    """`switchyard compare` of the policy in force with the new one: the flips it found, as
+    phrases ("FLAG: a <-> b"), and its table. A current policy that no longer loads (an old
+    file from another version) compares nothing."""
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False, encoding="utf-8") as f:
+        f.write(current_text)
+        current_path = f.name
+    try:
+        p = subprocess.run([cli, "compare", current_path, new_path, "--json"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+        if p.returncode != 0:
+            return [], ""
+        report = json.loads(p.stdout)
+        table = subprocess.run([cli, "compare", current_path, new_path], stdout=subprocess.PIPE,
+                               stdin=subprocess.DEVNULL).stdout.decode("utf-8", "replace")
+    finally:
+        os.remove(current_path)
+    flips = ["%s: %s <-> %s" % (f["flag"], a, b)
+             for f in report["flags"] for a, b in f["both_ways"]]
+    return flips, table
+
+
 def source_changes(old_text, new_text):
     """`source`/`consent_source` the new policy drops or changes, as phrases."""
     try:
@@ -221,6 +248,8 @@ def main(argv=None):
                                            "policy's version)")
     ap.add_argument("--cli", default=DEFAULT_CLI, help="switchyard CLI (default %(default)s)")
     ap.add_argument("--no-check", action="store_true", help="skip `switchyard check`")
+    ap.add_argument("--allow-flips", action="store_true", help="allow a policy under which "
+                    "units move both ways between two variations (switchyard compare)")
     ap.add_argument("--change-sources", action="store_true", help="allow a policy that drops "
                     "or changes the current policy's source or consent_source")
     ap.add_argument("--admin", metavar="URL", help="Envoy admin address, e.g. "
@@ -253,6 +282,14 @@ def main(argv=None):
                   file=sys.stderr)
             return 1
     current = policy_from_resource(args.to) if args.to else None
+    if current and not args.no_check:
+        flips, report = unit_flips(args.cli, current, args.policy)
+        sys.stdout.write(report)
+        if flips and not args.allow_flips:
+            print("push_policy: units would flip between variations (%s): a reordered split or "
+                  "a changed salt moves some units both ways; if that is intended, give "
+                  "--allow-flips; nothing written" % "; ".join(flips), file=sys.stderr)
+            return 1
     changes = source_changes(current, policy_text) if current else []
     if changes and not args.change_sources:
         print("push_policy: %s %s that the policy in %s has: what was fetched from there stops "

@@ -629,3 +629,44 @@ def test_push_policy_refuses_to_drop_a_source_unless_told(tmp_path):
                        stderr=subprocess.PIPE)
     assert p.returncode == 0, p
     assert push_policy.policy_from_resource(str(target)).strip() == example_text.strip()
+
+
+def test_push_policy_refuses_a_push_that_flips_units_unless_told(tmp_path):
+    """Reordering a split's entries moves units both ways between its variations: push_policy
+    runs `switchyard compare` against the policy in force and refuses it, unless
+    --allow-flips; raising the canary with the total kept moves units one way and is pushed."""
+    with open(harness.EXAMPLE_POLICY, encoding="utf-8") as f:
+        example_text = f.read()
+    target = tmp_path / "switchyard.yml"
+    target.write_text(genconfig.render_ecds_resource(example_text, "/x/switchyard_plugin.wasm"))
+    new = tmp_path / "new.json"
+    tool = [sys.executable, os.path.join(REPO, "envoy", "push_policy.py"), str(new),
+            "--to", str(target), "--unchecked"]
+
+    def with_split(split):
+        p = json.loads(example_text)
+        p["flags"][0]["rules"][2]["split"] = split
+        return json.dumps(p, indent=2) + "\n"
+
+    reordered = with_split([{"variation": "control", "weight": 95},
+                            {"variation": "candidate", "weight": 5}])
+    new.write_text(reordered)
+    p = subprocess.run(tool, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert p.returncode == 1, p
+    assert b"support_answer_model_route: candidate <-> control" in p.stderr, p.stderr
+    assert b"nothing written" in p.stderr
+    assert b"candidate -> control" in p.stdout and b"control -> candidate" in p.stdout, p.stdout
+    assert push_policy.policy_from_resource(str(target)).strip() == example_text.strip()
+
+    raised = with_split([{"variation": "candidate", "weight": 20},
+                         {"variation": "control", "weight": 80}])
+    new.write_text(raised)
+    p = subprocess.run(tool, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert p.returncode == 0, p
+    assert b"control -> candidate" in p.stdout and b"candidate -> control" not in p.stdout
+    assert push_policy.policy_from_resource(str(target)) == raised
+
+    new.write_text(reordered)
+    p = subprocess.run(tool + ["--allow-flips"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert p.returncode == 0, p
+    assert push_policy.policy_from_resource(str(target)) == reordered
