@@ -451,6 +451,17 @@ class Envoy:
             pass
         return data
 
+    def wait_log(self, pattern, timeout=10):
+        """Envoy's log once the regular expression `pattern` appears in it (the log file is
+        flushed every 100 ms, later on a loaded machine, so a line may lag the event); the log
+        as it is when `timeout` passes without it."""
+        deadline = time.time() + timeout
+        while True:
+            log = self.log()
+            if re.search(pattern, log) or time.time() > deadline:
+                return log
+            time.sleep(0.1)
+
     def access_log(self, wait_for=0, timeout=10):
         """Parsed access log lines; waits until at least `wait_for` lines are there."""
         deadline = time.time() + timeout

@@ -71,7 +71,8 @@ def test_one_event_per_decided_request(evidence_envoy, mocks):
     rc, out, _ = harness.cli_check(policy_path)
     assert rc == 0, out
     policy_hash = re.search(r"; hash ([0-9a-f]{32})", out).group(1)
-    assert ("switchyard: policy swap: none -> 2026-11-21.3, hash %s," % policy_hash) in envoy.log()
+    swap = "switchyard: policy swap: none -> 2026-11-21.3, hash %s," % policy_hash
+    assert swap in envoy.wait_log(re.escape(swap))
     for i, (req, exp, resp) in enumerate(zip(reqs, expected, responses)):
         rid = req["headers"]["x-request-id"]
         got = by_id.get(rid, [])

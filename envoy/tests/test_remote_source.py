@@ -129,7 +129,7 @@ def summary(samples):
 
 
 def test_node_metadata_reaches_the_filter(envoy):
-    log = envoy.log()
+    log = envoy.wait_log(r"switchyard: polling policy source")
     # Envoy 1.40 answers the node metadata string as its bytes (read at xds.node.metadata).
     assert 'switchyard: node declares environment "prod"' in log, log[-3000:]
     assert "switchyard: polling policy source %s/policy.json" % SERVER_CLUSTER in log

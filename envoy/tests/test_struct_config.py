@@ -39,9 +39,10 @@ def test_struct_policy_routes_like_the_json_policy(artifacts, mocks, workdir, po
         assert _struct_value(e.config_path) == json.load(f), "the YAML is the same policy"
     e.start()
     try:
-        log = e.log()
+        loaded = r"switchyard: policy \S+ loaded \(\d+ flags\)"
+        log = e.wait_log(loaded)
         assert "switchyard: policy rejected" not in log, log[-3000:]
-        assert re.search(r"switchyard: policy \S+ loaded \(\d+ flags\)", log), log[-3000:]
+        assert re.search(loaded, log), log[-3000:]
         requests = traffic.varied(500, seed=31, id_prefix=name)
         expected = harness.cli_eval(policy, requests)
         since = mocks.seq()
