@@ -15,7 +15,7 @@
 //! a share of the requests in that flag's scope, plus consent rejects, routes and requests that
 //! no flag touched.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::fmt::Write as _;
 
 use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
@@ -56,24 +56,32 @@ impl Rng {
     }
 }
 
-/// Values the policy mentions, per attribute name, in document order without repeats.
+/// Values the policy mentions, per attribute name, in document order without repeats. The
+/// set beside each list keeps adding linear: a clause may list 100,000 values.
 #[derive(Debug, Default)]
-struct KnownValues(Vec<(String, Vec<String>)>);
+struct KnownValues(Vec<(String, Vec<String>, HashSet<String>)>);
 
 impl KnownValues {
     fn add(&mut self, attribute: &str, value: String) {
-        match self.0.iter_mut().find(|(a, _)| a == attribute) {
-            Some((_, values)) if values.contains(&value) => {}
-            Some((_, values)) => values.push(value),
-            None => self.0.push((attribute.to_string(), vec![value])),
+        match self.0.iter_mut().find(|(a, _, _)| a == attribute) {
+            Some((_, _, seen)) if seen.contains(&value) => {}
+            Some((_, values, seen)) => {
+                seen.insert(value.clone());
+                values.push(value);
+            }
+            None => self.0.push((
+                attribute.to_string(),
+                vec![value.clone()],
+                HashSet::from([value]),
+            )),
         }
     }
 
     fn get(&self, attribute: &str) -> &[String] {
         self.0
             .iter()
-            .find(|(a, _)| a == attribute)
-            .map(|(_, v)| v.as_slice())
+            .find(|(a, _, _)| a == attribute)
+            .map(|(_, v, _)| v.as_slice())
             .unwrap_or(&[])
     }
 
@@ -105,7 +113,10 @@ fn samples(op: Op, values: &[String]) -> Vec<String> {
             Op::SemverLt | Op::SemverLte | Op::SemverGt | Op::SemverGte | Op::SemverEq => {
                 if let Ok(ver) = semver::Version::parse(v.trim()) {
                     out.push(ver.to_string());
-                    out.push(semver::Version::new(ver.major, ver.minor, ver.patch + 1).to_string());
+                    // The bound's patch may be u64::MAX: then there is nothing above it.
+                    if let Some(patch) = ver.patch.checked_add(1) {
+                        out.push(semver::Version::new(ver.major, ver.minor, patch).to_string());
+                    }
                     let below = if ver.patch > 0 {
                         Some(semver::Version::new(ver.major, ver.minor, ver.patch - 1))
                     } else if ver.minor > 0 {
@@ -795,6 +806,12 @@ mod tests {
         assert_eq!(
             samples(Op::Matches, &["^gpt-(4|5)$".into()]),
             ["gpt-4", "gpt-5"]
+        );
+        // A bound at the top of the patch range has nothing above it (found by fuzzing: the
+        // `+ 1` overflowed and `simulate` panicked).
+        assert_eq!(
+            samples(Op::SemverGt, &["0.0.18446744073709551615".into()]),
+            ["0.0.18446744073709551615", "0.0.18446744073709551614"]
         );
     }
 
