@@ -320,7 +320,7 @@ fn parse_number(s: &str) -> Option<f64> {
 }
 
 /// A semantic version; a leading `v` (as in `v1.2.3`) is accepted.
-fn parse_semver(s: &str) -> Option<Version> {
+pub(crate) fn parse_semver(s: &str) -> Option<Version> {
     let s = s.trim();
     let s = s.strip_prefix(['v', 'V']).unwrap_or(s);
     Version::parse(s).ok()

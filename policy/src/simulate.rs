@@ -111,7 +111,8 @@ fn samples(op: Op, values: &[String]) -> Vec<String> {
                 }
             }
             Op::SemverLt | Op::SemverLte | Op::SemverGt | Op::SemverGte | Op::SemverEq => {
-                if let Ok(ver) = semver::Version::parse(v.trim()) {
+                // As the operator reads it (a leading `v` accepted).
+                if let Some(ver) = crate::matching::parse_semver(v) {
                     out.push(ver.to_string());
                     // The bound's patch may be u64::MAX: then there is nothing above it.
                     if let Some(patch) = ver.patch.checked_add(1) {
@@ -809,6 +810,10 @@ mod tests {
         );
         // A bound at the top of the patch range has nothing above it (found by fuzzing: the
         // `+ 1` overflowed and `simulate` panicked).
+        assert_eq!(
+            samples(Op::SemverLt, &["v1.2.0".into()]),
+            ["1.2.0", "1.2.1", "1.1.0"]
+        );
         assert_eq!(
             samples(Op::SemverGt, &["0.0.18446744073709551615".into()]),
             ["0.0.18446744073709551615", "0.0.18446744073709551614"]
