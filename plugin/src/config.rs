@@ -104,12 +104,13 @@ mod tests {
     }
 
     #[test]
-    fn a_struct_configuration_compiles_to_the_same_policy() {
+    fn a_struct_configuration_compiles_to_the_same_policy() -> Result<(), String> {
         let text = include_str!("../../examples/support-copilot/policy.json");
-        let doc: serde_json::Value = serde_json::from_str(text).unwrap();
-        let bytes = crate::struct_encode::encode_struct(doc.as_object().unwrap());
-        let from_struct = compile(&bytes).unwrap();
-        let from_text = compile(text.as_bytes()).unwrap();
+        let doc: serde_json::Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
+        let map = doc.as_object().ok_or("the example is not an object")?;
+        let bytes = crate::struct_encode::encode_struct(map);
+        let from_struct = compile(&bytes).map_err(|e| e.join("\n"))?;
+        let from_text = compile(text.as_bytes()).map_err(|e| e.join("\n"))?;
         assert_eq!(from_struct.version(), from_text.version());
         assert_eq!(from_struct.flags().len(), from_text.flags().len());
         // What a request gets matches, on one the policy splits (internal variation indexes
@@ -129,6 +130,7 @@ mod tests {
             from_struct.exposure_headers(&a),
             from_text.exposure_headers(&b)
         );
+        Ok(())
     }
 
     #[test]

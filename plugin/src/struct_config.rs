@@ -247,38 +247,44 @@ mod tests {
     use crate::struct_encode::*;
     use serde_json::Value;
 
-    fn round_trip(json: &str) -> Value {
-        let value: Value = serde_json::from_str(json).unwrap();
-        let Value::Object(map) = value else {
-            panic!("not an object")
-        };
-        serde_json::from_str(&to_json(&encode_struct(&map)).unwrap()).unwrap()
+    fn parse(json: &str) -> Result<Value, String> {
+        serde_json::from_str(json).map_err(|e| e.to_string())
+    }
+
+    fn object(value: &Value) -> Result<&serde_json::Map<String, Value>, String> {
+        value
+            .as_object()
+            .ok_or_else(|| format!("not an object: {value}"))
+    }
+
+    /// JSON → Struct bytes → JSON again.
+    fn round_trip(json: &str) -> Result<Value, String> {
+        parse(&to_json(&encode_struct(object(&parse(json)?)?))?)
     }
 
     #[test]
-    fn the_example_policy_survives_the_trip_with_sorted_keys() {
+    fn the_example_policy_survives_the_trip_with_sorted_keys() -> Result<(), String> {
         let text = include_str!("../../examples/support-copilot/policy.json");
-        let original: Value = serde_json::from_str(text).unwrap();
-        let decoded = round_trip(text);
+        let original = parse(text)?;
+        let decoded = round_trip(text)?;
         assert_eq!(decoded, original, "same values, integers stay integers");
-        let keys: Vec<&String> = decoded.as_object().unwrap().keys().collect();
+        let keys: Vec<&String> = object(&decoded)?.keys().collect();
         let mut sorted = keys.clone();
         sorted.sort();
         assert_eq!(
             keys, sorted,
             "protobuf keeps no key order: keys come out sorted"
         );
-        assert!(to_json(&encode_struct(original.as_object().unwrap()))
-            .unwrap()
-            .contains("\"weight\":5}"));
+        assert!(to_json(&encode_struct(object(&original)?))?.contains("\"weight\":5}"));
+        Ok(())
     }
 
     #[test]
-    fn every_value_kind_decodes() {
+    fn every_value_kind_decodes() -> Result<(), String> {
         let decoded = round_trip(
             r#"{"n": null, "t": true, "f": false, "i": -3, "x": 0.25, "big": 1e300,
                 "s": "é", "l": [1, "a", [], {}], "o": {"k": {"k": [null]}}}"#,
-        );
+        )?;
         assert_eq!(decoded["n"], Value::Null);
         assert_eq!(decoded["t"], true);
         assert_eq!(decoded["i"], -3);
@@ -287,19 +293,21 @@ mod tests {
         assert_eq!(decoded["s"], "é");
         assert_eq!(decoded["l"], serde_json::json!([1, "a", [], {}]));
         assert_eq!(decoded["o"]["k"]["k"][0], Value::Null);
+        Ok(())
     }
 
     #[test]
-    fn damaged_bytes_are_errors_with_an_offset() {
+    fn damaged_bytes_are_errors_with_an_offset() -> Result<(), String> {
         // One top-level entry: every cut inside it leaves a length running past the end.
-        let good = encode_struct(
-            serde_json::json!({"flags": [1, "v", {"k": true}]})
-                .as_object()
-                .unwrap(),
-        );
+        let good = encode_struct(object(
+            &serde_json::json!({"flags": [1, "v", {"k": true}]}),
+        )?);
         for cut in 1..good.len() {
-            let err = to_json(&good[..cut]).expect_err("a cut Struct must not decode");
-            assert!(err.contains(" at byte "), "{err}");
+            let err = to_json(&good[..cut]).err().unwrap_or_default();
+            assert!(
+                err.contains(" at byte "),
+                "a cut Struct must not decode: {err}"
+            );
         }
         assert!(
             to_json(b"{\"version\": 1}").is_err(),
@@ -309,12 +317,19 @@ mod tests {
         let mut entry = Vec::new();
         put_len(&mut entry, 1, b"\xff");
         put_len(&mut not_utf8, 1, &entry);
-        assert!(to_json(&not_utf8).unwrap_err().contains("not UTF-8"));
+        assert!(to_json(&not_utf8)
+            .err()
+            .unwrap_or_default()
+            .contains("not UTF-8"));
         let nan = [
             0x0a, 0x0e, 0x0a, 0x01, b'x', 0x12, 0x09, 0x11, 0, 0, 0, 0, 0, 0, 0xf8, 0x7f,
         ];
-        assert!(to_json(&nan).unwrap_err().contains("not finite"));
-        assert_eq!(to_json(&[]).unwrap(), "{}");
+        assert!(to_json(&nan)
+            .err()
+            .unwrap_or_default()
+            .contains("not finite"));
+        assert_eq!(to_json(&[])?, "{}");
+        Ok(())
     }
 
     #[test]
@@ -333,7 +348,8 @@ mod tests {
         let mut doc = Vec::new();
         put_len(&mut doc, 1, &entry);
         assert!(to_json(&doc)
-            .unwrap_err()
+            .err()
+            .unwrap_or_default()
             .contains("nested deeper than 100"));
     }
 
@@ -358,7 +374,7 @@ mod tests {
     }
 
     #[test]
-    fn a_repeated_key_keeps_its_last_value() {
+    fn a_repeated_key_keeps_its_last_value() -> Result<(), String> {
         let mut doc = Vec::new();
         for v in ["first", "last"] {
             let mut entry = Vec::new();
@@ -366,6 +382,7 @@ mod tests {
             put_len(&mut entry, 2, &encode_value(&Value::String(v.into())));
             put_len(&mut doc, 1, &entry);
         }
-        assert_eq!(to_json(&doc).unwrap(), r#"{"k":"last"}"#);
+        assert_eq!(to_json(&doc)?, r#"{"k":"last"}"#);
+        Ok(())
     }
 }
