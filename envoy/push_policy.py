@@ -132,24 +132,27 @@ def policy_from_resource(path):
 
 def unit_flips(cli, current_text, new_path):
     """`switchyard compare` of the policy in force with the new one: the flips it found, as
-    phrases ("FLAG: a <-> b"), and its table. A current policy that no longer loads (an old
-    file from another version) compares nothing."""
+    phrases ("FLAG: a <-> b"), and what moves, one line per flag and move. A current policy
+    that no longer loads (an old file from another version) compares nothing."""
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False, encoding="utf-8") as f:
         f.write(current_text)
         current_path = f.name
     try:
         p = subprocess.run([cli, "compare", current_path, new_path, "--json"],
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
-        if p.returncode != 0:
-            return [], ""
-        report = json.loads(p.stdout)
-        table = subprocess.run([cli, "compare", current_path, new_path], stdout=subprocess.PIPE,
-                               stdin=subprocess.DEVNULL).stdout.decode("utf-8", "replace")
     finally:
         os.remove(current_path)
+    if p.returncode != 0:
+        return [], ""
+    report = json.loads(p.stdout)
+    lines = ["push_policy: compared with the policy in force over %d requests:" % report["requests"]]
+    for f in report["flags"]:
+        lines.append("  %s: %d of %d in-scope requests change"
+                     % (f["flag"], f["changed"], f["in_scope"]))
+        lines += ["    %s -> %s: %d" % (m["from"], m["to"], m["count"]) for m in f["moves"]]
     flips = ["%s: %s <-> %s" % (f["flag"], a, b)
              for f in report["flags"] for a, b in f["both_ways"]]
-    return flips, table
+    return flips, "\n".join(lines) + "\n"
 
 
 def source_changes(old_text, new_text):

@@ -37,6 +37,10 @@ pub struct Comparison {
 #[derive(Debug, Clone, Default)]
 struct FlagComparison {
     key: String,
+    /// What each policy serves when it makes no decision for this flag: out of scope, or no
+    /// such flag (known when the comparison is made, not looked up per request).
+    old_absent: &'static str,
+    new_absent: &'static str,
     /// Requests either policy had this flag in scope for.
     in_scope: u64,
     /// (from, to) → requests, for the requests that changed.
@@ -58,16 +62,24 @@ impl FlagComparison {
     }
 }
 
-/// What `outcome` served for flag `key`, or why nothing.
-fn served<'o>(policy: &CompiledPolicy, outcome: &'o Outcome<'_>, key: &str) -> &'o str {
+/// What `outcome` served for flag `key`, else `absent` (why nothing).
+fn served<'o>(outcome: &'o Outcome<'_>, key: &str, absent: &'static str) -> &'o str {
     match outcome.decisions.iter().find(|d| d.flag == key) {
         Some(d) => match d.variation {
             Some(v) => v,
             None if d.reason == Reason::ConsentDenied => REJECTED,
             None => OUT_OF_SCOPE,
         },
-        None if policy.flag_infos.iter().any(|f| f.key == key) => OUT_OF_SCOPE,
-        None => NO_SUCH_FLAG,
+        None => absent,
+    }
+}
+
+/// What a policy serves for flag `key` when it makes no decision for it.
+fn absent(policy: &CompiledPolicy, key: &str) -> &'static str {
+    if policy.flag_infos.iter().any(|f| f.key == key) {
+        OUT_OF_SCOPE
+    } else {
+        NO_SUCH_FLAG
     }
 }
 
@@ -99,6 +111,8 @@ impl Comparison {
             flags: keys
                 .into_iter()
                 .map(|key| FlagComparison {
+                    old_absent: absent(old, &key),
+                    new_absent: absent(new, &key),
                     key,
                     ..FlagComparison::default()
                 })
@@ -114,8 +128,8 @@ impl Comparison {
         self.requests += 1;
         for flag in &mut self.flags {
             let (from, to) = (
-                served(old, &before, &flag.key),
-                served(new, &after, &flag.key),
+                served(&before, &flag.key, flag.old_absent),
+                served(&after, &flag.key, flag.new_absent),
             );
             let scoped = |s: &str| s != OUT_OF_SCOPE && s != NO_SUCH_FLAG;
             if scoped(from) || scoped(to) {
@@ -257,6 +271,18 @@ pub fn compare(
 ) -> Result<Comparison, (&'static str, crate::PolicyErrors)> {
     let old = crate::load(old_json).map_err(|e| ("OLD", e))?;
     let new = crate::load(new_json).map_err(|e| ("NEW", e))?;
+    let requests = synthetic_requests(old_json, new_json, units, seed)?;
+    Ok(Comparison::run(&old, &new, &requests))
+}
+
+/// `units` synthetic requests for comparing two policies: half aimed at each one's flags (as
+/// `simulate` makes them), so a flag only one of them has is reached too.
+pub fn synthetic_requests(
+    old_json: &str,
+    new_json: &str,
+    units: usize,
+    seed: u64,
+) -> Result<Vec<Request<'static>>, (&'static str, crate::PolicyErrors)> {
     let half = units / 2;
     let mut requests = crate::simulate::synthetic_requests(new_json, units - half, seed)
         .map_err(|e| ("NEW", e))?;
@@ -264,7 +290,7 @@ pub fn compare(
         crate::simulate::synthetic_requests(old_json, half, seed.wrapping_add(1))
             .map_err(|e| ("OLD", e))?,
     );
-    Ok(Comparison::run(&old, &new, &requests))
+    Ok(requests)
 }
 
 #[cfg(test)]

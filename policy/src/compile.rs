@@ -702,11 +702,7 @@ impl Compiler {
         place: &str,
         settings: &SettingsDoc,
     ) {
-        let fixed = [
-            ("settings.route_header", &settings.route_header),
-            ("settings.exposure_header", &settings.exposure_header),
-            ("settings.version_header", &settings.version_header),
-        ];
+        let fixed = fixed_headers(settings);
         let mut seen: Vec<(&str, &String)> = Vec::new();
         // `attribute_headers` follows `attributes`, one header each.
         for ((attr, _), (header, _)) in v.attributes.iter().zip(&compiled.attribute_headers) {
@@ -1041,16 +1037,20 @@ impl Compiler {
 }
 
 /// The error for a policy that reads a header switchyard owns.
+/// The headers switchyard sets under fixed settings, with the setting that names each.
+fn fixed_headers(settings: &SettingsDoc) -> [(&'static str, &String); 3] {
+    [
+        ("settings.route_header", &settings.route_header),
+        ("settings.exposure_header", &settings.exposure_header),
+        ("settings.version_header", &settings.version_header),
+    ]
+}
+
 /// The error for a policy reading a header switchyard owns. It names the setting that makes
 /// the header switchyard's, since either side may be the mistake (a context header that is
 /// right, and a `version_header` set to it by accident).
 fn owned_header_read(header: &str, settings: &SettingsDoc) -> String {
-    let fixed = [
-        ("settings.route_header", &settings.route_header),
-        ("settings.exposure_header", &settings.exposure_header),
-        ("settings.version_header", &settings.version_header),
-    ];
-    let owner = fixed
+    let owner = fixed_headers(settings)
         .iter()
         .find(|(_, h)| *h == header)
         .map(|(setting, _)| setting.to_string())

@@ -310,14 +310,14 @@ fn compare(old_path: &str, new_path: &str, options: &[&str]) -> ExitCode {
         let new = load_policy(new_path)?;
         Ok(match sampling.requests {
             None => {
-                let comparison = switchyard_policy::compare::compare(
+                let requests = switchyard_policy::compare::synthetic_requests(
                     &old_text,
                     &new_text,
                     sampling.units,
                     sampling.seed,
                 )
                 .map_err(|(which, errors)| refused(&format!("{which}: "), &errors))?;
-                (comparison, 0, sampling.as_json)
+                (Comparison::run(&old, &new, &requests), 0, sampling.as_json)
             }
             Some(path) => {
                 let mut comparison = Comparison::new(&old, &new);
