@@ -73,6 +73,7 @@ fn logging_and_time(linker: &mut Linker<HostState>) -> Result<()> {
         "env",
         "proxy_get_current_time_nanoseconds",
         |mut caller: C<'_>, return_time: u32| -> Result<u32> {
+            caller.data_mut().clock_reads += 1;
             let now = caller.data().time_nanos;
             write_u64(&mut caller, return_time, now)?;
             Ok(status::OK)
@@ -186,6 +187,10 @@ fn buffers_and_maps(linker: &mut Linker<HostState>) -> Result<()> {
                 return Ok(status::BAD_ARGUMENT);
             };
             let key = read(&caller, key, key_size)?;
+            caller
+                .data_mut()
+                .header_value_reads
+                .push((map_type, key.clone()));
             let Some(value) = caller.data().maps[index].get(&key).map(<[u8]>::to_vec) else {
                 return Ok(status::NOT_FOUND);
             };

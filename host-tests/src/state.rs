@@ -239,6 +239,11 @@ pub struct HostState {
     pub foreign_calls: Vec<ForeignCall>,
     /// `proxy_get_current_time_nanoseconds` and WASI clocks.
     pub time_nanos: u64,
+    /// `proxy_get_current_time_nanoseconds` calls: each is a host call Envoy pays for.
+    pub clock_reads: u32,
+    /// (map type, key) of every `proxy_get_header_map_value` call, in order: what the filter
+    /// looked up one header at a time (the whole map is read with `get_header_map_pairs`).
+    pub header_value_reads: Vec<(u32, Vec<u8>)>,
     /// Envoy's shared data (per `vm_id`, shared by every worker's VM): hosts made with
     /// [`crate::FakeHost::share_data_with`] share one store, like two Envoy workers.
     pub shared_data: SharedData,

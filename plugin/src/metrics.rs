@@ -125,10 +125,13 @@ pub fn sanitize(name: &str) -> String {
 /// scheme, used by [`Metrics::define`].
 fn names(policy: &CompiledPolicy) -> Vec<(Slot, String)> {
     let flags = policy.flags();
-    // Per variation: a counter per reason and per status class, and a latency histogram.
+    // Per variation: a counter per reason and, unless `settings.upstream_metrics` is off, per
+    // status class, and a latency histogram.
+    let upstream = policy.settings().upstream_metrics;
+    let per_variation_stats = REASONS + if upstream { CLASSES + 1 } else { 0 };
     let decision_count: usize = flags
         .iter()
-        .map(|f| f.variations.len() * (REASONS + CLASSES + 1))
+        .map(|f| f.variations.len() * per_variation_stats)
         .sum();
     let per_variation = decision_count <= MAX_DECISION_COUNTERS;
     if !per_variation {
@@ -154,7 +157,7 @@ fn names(policy: &CompiledPolicy) -> Vec<(Slot, String)> {
                     ));
                 }
             }
-            for (v, variation) in flag.variations.iter().enumerate() {
+            for (v, variation) in flag.variations.iter().enumerate().filter(|_| upstream) {
                 let variation = sanitize(variation);
                 for (c, class) in CLASS_NAMES.iter().enumerate() {
                     out.push((

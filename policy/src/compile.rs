@@ -24,8 +24,8 @@ pub struct Settings {
     pub route_header: String,
     /// The RFC 8941 list with one item per decision.
     pub exposure_header: String,
-    /// The policy version.
-    pub version_header: String,
+    /// The policy version (`None`: not sent; every exposure item carries it anyway).
+    pub version_header: Option<String>,
     /// Also return the exposure headers on the response (for debugging).
     pub response_headers: bool,
     /// Put the raw assignment-unit id into exposure (off by default).
@@ -36,6 +36,8 @@ pub struct Settings {
     pub exposure_event: bool,
     /// Upstream response header whose truthy value means the model gateway fell back.
     pub fallback_header: Option<String>,
+    /// Count responses by status class and latency per exposed variation (on by default).
+    pub upstream_metrics: bool,
     /// Key for pseudonymous unit ids; without one, events carry no unit id at all.
     pub(crate) pseudonym_key: Option<[u8; 16]>,
 }
@@ -358,14 +360,11 @@ pub fn compile(
     // the request, so a policy that reads one would see it in `switchyard eval` but never in
     // the filter.
     let owned_headers = OwnedNames::new(
-        [
-            &doc.settings.route_header,
-            &doc.settings.exposure_header,
-            &doc.settings.version_header,
-        ]
-        .into_iter()
-        .chain(doc.settings.attribute_headers.iter().map(|(_, h)| h))
-        .map(String::as_str),
+        fixed_headers(&doc.settings)
+            .into_iter()
+            .map(|(_, h)| h)
+            .chain(doc.settings.attribute_headers.iter().map(|(_, h)| h))
+            .map(String::as_str),
     );
     for (name, source) in &doc.context {
         let place = field("context", name);
@@ -516,6 +515,7 @@ pub fn compile(
             exposure_state: doc.settings.exposure_state,
             exposure_event: doc.settings.exposure_event,
             fallback_header: doc.settings.fallback_header,
+            upstream_metrics: doc.settings.upstream_metrics,
             pseudonym_key: doc.settings.pseudonym_key.or(options.pseudonym_key),
         },
         header_names,
@@ -1037,13 +1037,17 @@ impl Compiler {
 }
 
 /// The error for a policy that reads a header switchyard owns.
-/// The headers switchyard sets under fixed settings, with the setting that names each.
-fn fixed_headers(settings: &SettingsDoc) -> [(&'static str, &String); 3] {
+/// The headers switchyard sets under fixed settings, with the setting that names each (the
+/// version header only when it is not turned off).
+fn fixed_headers(settings: &SettingsDoc) -> Vec<(&'static str, &String)> {
     [
-        ("settings.route_header", &settings.route_header),
-        ("settings.exposure_header", &settings.exposure_header),
-        ("settings.version_header", &settings.version_header),
+        ("settings.route_header", Some(&settings.route_header)),
+        ("settings.exposure_header", Some(&settings.exposure_header)),
+        ("settings.version_header", settings.version_header.as_ref()),
     ]
+    .into_iter()
+    .filter_map(|(setting, h)| Some((setting, h?)))
+    .collect()
 }
 
 /// The error for a policy reading a header switchyard owns. It names the setting that makes
@@ -1089,6 +1093,7 @@ fn compile_variation(flag_key: &str, v: &Variation, settings: &SettingsDoc) -> C
     let attribute_headers = v
         .attributes
         .iter()
+        .filter(|_| settings.plain_attribute_headers)
         .map(|(name, value)| (attribute_header(name, settings), value.clone()))
         .collect();
     CompiledVariation {

@@ -1091,6 +1091,7 @@ impl Reader {
                 "exposure_event",
                 "pseudonym_key",
                 "fallback_header",
+                "upstream_metrics",
             ],
         ) else {
             return s;
@@ -1098,7 +1099,6 @@ impl Reader {
         for (key, slot) in [
             ("route_header", &mut s.route_header),
             ("exposure_header", &mut s.exposure_header),
-            ("version_header", &mut s.version_header),
         ] {
             if let Some(h) = map.get(key) {
                 let place = field("settings", key);
@@ -1107,15 +1107,32 @@ impl Reader {
                 }
             }
         }
-        if let Some(a) = map.get("attribute_headers") {
-            if let Some(amap) = self.named_map(a, "settings.attribute_headers", MAX_ATTRIBUTES) {
-                for (attr, header) in amap {
+        match map.get("version_header") {
+            Some(Value::Bool(false)) => s.version_header = None,
+            Some(h) => {
+                if let Some(h) = self.header_name_or_off(h, "settings.version_header") {
+                    s.version_header = Some(h);
+                }
+            }
+            None => {}
+        }
+        match map.get("attribute_headers") {
+            Some(Value::Bool(false)) => s.plain_attribute_headers = false,
+            Some(Value::Bool(true)) => self.err(
+                "settings.attribute_headers",
+                "expected an object of header names, or false for no plain attribute headers, \
+                 found true",
+            ),
+            Some(a) => {
+                let amap = self.named_map(a, "settings.attribute_headers", MAX_ATTRIBUTES);
+                for (attr, header) in amap.into_iter().flatten() {
                     let place = field("settings.attribute_headers", attr);
                     if let Some(h) = self.header_name(header, &place) {
                         s.attribute_headers.push((attr.clone(), h));
                     }
                 }
             }
+            None => {}
         }
         if let Some(b) = map.get("response_headers") {
             s.response_headers = self
@@ -1145,6 +1162,9 @@ impl Reader {
         if let Some(h) = map.get("fallback_header") {
             s.fallback_header = self.header_name(h, "settings.fallback_header");
         }
+        if let Some(b) = map.get("upstream_metrics") {
+            s.upstream_metrics = self.boolean(b, "settings.upstream_metrics").unwrap_or(true);
+        }
         self.distinct_set_headers(&s, map);
         s
     }
@@ -1155,17 +1175,18 @@ impl Reader {
     fn distinct_set_headers(&mut self, s: &SettingsDoc, given: &Map<String, Value>) {
         // (place, name, written by the author rather than a default)
         let fixed = [
-            ("route_header", &s.route_header),
-            ("exposure_header", &s.exposure_header),
-            ("version_header", &s.version_header),
+            ("route_header", Some(&s.route_header)),
+            ("exposure_header", Some(&s.exposure_header)),
+            ("version_header", s.version_header.as_ref()),
         ]
-        .map(|(key, h)| (field("settings", key), h, given.contains_key(key)));
+        .into_iter()
+        .filter_map(|(key, h)| Some((field("settings", key), h?, given.contains_key(key))));
         let attributes = s
             .attribute_headers
             .iter()
             .map(|(attr, h)| (field("settings.attribute_headers", attr), h, true));
         let mut seen: Vec<(String, &String, bool)> = Vec::new();
-        for (place, h, written) in fixed.into_iter().chain(attributes) {
+        for (place, h, written) in fixed.chain(attributes) {
             if CLIENT_HEADERS.contains(&h.as_str()) {
                 self.err(
                     &place,
@@ -1236,6 +1257,19 @@ impl Reader {
     }
 
     /// A header name switchyard may set: lower-case token characters, not a pseudo-header.
+    /// A header switchyard may be told not to set: `false` is read by the caller, so `true` is
+    /// the one value to explain here.
+    fn header_name_or_off(&mut self, v: &Value, place: &str) -> Option<String> {
+        if *v == Value::Bool(true) {
+            self.err(
+                place,
+                "expected a header name, or false for no such header, found true",
+            );
+            return None;
+        }
+        self.header_name(v, place)
+    }
+
     fn header_name(&mut self, v: &Value, place: &str) -> Option<String> {
         let h = self.name(v, place)?;
         let ok = h

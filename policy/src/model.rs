@@ -197,9 +197,12 @@ pub struct Flag {
 pub struct SettingsDoc {
     pub route_header: String,
     pub exposure_header: String,
-    pub version_header: String,
+    /// `None` with `"version_header": false`: the version still travels in every exposure item.
+    pub version_header: Option<String>,
     /// Attribute name → header name, for the route-deciding variation's plain attribute headers.
     pub attribute_headers: Vec<(String, String)>,
+    /// `false` with `"attribute_headers": false`: attributes travel only in the exposure items.
+    pub plain_attribute_headers: bool,
     pub response_headers: bool,
     pub expose_unit_ids: bool,
     /// Write the outcome as filter state `wasm.switchyard_exposure` (default on).
@@ -210,6 +213,8 @@ pub struct SettingsDoc {
     pub pseudonym_key: Option<[u8; 16]>,
     /// Upstream response header that says a model gateway fell back (`fallback_used`).
     pub fallback_header: Option<String>,
+    /// Count responses by status class and latency per exposed variation (default on).
+    pub upstream_metrics: bool,
 }
 
 impl Default for SettingsDoc {
@@ -217,14 +222,16 @@ impl Default for SettingsDoc {
         SettingsDoc {
             route_header: "x-switchyard-cluster".into(),
             exposure_header: "x-switchyard-exposure".into(),
-            version_header: "x-switchyard-policy-version".into(),
+            version_header: Some("x-switchyard-policy-version".into()),
             attribute_headers: Vec::new(),
+            plain_attribute_headers: true,
             response_headers: false,
             expose_unit_ids: false,
             exposure_state: true,
             exposure_event: true,
             pseudonym_key: None,
             fallback_header: None,
+            upstream_metrics: true,
         }
     }
 }

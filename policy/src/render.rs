@@ -174,10 +174,12 @@ impl CompiledPolicy {
         };
         let mut headers = Vec::with_capacity(5);
         headers.push((self.settings.exposure_header.as_str(), Cow::Owned(exposure)));
-        headers.push((
-            self.settings.version_header.as_str(),
-            Cow::Borrowed(self.version.as_str()),
-        ));
+        if let Some(version_header) = &self.settings.version_header {
+            headers.push((
+                version_header.as_str(),
+                Cow::Borrowed(self.version.as_str()),
+            ));
+        }
         let route_variation = outcome
             .route_decision
             .and_then(|i| outcome.decisions.get(i))

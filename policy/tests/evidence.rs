@@ -117,6 +117,41 @@ fn without_a_key_there_is_no_unit_id_and_raw_ids_only_on_request() {
 }
 
 #[test]
+fn version_and_attribute_headers_can_be_turned_off() {
+    let req = chat("hooli", "pro", "conv-7");
+    let names = |settings: Value| {
+        let mut p = example();
+        p["settings"] = settings;
+        let policy = load(&p.to_string()).unwrap();
+        let outcome = policy.evaluate(&req);
+        let headers = policy.exposure_headers(&outcome);
+        let names: Vec<String> = headers.iter().map(|(n, _)| n.to_string()).collect();
+        (names, headers[0].1.to_string())
+    };
+    let (all, exposure) = names(json!({}));
+    assert_eq!(
+        all,
+        [
+            "x-switchyard-exposure",
+            "x-switchyard-policy-version",
+            "x-switchyard-attr-model-route",
+            "x-switchyard-attr-prompt-version",
+            "x-switchyard-attr-retrieval-profile"
+        ]
+    );
+    let (lean, lean_exposure) = names(json!({"version_header": false, "attribute_headers": false}));
+    assert_eq!(lean, ["x-switchyard-exposure"]);
+    // What the plain headers carried is still in the exposure item.
+    assert_eq!(lean_exposure, exposure);
+    assert!(
+        exposure.contains(";version=\"2026-11-21.3\";attr.model_route="),
+        "{exposure}"
+    );
+    let (renamed, _) = names(json!({"version_header": "x-policy", "attribute_headers": false}));
+    assert_eq!(renamed, ["x-switchyard-exposure", "x-policy"]);
+}
+
+#[test]
 fn bad_pseudonym_key_is_refused() {
     let mut p = example();
     p["settings"] = json!({"pseudonym_key": "not-hex"});

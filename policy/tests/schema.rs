@@ -269,6 +269,21 @@ fn a_policy_with_every_field_passes_both() {
 }
 
 #[test]
+fn the_lean_settings_pass_both() {
+    let v = validator();
+    let mut p = example();
+    p["settings"] = json!({
+        "version_header": false,
+        "attribute_headers": false,
+        "exposure_state": false,
+        "exposure_event": false,
+        "upstream_metrics": false
+    });
+    assert_eq!(schema_errors(&v, &p), vec![]);
+    load_places(&p).unwrap();
+}
+
+#[test]
 fn every_operator_in_the_schema_is_accepted_by_load_and_no_other() {
     let v = validator();
     let ops: Vec<String> = schema()["$defs"]["op"]["enum"]
@@ -646,6 +661,24 @@ fn broken_policies_are_refused_with_their_place() {
             "bad fallback header",
             |p| p["settings"] = json!({"fallback_header": "X Fallback"}),
             "settings.fallback_header",
+            true,
+        ),
+        (
+            "version header true (a name, or false for none)",
+            |p| p["settings"] = json!({"version_header": true}),
+            "settings.version_header",
+            true,
+        ),
+        (
+            "attribute headers true (an object, or false for none)",
+            |p| p["settings"] = json!({"attribute_headers": true}),
+            "settings.attribute_headers",
+            true,
+        ),
+        (
+            "upstream metrics not a boolean",
+            |p| p["settings"] = json!({"upstream_metrics": "no"}),
+            "settings.upstream_metrics",
             true,
         ),
         (

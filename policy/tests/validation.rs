@@ -421,6 +421,38 @@ fn headers_switchyard_sets_need_distinct_names() {
 }
 
 #[test]
+fn version_and_attribute_headers_are_a_name_or_false() {
+    let p = modified(|p| {
+        p["settings"]["version_header"] = json!(true);
+        p["settings"]["attribute_headers"] = json!(true);
+        p["settings"]["upstream_metrics"] = json!(0);
+    });
+    assert_eq!(
+        errors(&p),
+        vec![
+            "settings.version_header: expected a header name, or false for no such header, found true",
+            "settings.attribute_headers: expected an object of header names, or false for no plain attribute headers, found true",
+            "settings.upstream_metrics: expected true or false, found a number",
+        ]
+    );
+    // Turned off, the version header's name is no longer taken: another header may use it,
+    // while the x-switchyard- prefix stays switchyard's.
+    let p = modified(|p| {
+        p["settings"]["version_header"] = json!(false);
+        p["settings"]["route_header"] = json!("x-switchyard-policy-version");
+    });
+    load(&p.to_string()).unwrap();
+    let p = modified(|p| {
+        p["settings"]["version_header"] = json!(false);
+        p["context"]["plan"] = json!({"header": "x-switchyard-policy-version"});
+    });
+    assert_eq!(
+        errors(&p),
+        vec!["context.plan.header: \"x-switchyard-policy-version\" is a header switchyard owns (every header starting with x-switchyard-); client copies are removed before the policy reads anything"]
+    );
+}
+
+#[test]
 fn an_attribute_header_no_variation_uses_is_refused() {
     // `model` for `model_route`: the header would never be written, and model_route's would
     // keep its default name.

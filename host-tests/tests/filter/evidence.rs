@@ -116,6 +116,69 @@ fn raw_unit_ids_only_when_the_policy_opts_in() {
     assert!(exposure.contains("unit_id=\"conv-visible\""), "{exposure}");
 }
 
+/// The settings that leave switchyard only the route and the exposure header: what a mesh that
+/// needs no evidence beyond the exposure list pays for (bench case h).
+#[test]
+fn the_lean_settings_route_and_expose_and_do_nothing_else() {
+    let policy = policy_with_settings(json!({
+        "version_header": false,
+        "attribute_headers": false,
+        "exposure_state": false,
+        "exposure_event": false,
+        "upstream_metrics": false
+    }));
+    let mut host = common::host_with(&policy);
+    let result = host
+        .request(&common::chat("acme", "conv-1").response_header(":status", "503"))
+        .unwrap();
+    let upstream = result.upstream().expect("forwarded");
+    let owned: Vec<String> = upstream
+        .names()
+        .into_iter()
+        .filter(|n| n.starts_with("x-switchyard-"))
+        .collect();
+    assert_eq!(owned, ["x-switchyard-cluster", "x-switchyard-exposure"]);
+    let exposure = upstream.get_str("x-switchyard-exposure").unwrap();
+    assert!(
+        exposure.contains(";version=\"2026-11-21.3\";attr.model_route=\"support_model_b\""),
+        "the exposure item still carries the version and attributes: {exposure}"
+    );
+    assert!(result.filter_state_str("wasm.switchyard_event").is_none());
+    assert!(result
+        .filter_state_str("wasm.switchyard_exposure")
+        .is_none());
+    // Nothing read on the response, no clock read, no upstream stats defined.
+    let state = host.state();
+    assert_eq!(state.header_value_reads, vec![], "one-header reads");
+    assert_eq!(state.clock_reads, 0);
+    host.tick().unwrap();
+    let metrics = host.metrics();
+    assert!(
+        !metrics.keys().any(|m| m.starts_with("switchyard.upstream")),
+        "{metrics:#?}"
+    );
+    let d = "switchyard.decisions.flag.support_answer_model_route.variation.candidate.reason.TARGETING_MATCH";
+    assert_eq!(host.metric(d), Some(1), "decisions are still counted");
+
+    // Upstream metrics off alone: the event still gets the upstream's status and time.
+    let policy = policy_with_settings(json!({"upstream_metrics": false}));
+    let mut host = common::host_with(&policy);
+    let result = host
+        .request(
+            &common::chat("acme", "conv-1")
+                .response_header(":status", "503")
+                .upstream_takes(40),
+        )
+        .unwrap();
+    let e = event(&result);
+    assert_eq!(e["upstream"]["status"], 503);
+    assert_eq!(e["upstream"]["duration_ms"], 40);
+    assert!(!host
+        .metrics()
+        .keys()
+        .any(|m| m.starts_with("switchyard.upstream")));
+}
+
 #[test]
 fn filter_state_can_be_turned_off_and_metrics_stay() {
     let policy = policy_with_settings(json!({"exposure_state": false, "exposure_event": false}));
