@@ -14,6 +14,8 @@ Cases (same front-Envoy bootstrap for all; only the HTTP filter before the route
   e  Envoy Lua filter making (c)'s decision by hand (bench/lua/switchyard_peer.lua)
   f  (c) with exposure_state and exposure_event off
   g  (c)'s policy padded to (d)'s size, the extra flags out of scope (policy size alone)
+  h  (c) with the lean settings (LEAN_SETTINGS: route and exposure header only)
+  i  (d) with the lean settings
   z  (c)'s policy on an earlier module (--baseline-wasm)
 
 Each measurement: start the front Envoy (--concurrency 1), check its routing on the request mix
@@ -62,7 +64,13 @@ CASES = {
     "f": "switchyard, example policy, no filter state (exposure_state, exposure_event off)",
     "z": "switchyard, example policy, baseline module (--baseline-wasm)",
     "g": "switchyard, example policy padded to the large policy's size (its 20 flags out of scope)",
+    "h": "switchyard, example policy, lean settings (route and exposure header only)",
+    "i": "switchyard, large policy, lean settings",
 }
+# The settings that leave switchyard the route header and the exposure list: no filter state,
+# no version or plain attribute headers, no per-variation response counters or histograms.
+LEAN_SETTINGS = {"exposure_state": False, "exposure_event": False, "version_header": False,
+                 "attribute_headers": False, "upstream_metrics": False}
 FLOOR_CONFIG = ""  # --floor-config: extra host calls for case b, to price them
 BASELINE_WASM = None  # --baseline-wasm: an earlier build, to compare with (c) in the same run
 UPSTREAM_BODY = json.dumps({
@@ -346,10 +354,17 @@ def front_bootstrap(case, clusters, upstream_port, large_policy_text):
         filters = [wasm_filter("switchyard", SWITCHYARD_WASM, large_policy_text)]
     elif case == "g":
         filters = [wasm_filter("switchyard", SWITCHYARD_WASM, padded_example_policy(large_policy_text))]
-    elif case == "f":
-        with open(EXAMPLE_POLICY) as f:
-            policy = json.load(f)
-        policy.setdefault("settings", {}).update({"exposure_state": False, "exposure_event": False})
+    elif case in "fhi":
+        if case == "i":
+            policy = json.loads(large_policy_text)
+        else:
+            with open(EXAMPLE_POLICY) as f:
+                policy = json.load(f)
+        settings = policy.setdefault("settings", {})
+        if case == "f":
+            settings.update({"exposure_state": False, "exposure_event": False})
+        else:
+            settings.update(LEAN_SETTINGS)
         filters = [wasm_filter("switchyard", SWITCHYARD_WASM, json.dumps(policy))]
     elif case == "z":
         with open(EXAMPLE_POLICY) as f:
@@ -811,6 +826,10 @@ def targets(s):
     target("(c) added CPU < (e) added CPU", ratio(added("c"), added("e")), lambda r: r < 1.0)
     target("(f) added CPU ≤ 1.3 × (b) added CPU (lean settings)", ratio(added("f"), added("b")),
            lambda r: r <= 1.3)
+    target("(h) added CPU ≤ 1.3 × (b) added CPU (route and exposure header only)",
+           ratio(added("h"), added("b")), lambda r: r <= 1.3)
+    target("(i) added CPU ≤ 1.10 × (h) added CPU (both lean)",
+           ratio(added("i"), added("h")), lambda r: r <= 1.10)
     target("(g) added CPU ≤ 1.10 × (c) added CPU (policy size alone)",
            ratio(added("g"), added("c")), lambda r: r <= 1.10)
     # worker-thread view of the same ratios, for information
@@ -871,7 +890,7 @@ def main():
     mix = request_mix()
     expected = {}
     route_a = None
-    if set(cases) & set("acdfz"):
+    if set(cases) & set("acdfhz"):
         expected["c"] = cli_clusters(EXAMPLE_POLICY, mix)
         route_a = expected["c"]
         expected["a"] = expected["c"]
@@ -882,9 +901,11 @@ def main():
         with open(padded, "w") as f:
             f.write(padded_example_policy(large_text))
         expected["g"] = cli_clusters(padded, mix)
-    for same_as_c in "fz":
+    for same_as_c in "fhz":
         if same_as_c in cases:
             expected[same_as_c] = expected["c"]
+    if "i" in cases:
+        expected["i"] = cli_clusters(args.large_policy, mix)
     expected["b"] = [floor_cluster(h) for h in mix]
     expected["e"] = [lua_cluster(h) for h in mix]
 

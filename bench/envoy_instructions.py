@@ -135,6 +135,8 @@ def report(res):
                             ("(d) added / (c) added (target ≤ 1.10)", ratio("d", "c")),
                             ("(c) added / (e) added (target < 1)", ratio("c", "e")),
                             ("(f) added / (b) added", ratio("f", "b")),
+                            ("(h) added / (b) added (lean settings)", ratio("h", "b")),
+                            ("(i) added / (h) added (both lean)", ratio("i", "h")),
                             ("(g) added / (c) added (policy size alone)", ratio("g", "c"))]:
             if value:
                 L.append("- %s: %s" % (name, value))

@@ -53,6 +53,10 @@ pub const FILTER_STATE_NAME: &str = "switchyard_exposure";
 /// `%FILTER_STATE(wasm.switchyard_event:PLAIN)%`.
 pub const EVENT_STATE_NAME: &str = "switchyard_event";
 
+/// Request headers the exposure event carries (as `request_id` and `trace_id`).
+const EVENT_REQUEST_ID: &str = "x-request-id";
+const EVENT_TRACEPARENT: &str = "traceparent";
+
 /// Envoy's response code details of a consent reject's local reply, as an access log shows
 /// them with `%RESPONSE_CODE_DETAILS%`.
 pub const REJECT_DETAILS: &str = "switchyard_consent_denied";
@@ -320,8 +324,12 @@ impl HttpContext for Filter {
         let settings = policy.settings();
         // The engine reads only the policy's headers; the event also wants these two.
         let mut request = request::build(&kept, |name| {
-            (settings.exposure_event && (name == b"x-request-id" || name == b"traceparent"))
-                || policy.header_names().iter().any(|h| h.as_bytes() == name)
+            policy.read_header_name(name).or_else(|| {
+                let event = settings.exposure_event;
+                [EVENT_REQUEST_ID, EVENT_TRACEPARENT]
+                    .into_iter()
+                    .find(|h| event && h.as_bytes() == name)
+            })
         });
         // A property lookup costs a host call (and a VM entry to hand the value back): only
         // when a flag in scope for this request tests `source_ip`.
@@ -355,8 +363,8 @@ impl HttpContext for Filter {
                     &outcome,
                     &EventInfo {
                         timestamp_ms: started_ms.unwrap_or(0),
-                        request_id: request.header("x-request-id"),
-                        traceparent: request.header("traceparent"),
+                        request_id: request.header(EVENT_REQUEST_ID),
+                        traceparent: request.header(EVENT_TRACEPARENT),
                         upstream: None,
                     },
                 )

@@ -9,9 +9,9 @@ use switchyard_policy::Request;
 use crate::headers::RawHeader;
 
 /// Builds the engine's request from raw headers (owned headers already removed), keeping only
-/// the headers `wanted` says the engine will read (it sees the lower-cased name as bytes, so
-/// the other names are never decoded). Nothing is copied: the request borrows the host's
-/// header buffer.
+/// the headers the engine will read: `wanted` sees each lower-cased name as bytes and answers
+/// with the name as text (the policy's own copy), so no name is decoded. Nothing is copied:
+/// the request borrows the host's header buffer and the policy's names.
 ///
 /// Pseudo-headers fill `method`, `path` and `host` (the first of each wins; `host` falls back
 /// to a `host` header, which Envoy normally folds into `:authority`); the other
@@ -19,7 +19,10 @@ use crate::headers::RawHeader;
 /// those three are replaced by U+FFFD, so a stray byte in the query string cannot take the
 /// path out of a flag's `path_prefix` scope. A header whose name or value is not UTF-8 is left
 /// out (see [`crate::headers`]): a mangled tenant id must not match someone else's rule.
-pub fn build<'m>(headers: &'m [RawHeader<'_>], wanted: impl Fn(&[u8]) -> bool) -> Request<'m> {
+pub fn build<'m>(
+    headers: &'m [RawHeader<'_>],
+    wanted: impl Fn(&'m [u8]) -> Option<&'m str>,
+) -> Request<'m> {
     let mut request = Request {
         headers: Vec::with_capacity(8),
         ..Request::default()
@@ -35,11 +38,9 @@ pub fn build<'m>(headers: &'m [RawHeader<'_>], wanted: impl Fn(&[u8]) -> bool) -
                 if name == b"host" && host_header.is_none() {
                     host_header = Some(*value);
                 }
-                // Names and values are checked for UTF-8 only when used: most are not.
-                if wanted(name) {
-                    if let (Ok(name), Ok(value)) =
-                        (std::str::from_utf8(name), std::str::from_utf8(value))
-                    {
+                // Values are checked for UTF-8 only when used: most are not.
+                if let Some(name) = wanted(name) {
+                    if let Ok(value) = std::str::from_utf8(value) {
                         request.headers.push((name.into(), value.into()));
                     }
                 }
@@ -80,6 +81,11 @@ pub fn source_ip(address: &[u8]) -> &str {
 mod tests {
     use super::*;
 
+    /// Wants every header whose name is text.
+    fn every_name(name: &[u8]) -> Option<&str> {
+        std::str::from_utf8(name).ok()
+    }
+
     fn raw(pairs: &[(&'static str, &'static [u8])]) -> Vec<RawHeader<'static>> {
         pairs
             .iter()
@@ -98,7 +104,7 @@ mod tests {
             ("x-bad", b"\xff"),
             (":path", b"/second"),
         ]);
-        let request = build(&headers, |_| true);
+        let request = build(&headers, every_name);
         assert_eq!(request.method, "POST");
         assert_eq!(request.path, "/v1/chat?x=1");
         assert_eq!(request.host, "api.example");
@@ -119,7 +125,7 @@ mod tests {
             ("host", b"api\xfe.example"),
             ("x-tenant-id", b"\xffacme"),
         ]);
-        let request = build(&headers, |_| true);
+        let request = build(&headers, every_name);
         assert_eq!(
             request.path, "/v1/agent/run?x=\u{fffd}",
             "the first :path, decoded"

@@ -9,6 +9,7 @@ use crate::document::{field, index, is_printable_ascii};
 use crate::error::{quoted, PolicyErrors};
 use crate::matching::{CompiledClause, FastMap, Test, ValueSet};
 use crate::model::*;
+use crate::names::NameSet;
 use crate::outcome::RuleRef;
 use crate::owned::OwnedNames;
 use crate::render;
@@ -195,7 +196,7 @@ pub struct CompiledPolicy {
     pub(crate) flag_infos: Vec<FlagInfo>,
     pub(crate) settings: Settings,
     /// Lower-case names of the request headers the policy reads.
-    pub(crate) header_names: Vec<String>,
+    pub(crate) header_names: NameSet,
     /// Header names switchyard sets, besides everything under [`OWNED_PREFIX`].
     pub(crate) owned_headers: OwnedNames,
     pub(crate) segment_count: usize,
@@ -242,8 +243,15 @@ impl CompiledPolicy {
 
     /// Lower-case names of the request headers the policy reads (context attributes, cookies,
     /// `header_present` scopes), so a host can fetch only those.
-    pub fn header_names(&self) -> &[String] {
-        &self.header_names
+    pub fn header_names(&self) -> impl Iterator<Item = &str> {
+        self.header_names.iter()
+    }
+
+    /// The policy's own copy of this lower-case request header name, if the policy reads it:
+    /// a host holding raw bytes learns whether to keep the header and gets its name as text
+    /// without decoding it. A length test rules out most names before any comparison.
+    pub fn read_header_name(&self, lowercase_name: &[u8]) -> Option<&str> {
+        self.header_names.find(lowercase_name)
     }
 
     /// What `switchyard check` prints for a valid policy: one line, then a line per flag.
@@ -424,23 +432,16 @@ pub fn compile(
     }
     c.attribute_headers_in_use(&doc);
 
-    let mut header_names: Vec<String> = Vec::new();
+    let mut header_names = NameSet::default();
     for source in &c.attributes {
-        let name = match source {
-            AttrSource::Header(h) => h.clone(),
-            AttrSource::Cookie(_) => "cookie".to_string(),
-            _ => continue,
-        };
-        if !header_names.contains(&name) {
-            header_names.push(name);
+        match source {
+            AttrSource::Header(h) => header_names.insert(h),
+            AttrSource::Cookie(_) => header_names.insert("cookie"),
+            _ => {}
         }
     }
-    for flag in &flags {
-        if let Some(h) = &flag.scope.header_present {
-            if !header_names.contains(h) {
-                header_names.push(h.clone());
-            }
-        }
+    for h in flags.iter().filter_map(|f| f.scope.header_present.as_ref()) {
+        header_names.insert(h);
     }
 
     let flag_infos = flags

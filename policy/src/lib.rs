@@ -21,6 +21,7 @@ mod json_out;
 pub mod limits;
 mod matching;
 mod model;
+mod names;
 mod outcome;
 mod owned;
 mod regex_examples;

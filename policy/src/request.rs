@@ -1,6 +1,7 @@
 //! The request as the engine sees it. The Envoy filter fills it from pseudo-headers, headers
 //! and the `source.address` property; `switchyard eval` fills it from a JSON line.
 
+use crate::names::same_bytes;
 use std::borrow::Cow;
 use std::cell::OnceCell;
 
@@ -31,10 +32,14 @@ impl Request<'_> {
     /// The first header with this name (ASCII case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
         // The length test first, inline: most names differ in length, and the comparison
-        // itself is a call.
+        // itself is a call. Then bytes as they are, since names nearly always arrive
+        // lower-case, like the policy's (a case-blind comparison goes byte by byte).
         self.headers
             .iter()
-            .find(|(n, _)| n.len() == name.len() && n.eq_ignore_ascii_case(name))
+            .find(|(n, _)| {
+                n.len() == name.len()
+                    && (same_bytes(n.as_bytes(), name.as_bytes()) || n.eq_ignore_ascii_case(name))
+            })
             .map(|(_, v)| v.as_ref())
     }
 

@@ -1,0 +1,83 @@
+"""The lean settings through real Envoy: with the filter state, version and plain attribute
+headers and upstream metrics off, switchyard still routes every request as `switchyard eval`
+says and stamps the exposure list (which carries the version and the attributes), and does
+nothing else: no other switchyard header upstream, no filter state, no upstream stats."""
+
+import time
+
+import pytest
+
+import harness
+import traffic
+from conftest import compare, load_example, send_all, write_policy
+from sfv import parse_list
+
+LEAN = {"exposure_state": False, "exposure_event": False, "version_header": False,
+        "attribute_headers": False, "upstream_metrics": False}
+
+
+@pytest.fixture(scope="module")
+def lean_envoy(artifacts, mocks, workdir):
+    policy = load_example()
+    policy["settings"] = dict(LEAN)
+    path = write_policy(workdir, "lean-policy.json", policy)
+    e = harness.Envoy(path, mocks, workdir=workdir, concurrency=2, name="lean")
+    e.start()
+    yield e, path, policy["version"]
+    e.stop()
+
+
+def test_lean_settings_route_and_expose_only(lean_envoy, mocks):
+    envoy, policy_path, version = lean_envoy
+    reqs = traffic.realistic(300, seed=31)
+    for i, r in enumerate(reqs):
+        r["headers"]["x-request-id"] = "lean-%04d" % i
+        # A client's copies of the headers switchyard no longer sets are still removed.
+        r["headers"]["x-switchyard-policy-version"] = "forged"
+        r["headers"]["x-switchyard-attr-model-route"] = "forged"
+    expected = harness.cli_eval(policy_path, reqs)
+    since = mocks.seq()
+    responses = send_all(envoy, reqs)
+    seen = mocks.by_request_id(since)
+    assert compare(reqs, responses, expected, seen) == []
+
+    exposed = 0
+    for req, exp in zip(reqs, expected):
+        if exp["reject"]:
+            continue
+        headers = seen[req["headers"]["x-request-id"]][0]["headers"]
+        owned = sorted(n for n in headers if n.startswith("x-switchyard-"))
+        if not exp["decisions"]:
+            assert owned == [], headers
+            continue
+        want = ["x-switchyard-exposure"] + (["x-switchyard-cluster"] if exp["cluster"] else [])
+        assert owned == sorted(want), headers
+        items = parse_list(headers["x-switchyard-exposure"])
+        assert [str(flag) for flag, _ in items] == [d["flag"] for d in exp["decisions"]]
+        for (_, params), d in zip(items, exp["decisions"]):
+            assert params.get("version") == version, params
+            assert params.get("variation") == d["variation"], (params, d)
+            for name, value in (d.get("attributes") or {}).items():
+                assert params.get("attr." + name) == value, (params, d)
+        exposed += 1
+    assert exposed > 100
+
+    # No filter state: the access log's exposure field is empty on every line, and the event
+    # log (written only when the event's filter state exists) gets nothing.
+    ids = [r["headers"]["x-request-id"] for r in reqs]
+    logged = envoy.access_log_for(ids)
+    assert len(logged) == len(ids)
+    assert all(line["exposure"] in (None, "-") for lines in logged.values() for line in lines), \
+        next(iter(logged.values()))
+    try:
+        with open(envoy.access_log_path + ".events", encoding="utf-8") as f:
+            assert "lean-" not in f.read()
+    except FileNotFoundError:
+        pass
+
+    # Decisions are counted; nothing per response is defined.
+    time.sleep(1.5)
+    prometheus = envoy.prometheus()
+    assert harness.prometheus_samples(prometheus, "switchyard_decisions")
+    assert not harness.prometheus_samples(prometheus, "switchyard_upstream")
+    assert not harness.prometheus_samples(prometheus, "switchyard_upstream_latency_count")
