@@ -323,13 +323,15 @@ impl HttpContext for Filter {
         headers::remove_owned(&mut kept, |name| policy.is_owned_header(name));
         let settings = policy.settings();
         // The engine reads only the policy's headers; the event also wants these two.
+        let event_headers: &[&str] = if settings.exposure_event {
+            &[EVENT_REQUEST_ID, EVENT_TRACEPARENT]
+        } else {
+            &[]
+        };
         let mut request = request::build(&kept, |name| {
-            policy.read_header_name(name).or_else(|| {
-                let event = settings.exposure_event;
-                [EVENT_REQUEST_ID, EVENT_TRACEPARENT]
-                    .into_iter()
-                    .find(|h| event && h.as_bytes() == name)
-            })
+            policy
+                .read_header_name(name)
+                .or_else(|| event_headers.iter().copied().find(|h| h.as_bytes() == name))
         });
         // A property lookup costs a host call (and a VM entry to hand the value back): only
         // when a flag in scope for this request tests `source_ip`.

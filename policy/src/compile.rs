@@ -195,7 +195,8 @@ pub struct CompiledPolicy {
     pub(crate) flags: Vec<CompiledFlag>,
     pub(crate) flag_infos: Vec<FlagInfo>,
     pub(crate) settings: Settings,
-    /// Lower-case names of the request headers the policy reads.
+    /// Lower-case names of the request headers the policy reads (context attributes, cookies,
+    /// `header_present` scopes), so a host keeps only those.
     pub(crate) header_names: NameSet,
     /// Header names switchyard sets, besides everything under [`OWNED_PREFIX`].
     pub(crate) owned_headers: OwnedNames,
@@ -239,12 +240,6 @@ impl CompiledPolicy {
 
     pub fn flags(&self) -> &[FlagInfo] {
         &self.flag_infos
-    }
-
-    /// Lower-case names of the request headers the policy reads (context attributes, cookies,
-    /// `header_present` scopes), so a host can fetch only those.
-    pub fn header_names(&self) -> impl Iterator<Item = &str> {
-        self.header_names.iter()
     }
 
     /// The policy's own copy of this lower-case request header name, if the policy reads it:
@@ -368,8 +363,8 @@ pub fn compile(
     // the request, so a policy that reads one would see it in `switchyard eval` but never in
     // the filter.
     let owned_headers = OwnedNames::new(
-        fixed_headers(&doc.settings)
-            .into_iter()
+        doc.settings
+            .fixed_headers()
             .map(|(_, h)| h)
             .chain(doc.settings.attribute_headers.iter().map(|(_, h)| h))
             .map(String::as_str),
@@ -710,7 +705,7 @@ impl Compiler {
             let clash = fixed
                 .iter()
                 .find(|(_, h)| *h == header)
-                .map(|(setting, _)| setting.to_string())
+                .map(|(setting, _)| setting.clone())
                 .or_else(|| {
                     seen.iter()
                         .find(|(_, h)| *h == header)
@@ -1037,18 +1032,13 @@ impl Compiler {
     }
 }
 
-/// The error for a policy that reads a header switchyard owns.
-/// The headers switchyard sets under fixed settings, with the setting that names each (the
-/// version header only when it is not turned off).
-fn fixed_headers(settings: &SettingsDoc) -> Vec<(&'static str, &String)> {
-    [
-        ("settings.route_header", Some(&settings.route_header)),
-        ("settings.exposure_header", Some(&settings.exposure_header)),
-        ("settings.version_header", settings.version_header.as_ref()),
-    ]
-    .into_iter()
-    .filter_map(|(setting, h)| Some((setting, h?)))
-    .collect()
+/// The headers switchyard sets under fixed settings, with the place of the setting that names
+/// each (`settings.route_header`, ...).
+fn fixed_headers(settings: &SettingsDoc) -> Vec<(String, &String)> {
+    settings
+        .fixed_headers()
+        .map(|(key, h)| (field("settings", key), h))
+        .collect()
 }
 
 /// The error for a policy reading a header switchyard owns. It names the setting that makes
@@ -1056,9 +1046,9 @@ fn fixed_headers(settings: &SettingsDoc) -> Vec<(&'static str, &String)> {
 /// right, and a `version_header` set to it by accident).
 fn owned_header_read(header: &str, settings: &SettingsDoc) -> String {
     let owner = fixed_headers(settings)
-        .iter()
+        .into_iter()
         .find(|(_, h)| *h == header)
-        .map(|(setting, _)| setting.to_string())
+        .map(|(setting, _)| setting)
         .or_else(|| {
             settings
                 .attribute_headers

@@ -1174,13 +1174,9 @@ impl Reader {
     /// exposure value landing in the route header.
     fn distinct_set_headers(&mut self, s: &SettingsDoc, given: &Map<String, Value>) {
         // (place, name, written by the author rather than a default)
-        let fixed = [
-            ("route_header", Some(&s.route_header)),
-            ("exposure_header", Some(&s.exposure_header)),
-            ("version_header", s.version_header.as_ref()),
-        ]
-        .into_iter()
-        .filter_map(|(key, h)| Some((field("settings", key), h?, given.contains_key(key))));
+        let fixed = s
+            .fixed_headers()
+            .map(|(key, h)| (field("settings", key), h, given.contains_key(key)));
         let attributes = s
             .attribute_headers
             .iter()

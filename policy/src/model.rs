@@ -217,6 +217,20 @@ pub struct SettingsDoc {
     pub upstream_metrics: bool,
 }
 
+impl SettingsDoc {
+    /// The headers switchyard sets under fixed settings, by setting key (`route_header`, ...);
+    /// the version header only when it is not turned off.
+    pub fn fixed_headers(&self) -> impl Iterator<Item = (&'static str, &String)> {
+        [
+            ("route_header", Some(&self.route_header)),
+            ("exposure_header", Some(&self.exposure_header)),
+            ("version_header", self.version_header.as_ref()),
+        ]
+        .into_iter()
+        .filter_map(|(key, h)| Some((key, h?)))
+    }
+}
+
 impl Default for SettingsDoc {
     fn default() -> Self {
         SettingsDoc {

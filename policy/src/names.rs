@@ -33,6 +33,7 @@ impl NameSet {
     }
 
     /// The names, in the order they were first inserted.
+    #[cfg(test)]
     pub fn iter(&self) -> impl Iterator<Item = &str> {
         self.names.iter().map(|n| &**n)
     }
@@ -63,7 +64,7 @@ pub(crate) fn same_bytes(a: &[u8], b: &[u8]) -> bool {
 
 /// Eight bytes as one integer (zero for a shorter slice, which callers never pass).
 #[inline]
-pub(crate) fn word(bytes: &[u8]) -> u64 {
+fn word(bytes: &[u8]) -> u64 {
     bytes
         .get(..8)
         .and_then(|b| <[u8; 8]>::try_from(b).ok())
