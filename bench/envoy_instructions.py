@@ -31,13 +31,13 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench  # noqa: E402  (the cases, bootstraps, request mix and Envoy process helper)
 
 
-def valgrind_wrapper(workdir, out_file, cache_sim=False):
+def valgrind_wrapper(workdir, out_file, simulate=False):
     """A script that runs the real envoy binary under callgrind (bench.Envoy starts it)."""
     path = os.path.join(workdir, "envoy-under-callgrind.sh")
     with open(path, "w") as f:
         f.write("#!/bin/sh\nexec valgrind --tool=callgrind --instr-atstart=no --smc-check=all-non-file %s"
                 "--callgrind-out-file=%s %s \"$@\"\n"
-                % ("--cache-sim=yes --branch-sim=yes " if cache_sim else "", out_file, bench.envoy_binary()))
+                % ("--cache-sim=yes --branch-sim=yes " if simulate else "", out_file, bench.envoy_binary()))
     os.chmod(path, 0o755)
     return path
 
@@ -84,10 +84,10 @@ def split_counts(cg_file, text_range):
 # Callgrind's cache and branch-predictor simulation: first-level instruction and data misses,
 # last-level misses, mispredicted conditional and indirect branches (models of a generic CPU,
 # not this one, and without prefetching: compare cases with them, do not price time with them).
-CACHE_EVENTS = ("I1mr", "D1mr", "D1mw", "ILmr", "DLmr", "DLmw", "Bcm", "Bim")
+SIMULATED_EVENTS = ("I1mr", "D1mr", "D1mw", "ILmr", "DLmr", "DLmw", "Bcm", "Bim")
 
 
-def cache_misses(cg_file):
+def simulated_events(cg_file):
     """Per-event totals of a --cache-sim=yes --branch-sim=yes profile: {event: count}."""
     out = subprocess.run(["callgrind_annotate", "--threshold=100", cg_file],
                          capture_output=True, text=True, check=True).stdout
@@ -97,10 +97,10 @@ def cache_misses(cg_file):
     return dict(zip(events, counts))
 
 
-def measure(case, bootstrap, workdir, mix, route, warmup, requests, cache_sim=False):
+def measure(case, bootstrap, workdir, mix, route, warmup, requests, simulate=False):
     cg_file = os.path.join(workdir, "callgrind.%s.out" % case)
     real = os.path.realpath(bench.envoy_binary())
-    wrapper = valgrind_wrapper(workdir, cg_file, cache_sim)
+    wrapper = valgrind_wrapper(workdir, cg_file, simulate)
     env = bench.Envoy("front-%s" % case, bootstrap, workdir, binary=wrapper).start(timeout=900)
     try:
         sent = 0
@@ -119,8 +119,8 @@ def measure(case, bootstrap, workdir, mix, route, warmup, requests, cache_sim=Fa
     finally:
         env.stop()
     split = split_counts(cg_file, text_range)
-    if cache_sim:
-        split.update({k: v for k, v in cache_misses(cg_file).items() if k in CACHE_EVENTS})
+    if simulate:
+        split.update({k: v for k, v in simulated_events(cg_file).items() if k in SIMULATED_EVENTS})
     per_request = {k: v / requests for k, v in split.items()}
     per_request["non_200"] = non_200
     return per_request
@@ -144,7 +144,7 @@ def report(res):
             case, bench.CASES[case], c["total"] / 1000, added, c["envoy"] / 1000, c["jit"] / 1000,
             c["libc"] / 1000, c["non_200"]))
     L.append("")
-    if res.get("cache_sim"):
+    if res.get("simulate"):
         L.append("Simulated per request (`--simulate`, callgrind's models: first-level caches of 32 KiB "
                  "for instructions (I1) and data (D1, reads and writes), the last level (LL, all kinds) "
                  "as the host's; mispredicted conditional and indirect branches):")
@@ -152,6 +152,9 @@ def report(res):
         L.append("| case | I1 misses | D1 misses | LL misses | mispredicted branches | I1 added over (a) "
                  "| D1 added over (a) | mispredicted added over (a) |")
         L.append("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+
+        def i1(c):
+            return c.get("I1mr", 0)
 
         def d1(c):
             return c.get("D1mr", 0) + c.get("D1mw", 0)
@@ -164,14 +167,13 @@ def report(res):
 
         base = r.get("a")
 
-        def added(c, f):
+        def over_a(c, f):
             return "–" if c is base or not base else "%+.0f" % (f(c) - f(base))
 
         for case in cases:
             c = r[case]
             L.append("| %s | %.0f | %.0f | %.0f | %.0f | %s | %s | %s |" % (
-                case, c.get("I1mr", 0), d1(c), ll(c), bm(c), added(c, lambda x: x.get("I1mr", 0)),
-                added(c, d1), added(c, bm)))
+                case, i1(c), d1(c), ll(c), bm(c), over_a(c, i1), over_a(c, d1), over_a(c, bm)))
         L.append("")
     if "a" in r:
         added = {c: r[c]["total"] - r["a"]["total"] for c in cases if c != "a"}
@@ -201,7 +203,7 @@ def main():
     ap.add_argument("--baseline-wasm", metavar="FILE")
     ap.add_argument("--out", default=os.path.join(bench.HERE, "results"))
     ap.add_argument("--name", default="envoy-instructions")
-    ap.add_argument("--simulate", dest="cache_sim", action="store_true",
+    ap.add_argument("--simulate", action="store_true",
                     help="also simulate the caches and the branch predictor (callgrind --cache-sim=yes "
                          "--branch-sim=yes, slower): misses and mispredictions per request")
     ap.add_argument("--keep", metavar="DIR",
@@ -232,7 +234,7 @@ def main():
         for case in cases:
             bootstrap = bench.front_bootstrap(case, clusters, upstream.port, large_text)
             results[case] = measure(case, bootstrap, workdir, mix, route_a if case == "a" else None,
-                                    args.warmup, args.requests, args.cache_sim)
+                                    args.warmup, args.requests, args.simulate)
             bench.log("case %s: %.1fk instructions/request (Envoy %.1fk, JIT %.1fk, libc %.1fk)" % (
                 case, results[case]["total"] / 1000, results[case]["envoy"] / 1000,
                 results[case]["jit"] / 1000, results[case]["libc"] / 1000))
@@ -248,7 +250,7 @@ def main():
     res = {
         "date": datetime.datetime.now(datetime.timezone.utc).astimezone().isoformat(timespec="seconds"),
         "envoy": bench.machine_info()["envoy"], "cases": cases, "requests": args.requests,
-        "warmup": args.warmup, "floor_config": args.floor_config, "cache_sim": args.cache_sim,
+        "warmup": args.warmup, "floor_config": args.floor_config, "simulate": args.simulate,
         "results": results,
     }
     md = report(res)

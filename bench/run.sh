@@ -2,7 +2,7 @@
 # The Envoy benchmark: switchyard vs. Envoy's floor, a floor Wasm filter and a Lua peer.
 #
 #   bench/run.sh [--rounds N] [--seconds S] [--warmup S] [--connections C] [--cases abcde] [--no-check]
-#   bench/run.sh --instructions [--cases abcdefg] [--requests N] [--warmup N] [--keep DIR]
+#   bench/run.sh --instructions [--cases abcdefg] [--requests N] [--warmup N] [--simulate] [--keep DIR]
 #
 # The second form counts instructions per request of the same front Envoy under callgrind
 # (bench/envoy_instructions.py; installs valgrind too): slow, but the same on every run.
