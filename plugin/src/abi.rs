@@ -138,7 +138,7 @@ unsafe fn raw_send_local_response(
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HostStatus(pub u32);
 
-/// The serialized header map (see [`crate::headers::parse_map`]), as raw bytes.
+/// The serialized header map (see [`crate::headers::entries`]), as raw bytes.
 pub fn get_header_map_bytes(map_type: u32) -> Result<Vec<u8>, HostStatus> {
     let mut data: *mut u8 = null_mut();
     let mut size: usize = 0;

@@ -33,6 +33,7 @@ mod request;
 mod struct_config;
 #[cfg(test)]
 mod struct_encode;
+mod words;
 
 use std::rc::{Rc, Weak};
 use std::time::Duration;
@@ -43,6 +44,7 @@ use proxy_wasm::types::{Action, ContextType, LogLevel};
 use switchyard_policy::{CompiledPolicy, EventInfo, UpstreamResult};
 
 use crate::metrics::Metrics;
+use crate::request::NameRole;
 
 /// Filter state key; Envoy stores it as `wasm.switchyard_exposure`, so an access log reads
 /// `%FILTER_STATE(wasm.switchyard_exposure:PLAIN)%`.
@@ -306,21 +308,13 @@ impl HttpContext for Filter {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
         let map = headers::request_header_bytes();
         let map = map.as_deref().unwrap_or_default();
-        let mut kept = headers::parse_map(map);
-        // Client copies of owned headers are all removed below only if the map parsed whole.
-        let write = if headers::parsed_whole(map, &kept) {
-            headers::OwnedWrite::Add
-        } else {
-            headers::OwnedWrite::Replace
-        };
         let Some(loaded) = self.loaded.clone() else {
             // No policy (Envoy does not start streams on a refused configuration, but be
             // safe): still never let a client's switchyard headers through.
-            headers::remove_owned(&mut kept, |name| name.starts_with(OWNED_PREFIX.as_bytes()));
+            headers::remove_owned(map, |name| name.starts_with(OWNED_PREFIX.as_bytes()));
             return Action::Continue;
         };
         let policy = &loaded.policy;
-        headers::remove_owned(&mut kept, |name| policy.is_owned_header(name));
         let settings = policy.settings();
         // The engine reads only the policy's headers; the event also wants these two.
         let event_headers: &[&str] = if settings.exposure_event {
@@ -328,11 +322,28 @@ impl HttpContext for Filter {
         } else {
             &[]
         };
-        let mut request = request::build(&kept, |name| {
-            policy
-                .read_header_name(name)
-                .or_else(|| event_headers.iter().copied().find(|h| h.as_bytes() == name))
+        let mut entries = headers::entries(map);
+        let built = request::build(entries.by_ref(), |name| {
+            if let Some(read) = policy.read_header_name(name) {
+                NameRole::Read(read)
+            } else if policy.is_owned_header(name) {
+                NameRole::Owned
+            } else if let Some(event) = event_headers.iter().find(|h| h.as_bytes() == name) {
+                NameRole::Read(event)
+            } else {
+                NameRole::Other
+            }
         });
+        // Client copies of owned headers were all seen only if the map was read whole.
+        let write = if entries.whole() {
+            headers::OwnedWrite::Add
+        } else {
+            headers::OwnedWrite::Replace
+        };
+        if built.owned_seen {
+            headers::remove_owned(map, |name| policy.is_owned_header(name));
+        }
+        let mut request = built.request;
         // A property lookup costs a host call (and a VM entry to hand the value back): only
         // when a flag in scope for this request tests `source_ip`.
         if policy.needs_source_ip(&request) {
@@ -424,16 +435,15 @@ impl HttpContext for Filter {
             // call that costs Envoy about 6,000 instructions per request (bench/README.md).
             headers::set_owned_request_header(write, &settings.route_header, cluster);
         }
-        let exposure = policy.exposure_headers(&outcome);
-        for (name, value) in &exposure {
-            headers::set_owned_request_header(write, name, value);
-        }
-        if settings.response_headers {
-            self.response_headers = exposure
-                .into_iter()
-                .map(|(name, value)| (name.to_string(), value.into_owned()))
-                .collect();
-        }
+        let copy_to_response = settings.response_headers;
+        let mut response_headers = Vec::new();
+        policy.each_exposure_header(&outcome, |name, value| {
+            headers::set_owned_request_header(write, name, &value);
+            if copy_to_response {
+                response_headers.push((name.to_string(), value.into_owned()));
+            }
+        });
+        self.response_headers = response_headers;
         Action::Continue
     }
 

@@ -867,15 +867,14 @@ fn read_response(num_headers: usize, body_size: usize) -> Result<Fetched, String
     // Raw bytes: the SDK's header reader panics on a non-UTF-8 value (see `abi`).
     let bytes = abi::get_header_map_bytes(HTTP_CALL_RESPONSE_HEADERS)
         .map_err(|status| format!("cannot read the response headers (status {})", status.0))?;
-    let response = headers::parse_map(&bytes);
-    let status = headers::find(&response, ":status").unwrap_or("");
+    let status = headers::find(&bytes, ":status").unwrap_or("");
     match status {
         "304" => return Ok(Fetched::NotModified),
         "200" => {}
         "" => return Err("the response has no status".to_string()),
         other => return Err(format!("status {other}")),
     }
-    let etag = headers::find(&response, "etag")
+    let etag = headers::find(&bytes, "etag")
         .unwrap_or("")
         .trim()
         .to_string();

@@ -6,12 +6,30 @@ use std::borrow::Cow;
 
 use switchyard_policy::Request;
 
-use crate::headers::RawHeader;
+use crate::words;
 
-/// Builds the engine's request from raw headers (owned headers already removed), keeping only
-/// the headers the engine will read: `wanted` sees each lower-cased name as bytes and answers
-/// with the name as text (the policy's own copy), so no name is decoded. Nothing is copied:
-/// the request borrows the host's header buffer and the policy's names.
+/// What the filter does with a request header, by its lower-cased name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NameRole<'p> {
+    /// Read it, under this name (the policy's own copy, so no name is decoded).
+    Read(&'p str),
+    /// switchyard owns it: a client's copy must be removed.
+    Owned,
+    /// Neither: pass it upstream untouched.
+    Other,
+}
+
+/// The request as the engine sees it, and whether the client sent headers switchyard owns.
+#[derive(Debug)]
+pub struct Built<'m> {
+    pub request: Request<'m>,
+    pub owned_seen: bool,
+}
+
+/// Builds the engine's request from the host's map entries in one walk, keeping only the
+/// headers `role` says to read, and noting any header switchyard owns (the caller then removes
+/// them; an owned name is never read). Nothing is copied: the request borrows the host's
+/// header buffer and the policy's names.
 ///
 /// Pseudo-headers fill `method`, `path` and `host` (the first of each wins; `host` falls back
 /// to a `host` header, which Envoy normally folds into `:authority`); the other
@@ -20,31 +38,45 @@ use crate::headers::RawHeader;
 /// path out of a flag's `path_prefix` scope. A header whose name or value is not UTF-8 is left
 /// out (see [`crate::headers`]): a mangled tenant id must not match someone else's rule.
 pub fn build<'m>(
-    headers: &'m [RawHeader<'_>],
-    wanted: impl Fn(&'m [u8]) -> Option<&'m str>,
-) -> Request<'m> {
+    entries: impl Iterator<Item = (&'m [u8], &'m [u8])>,
+    role: impl Fn(&[u8]) -> NameRole<'m>,
+) -> Built<'m> {
     let mut request = Request {
         headers: Vec::with_capacity(8),
         ..Request::default()
     };
+    let mut owned_seen = false;
     let mut host_header = None;
-    for (name, value) in headers {
-        match name.as_ref() {
-            b":method" => first(&mut request.method, value),
-            b":path" => first(&mut request.path, value),
-            b":authority" => first(&mut request.host, value),
-            [b':', ..] => {}
-            name => {
-                if name == b"host" && host_header.is_none() {
-                    host_header = Some(*value);
-                }
-                // Values are checked for UTF-8 only when used: most are not.
-                if let Some(name) = wanted(name) {
-                    if let Ok(value) = std::str::from_utf8(value) {
-                        request.headers.push((name.into(), value.into()));
-                    }
+    for (raw_name, value) in entries {
+        // Not `headers::lowercase`: building its `Cow` for every name cost more than the test.
+        let lowered;
+        let name = if words::may_have_ascii_uppercase(raw_name) {
+            lowered = raw_name.to_ascii_lowercase();
+            lowered.as_slice()
+        } else {
+            raw_name
+        };
+        if let [b':', pseudo @ ..] = name {
+            match pseudo {
+                b"method" => first(&mut request.method, value),
+                b"path" => first(&mut request.path, value),
+                b"authority" => first(&mut request.host, value),
+                _ => {}
+            }
+            continue;
+        }
+        if name == b"host" && host_header.is_none() {
+            host_header = Some(value);
+        }
+        match role(name) {
+            // Values are checked for UTF-8 only when used: most are not.
+            NameRole::Read(name) => {
+                if let Some(value) = text(value) {
+                    request.headers.push((name.into(), value.into()));
                 }
             }
+            NameRole::Owned => owned_seen = true,
+            NameRole::Other => {}
         }
     }
     if request.host.is_empty() {
@@ -52,7 +84,10 @@ pub fn build<'m>(
             first(&mut request.host, host);
         }
     }
-    request
+    Built {
+        request,
+        owned_seen,
+    }
 }
 
 /// Fills an empty pseudo-header slot; text that is not UTF-8 is decoded with U+FFFD.
@@ -60,10 +95,21 @@ fn first<'m>(slot: &mut Cow<'m, str>, value: &'m [u8]) {
     if slot.is_empty() {
         // The strict check first: it is several times cheaper than the lossy decoder's chunk
         // walk for the valid text nearly every request has.
-        *slot = match std::str::from_utf8(value) {
-            Ok(text) => Cow::Borrowed(text),
-            Err(_) => String::from_utf8_lossy(value),
+        *slot = match text(value) {
+            Some(text) => Cow::Borrowed(text),
+            None => String::from_utf8_lossy(value),
         };
+    }
+}
+
+/// The bytes as text, if they are UTF-8. Header values are nearly always ASCII, which a
+/// word-wise test confirms in fewer instructions than the UTF-8 check.
+fn text(bytes: &[u8]) -> Option<&str> {
+    if words::is_ascii(bytes) {
+        // SAFETY: ASCII bytes are valid UTF-8.
+        Some(unsafe { std::str::from_utf8_unchecked(bytes) })
+    } else {
+        std::str::from_utf8(bytes).ok()
     }
 }
 
@@ -80,31 +126,34 @@ pub fn source_ip(address: &[u8]) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::headers;
 
-    /// Wants every header whose name is text.
-    fn every_name(name: &[u8]) -> Option<&str> {
-        std::str::from_utf8(name).ok()
-    }
-
-    fn raw(pairs: &[(&'static str, &'static [u8])]) -> Vec<RawHeader<'static>> {
-        pairs
-            .iter()
-            .map(|(n, v)| (Cow::Borrowed(n.as_bytes()), *v))
-            .collect()
+    /// Reads these names and owns `x-switchyard-*`.
+    fn role<'a>(name: &[u8]) -> NameRole<'a> {
+        const READ: [&str; 3] = ["x-tenant-id", "x-bad", "host"];
+        match READ.iter().find(|r| r.as_bytes() == name) {
+            Some(read) => NameRole::Read(read),
+            None if name.starts_with(b"x-switchyard-") => NameRole::Owned,
+            None => NameRole::Other,
+        }
     }
 
     #[test]
     fn pseudo_headers_fill_the_request() {
-        let headers = raw(&[
+        let bytes = headers::serialize_map::<&str, &[u8]>(&[
             (":method", b"POST"),
             (":path", b"/v1/chat?x=1"),
             (":authority", b"api.example"),
             (":scheme", b"https"),
-            ("x-tenant-id", b"acme"),
+            ("X-Tenant-Id", b"acme"),
             ("x-bad", b"\xff"),
+            ("x-user-id", b"u1"),
             (":path", b"/second"),
         ]);
-        let request = build(&headers, every_name);
+        let Built {
+            request,
+            owned_seen,
+        } = build(headers::entries(&bytes), role);
         assert_eq!(request.method, "POST");
         assert_eq!(request.path, "/v1/chat?x=1");
         assert_eq!(request.host, "api.example");
@@ -113,19 +162,33 @@ mod tests {
         assert_eq!(source_ip(b"[::1]:443"), "::1");
         assert_eq!(
             request.headers,
-            vec![(Cow::Borrowed("x-tenant-id"), Cow::Borrowed("acme"))]
+            vec![(Cow::Borrowed("x-tenant-id"), Cow::Borrowed("acme"))],
+            "an upper-case name is read under the policy's name; a value not UTF-8 and a name \
+             not asked for are left out"
         );
+        assert!(!owned_seen);
+    }
+
+    #[test]
+    fn owned_headers_are_noted_not_read() {
+        let bytes = headers::serialize_map::<&str, &str>(&[
+            ("x-tenant-id", "acme"),
+            ("X-Switchyard-Cluster", "ai-premium"),
+        ]);
+        let built = build(headers::entries(&bytes), role);
+        assert!(built.owned_seen);
+        assert_eq!(built.request.headers.len(), 1);
     }
 
     #[test]
     fn a_stray_byte_keeps_the_path_and_host() {
-        let headers = raw(&[
+        let bytes = headers::serialize_map::<&str, &[u8]>(&[
             (":path", b"/v1/agent/run?x=\xff"),
             (":path", b"/second"),
             ("host", b"api\xfe.example"),
             ("x-tenant-id", b"\xffacme"),
         ]);
-        let request = build(&headers, every_name);
+        let request = build(headers::entries(&bytes), role).request;
         assert_eq!(
             request.path, "/v1/agent/run?x=\u{fffd}",
             "the first :path, decoded"
@@ -134,7 +197,7 @@ mod tests {
         assert_eq!(request.host, "api\u{fffd}.example");
         assert!(
             request.headers.is_empty(),
-            "a header value is never guessed"
+            "a header value is never guessed, the host header's included"
         );
     }
 }

@@ -169,16 +169,27 @@ impl CompiledPolicy {
     /// and the route-deciding variation's attributes as plain headers. Only the exposure list
     /// is rendered per request; the rest borrows from the policy.
     pub fn exposure_headers(&self, outcome: &Outcome<'_>) -> Vec<(&str, Cow<'_, str>)> {
+        let mut headers = Vec::new();
+        self.each_exposure_header(outcome, |name, value| headers.push((name, value)));
+        headers
+    }
+
+    /// [`Self::exposure_headers`], handed to `stamp` one at a time: the filter writes each
+    /// straight to the request, without a list to allocate per request.
+    pub fn each_exposure_header<'s>(
+        &'s self,
+        outcome: &Outcome<'_>,
+        mut stamp: impl FnMut(&'s str, Cow<'s, str>),
+    ) {
         let Some(exposure) = self.exposure_value(outcome) else {
-            return Vec::new();
+            return;
         };
-        let mut headers = Vec::with_capacity(5);
-        headers.push((self.settings.exposure_header.as_str(), Cow::Owned(exposure)));
+        stamp(self.settings.exposure_header.as_str(), Cow::Owned(exposure));
         if let Some(version_header) = &self.settings.version_header {
-            headers.push((
+            stamp(
                 version_header.as_str(),
                 Cow::Borrowed(self.version.as_str()),
-            ));
+            );
         }
         let route_variation = outcome
             .route_decision
@@ -188,13 +199,10 @@ impl CompiledPolicy {
                 flag.variations.get(d.variation_index?)
             });
         if let Some(v) = route_variation {
-            headers.extend(
-                v.attribute_headers
-                    .iter()
-                    .map(|(name, value)| (name.as_str(), Cow::Borrowed(value.as_str()))),
-            );
+            for (name, value) in &v.attribute_headers {
+                stamp(name.as_str(), Cow::Borrowed(value.as_str()));
+            }
         }
-        headers
     }
 }
 

@@ -127,25 +127,38 @@ fn decode(s: &str, form: bool) -> Cow<'_, str> {
 pub(crate) struct Context<'p, 'r> {
     sources: &'p [AttrSource],
     req: &'r Request<'r>,
-    values: Vec<OnceCell<Option<Cow<'r, str>>>>,
+    /// The first [`INLINE_VALUES`] attributes' values in place, the rest in `more`: a policy
+    /// with few attributes (the contract's example has five) allocates nothing per request.
+    first: [Value<'r>; INLINE_VALUES],
+    more: Vec<Value<'r>>,
 }
+
+type Value<'r> = OnceCell<Option<Cow<'r, str>>>;
+
+const INLINE_VALUES: usize = 8;
 
 impl<'p, 'r> Context<'p, 'r> {
     pub fn new(policy: &'p CompiledPolicy, req: &'r Request<'_>) -> Context<'p, 'r> {
+        let n = policy.attributes.len();
         Context {
             sources: &policy.attributes,
             req,
-            values: (0..policy.attributes.len())
-                .map(|_| OnceCell::new())
-                .collect(),
+            first: Default::default(),
+            // `Vec::new` does not allocate.
+            more: if n > INLINE_VALUES {
+                (INLINE_VALUES..n).map(|_| OnceCell::new()).collect()
+            } else {
+                Vec::new()
+            },
         }
     }
 
     pub fn get(&self, attribute: usize) -> Option<&str> {
-        let (cell, source) = self
-            .values
-            .get(attribute)
-            .zip(self.sources.get(attribute))?;
+        let cell = match attribute.checked_sub(INLINE_VALUES) {
+            None => self.first.get(attribute),
+            Some(at) => self.more.get(at),
+        };
+        let (cell, source) = cell.zip(self.sources.get(attribute))?;
         cell.get_or_init(|| value_of(source, self.req)).as_deref()
     }
 }
@@ -191,6 +204,46 @@ mod tests {
             path: path.into(),
             headers: headers.iter().map(|&(n, v)| (n.into(), v.into())).collect(),
             ..Request::default()
+        }
+    }
+
+    #[test]
+    fn attributes_past_the_inline_values_are_read() {
+        // Twelve attributes: the first eight are kept in place, the rest in `more`.
+        let context: Vec<String> = (0..12)
+            .map(|i| format!(r#""a{i}": {{"header": "x-a{i}"}}"#))
+            .collect();
+        let when: Vec<String> = [11, 0, 8, 7]
+            .iter()
+            .map(|i| format!(r#"{{"attribute": "a{i}", "op": "in", "values": ["v{i}"]}}"#))
+            .collect();
+        let policy = crate::load(&format!(
+            r#"{{"version": "many", "context": {{{}}}, "flags": [{{"key": "f",
+              "variations": {{"on": {{}}, "off": {{}}}}, "off_variation": "off",
+              "rules": [{{"when": [{}], "serve": "on"}}], "default": {{"serve": "off"}}}}]}}"#,
+            context.join(", "),
+            when.join(", ")
+        ))
+        .map_err(|e| e.to_string());
+        let Ok(policy) = policy else {
+            panic!("{policy:?}");
+        };
+        let headers: Vec<(String, String)> = (0..12)
+            .map(|i| (format!("x-a{i}"), format!("v{i}")))
+            .collect();
+        let served = |headers: &[(String, String)]| {
+            let pairs: Vec<(&str, &str)> = headers
+                .iter()
+                .map(|(n, v)| (n.as_str(), v.as_str()))
+                .collect();
+            let outcome = policy.evaluate(&req("/", &pairs));
+            outcome.decisions[0].variation.map(str::to_string)
+        };
+        assert_eq!(served(&headers).as_deref(), Some("on"));
+        for changed in [0, 7, 8, 11] {
+            let mut other = headers.clone();
+            other[changed].1 = "other".to_string();
+            assert_eq!(served(&other).as_deref(), Some("off"), "a{changed}");
         }
     }
 
