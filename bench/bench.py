@@ -17,6 +17,7 @@ Cases (same front-Envoy bootstrap for all; only the HTTP filter before the route
   h  (c) with the lean settings (LEAN_SETTINGS: route and exposure header only)
   i  (d) with the lean settings
   z  (c)'s policy on an earlier module (--baseline-wasm)
+  y  (h) on that earlier module
 
 Each measurement: start the front Envoy (--concurrency 1), check its routing on the request mix
 (round 1), warm up with wrk, then measure with wrk while reading the Envoy process's CPU time
@@ -63,6 +64,7 @@ CASES = {
     "e": "Envoy Lua peer of (c)",
     "f": "switchyard, example policy, no filter state (exposure_state, exposure_event off)",
     "z": "switchyard, example policy, baseline module (--baseline-wasm)",
+    "y": "switchyard, example policy, lean settings, baseline module (--baseline-wasm)",
     "g": "switchyard, example policy padded to the large policy's size (its 20 flags out of scope)",
     "h": "switchyard, example policy, lean settings (route and exposure header only)",
     "i": "switchyard, large policy, lean settings",
@@ -354,7 +356,7 @@ def front_bootstrap(case, clusters, upstream_port, large_policy_text):
         filters = [wasm_filter("switchyard", SWITCHYARD_WASM, large_policy_text)]
     elif case == "g":
         filters = [wasm_filter("switchyard", SWITCHYARD_WASM, padded_example_policy(large_policy_text))]
-    elif case in "fhi":
+    elif case in "fhiy":
         if case == "i":
             policy = json.loads(large_policy_text)
         else:
@@ -365,7 +367,8 @@ def front_bootstrap(case, clusters, upstream_port, large_policy_text):
             settings.update({"exposure_state": False, "exposure_event": False})
         else:
             settings.update(LEAN_SETTINGS)
-        filters = [wasm_filter("switchyard", SWITCHYARD_WASM, json.dumps(policy))]
+        module = BASELINE_WASM if case == "y" else SWITCHYARD_WASM
+        filters = [wasm_filter("switchyard", module, json.dumps(policy))]
     elif case == "z":
         with open(EXAMPLE_POLICY) as f:
             filters = [wasm_filter("switchyard", BASELINE_WASM, f.read())]
@@ -871,10 +874,11 @@ def main():
         return 0
     if not args.large_policy:
         ap.error("--large-policy is required")
-    if "z" in cases and not args.baseline_wasm:
-        ap.error("case z needs --baseline-wasm FILE")
+    baseline_cases = set(cases) & set("yz")
+    if baseline_cases and not args.baseline_wasm:
+        ap.error("cases y and z need --baseline-wasm FILE")
     global BASELINE_WASM, FLOOR_CONFIG
-    BASELINE_WASM = args.baseline_wasm if "z" in cases else None
+    BASELINE_WASM = args.baseline_wasm if baseline_cases else None
     FLOOR_CONFIG = args.floor_config
 
     workdir = tempfile.mkdtemp(prefix="switchyard-bench-")

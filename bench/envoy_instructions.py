@@ -187,7 +187,9 @@ def report(res):
                             ("(f) added / (b) added", ratio("f", "b")),
                             ("(h) added / (b) added (lean settings)", ratio("h", "b")),
                             ("(i) added / (h) added (both lean)", ratio("i", "h")),
-                            ("(g) added / (c) added (policy size alone)", ratio("g", "c"))]:
+                            ("(g) added / (c) added (policy size alone)", ratio("g", "c")),
+                            ("(c) added / (z) added (this module against the baseline)", ratio("c", "z")),
+                            ("(h) added / (y) added (lean, against the baseline)", ratio("h", "y"))]:
             if value:
                 L.append("- %s: %s" % (name, value))
     return "\n".join(L) + "\n"
@@ -210,12 +212,13 @@ def main():
                     help="keep each case's callgrind output in DIR (callgrind.CASE.out, for callgrind_annotate)")
     args = ap.parse_args()
     cases = [c for c in args.cases if c in bench.CASES]
-    if "z" in cases and not args.baseline_wasm:
-        ap.error("case z needs --baseline-wasm FILE")
+    baseline_cases = set(cases) & set("yz")
+    if baseline_cases and not args.baseline_wasm:
+        ap.error("cases y and z need --baseline-wasm FILE")
     if not shutil.which("valgrind") or not shutil.which("callgrind_control"):
         ap.error("valgrind is not installed (bench/run.sh --instructions installs it)")
     bench.FLOOR_CONFIG = args.floor_config
-    bench.BASELINE_WASM = args.baseline_wasm if "z" in cases else None
+    bench.BASELINE_WASM = args.baseline_wasm if baseline_cases else None
 
     workdir = tempfile.mkdtemp(prefix="switchyard-instr-")
     bench.snapshot_modules(workdir)
