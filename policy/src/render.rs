@@ -169,7 +169,8 @@ impl CompiledPolicy {
     /// and the route-deciding variation's attributes as plain headers. Only the exposure list
     /// is rendered per request; the rest borrows from the policy.
     pub fn exposure_headers(&self, outcome: &Outcome<'_>) -> Vec<(&str, Cow<'_, str>)> {
-        let mut headers = Vec::new();
+        // The exposure list, the version and the usual few attributes without growing.
+        let mut headers = Vec::with_capacity(5);
         self.each_exposure_header(outcome, |name, value| headers.push((name, value)));
         headers
     }
