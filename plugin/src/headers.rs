@@ -55,7 +55,7 @@ pub fn find<'m>(bytes: &'m [u8], name: &str) -> Option<&'m str> {
 /// allocated, and the map is walked once (a list of the entries cost the filter about a
 /// tenth of its instructions per request). Names come as sent; see [`lowercase`].
 pub fn entries(bytes: &[u8]) -> Entries<'_> {
-    let declared = read_u32(bytes, 0);
+    let declared = words::u32_at(bytes, 0);
     // The length table alone must fit: a corrupt count stops the walk before it starts.
     let table_fits = declared
         .and_then(|count| (count as usize).checked_mul(8))
@@ -129,8 +129,8 @@ impl<'m> Entries<'m> {
     #[inline]
     fn entry(&self) -> Option<(&'m [u8], &'m [u8])> {
         let table = 4 + self.next * 8;
-        let name_len = read_u32(self.bytes, table)? as usize;
-        let value_len = read_u32(self.bytes, table + 4)? as usize;
+        let name_len = words::u32_at(self.bytes, table)? as usize;
+        let value_len = words::u32_at(self.bytes, table + 4)? as usize;
         let rest = self.bytes.get(self.data..)?;
         // In 64 bits: two lengths near 4 GiB cannot wrap around and pass.
         if name_len as u64 + 1 + value_len as u64 > rest.len() as u64 {
@@ -172,11 +172,6 @@ pub fn serialize_map<N: AsRef<[u8]>, V: AsRef<[u8]>>(map: &[(N, V)]) -> Vec<u8> 
         }
     }
     out
-}
-
-fn read_u32(bytes: &[u8], at: usize) -> Option<u32> {
-    let raw: [u8; 4] = bytes.get(at..at.checked_add(4)?)?.try_into().ok()?;
-    Some(u32::from_le_bytes(raw))
 }
 
 /// Removes from the request every header switchyard owns, so a client can neither pick its

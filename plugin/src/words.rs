@@ -1,5 +1,5 @@
-//! Tests on short byte strings (header names and values) eight bytes at a time. Every request
-//! header goes through one: the byte-by-byte loops of the standard library (and its word-wise
+//! Reading and testing short byte strings (header maps, names and values) a word at a time.
+//! Every request header goes through these: the byte-by-byte loops of the standard library (and its word-wise
 //! ones, which use wasm32's four-byte `usize`) cost the filter tens of instructions per header.
 
 const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
@@ -21,7 +21,7 @@ fn any_word(bytes: &[u8], test: impl Fn(u64) -> bool) -> bool {
         return test(word);
     }
     if n < 8 {
-        let half = |at: usize| u64::from(u32_at(bytes, at));
+        let half = |at: usize| u64::from(u32_at(bytes, at).unwrap_or(0));
         return test(half(0) | half(n - 4) << 32);
     }
     let mut at = 0;
@@ -41,11 +41,10 @@ fn u64_at(bytes: &[u8], at: usize) -> u64 {
         .map_or(0, u64::from_le_bytes)
 }
 
-fn u32_at(bytes: &[u8], at: usize) -> u32 {
-    bytes
-        .get(at..at + 4)
-        .and_then(|b| <[u8; 4]>::try_from(b).ok())
-        .map_or(0, u32::from_le_bytes)
+/// The little-endian `u32` at `at`, if four bytes are there.
+pub fn u32_at(bytes: &[u8], at: usize) -> Option<u32> {
+    let raw: [u8; 4] = bytes.get(at..at.checked_add(4)?)?.try_into().ok()?;
+    Some(u32::from_le_bytes(raw))
 }
 
 /// Whether `bytes` may have an ASCII upper-case letter: never false when it has one, and true

@@ -144,7 +144,8 @@ impl<'p, 'r> Context<'p, 'r> {
             sources: &policy.attributes,
             req,
             first: Default::default(),
-            // `Vec::new` does not allocate.
+            // `Vec::new` does not allocate. (Collecting the empty range instead ran 56 more
+            // wasm instructions per request with the example policy.)
             more: if n > INLINE_VALUES {
                 (INLINE_VALUES..n).map(|_| OnceCell::new()).collect()
             } else {
