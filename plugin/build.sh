@@ -3,7 +3,11 @@
 # wasm-metadce (drops the SDK callbacks switchyard does not implement, below) and wasm-opt -Oz
 # in place (about 14% smaller). Installs the wasm target, and binaryen with apt (as root, or
 # through sudo) when it is missing; without binaryen the module still works, just larger.
-#   plugin/build.sh   → target/wasm32-wasip1/release/switchyard_plugin.wasm
+#   plugin/build.sh   → target/wasm32-wasip1/release/switchyard_plugin.wasm, and beside it
+#       switchyard_plugin_request_only.wasm: built with the `request-only` feature (in its own
+#       target directory, target/request-only, so the two builds do not recompile each other)
+#       and without the response callback, so Envoy enters the VM once less per request; it
+#       refuses policies whose settings need the response (README, "The request-only module")
 #   plugin/build.sh --symbols   → the same code, for profiling (bench/profile.sh), in
 #       target/prof/wasm32-wasip1/release/: switchyard_plugin.wasm keeps its name section and
 #       switchyard_plugin.wasm.symbols maps function index → symbol after wasm-opt. It is built
@@ -49,6 +53,7 @@ UNUSED_CALLBACKS="proxy_on_done proxy_on_log proxy_on_request_body proxy_on_requ
 # binaryen's wasm-metadce; every other export is kept, so an export a newer SDK adds survives.
 strip_unused_callbacks() {
   command -v wasm-metadce >/dev/null || { say "no wasm-metadce: unused callbacks stay exported"; return 0; }
+  local unused="$UNUSED_CALLBACKS ${1:-}"
   local graph="$WASM.graph.json"
   wasm-opt --print "${FEATURES[@]}" "$WASM" 2>/dev/null | sed -n 's/^ (export "\([^"]*\)".*/\1/p' \
     | python3 -c '
@@ -59,7 +64,7 @@ if "proxy_on_request_headers" not in keep or "memory" not in keep:
     sys.exit("cannot list the module exports")
 graph = [{"name": "outside", "root": True, "reaches": ["e:" + k for k in keep]}]
 graph += [{"name": "e:" + k, "export": k} for k in keep]
-json.dump(graph, sys.stdout)' "$UNUSED_CALLBACKS" > "$graph" \
+json.dump(graph, sys.stdout)' "$unused" > "$graph" \
     || { say "unused callbacks stay exported"; rm -f "$graph"; return 0; }
   wasm-metadce "${SYMBOL_FLAGS[@]}" -f "$graph" "${FEATURES[@]}" "$WASM" -o "$WASM.dce" > /dev/null
   mv "$WASM.dce" "$WASM"
@@ -78,22 +83,43 @@ if [ "${1:-}" = --symbols ]; then
   # -g keeps the names through wasm-metadce; the symbol map records them after wasm-opt.
   SYMBOL_FLAGS=(-g)
 fi
-WASM=$TARGET_DIR/wasm32-wasip1/release/switchyard_plugin.wasm
-STAMP=$TARGET_DIR/wasm32-wasip1/release/.switchyard_plugin.optimized
-cargo build --release --target wasm32-wasip1 -p switchyard-plugin >&2
-# The stamp records the size and mtime of the module wasm-opt wrote; any other file there (cargo
-# relinked it, whoever ran cargo) gets optimized. Re-optimizing an optimized module is harmless.
-identity() { stat -c '%s %.9Y' "$WASM"; }
-if command -v wasm-opt >/dev/null && [ "$(cat "$STAMP" 2>/dev/null)" != "$(identity)" ]; then
-  before=$(stat -c %s "$WASM")
-  strip_unused_callbacks
-  if [ ${#SYMBOL_FLAGS[@]} -gt 0 ]; then
-    wasm-opt -Oz --symbolmap="$WASM.symbols" "${FEATURES[@]}" "$WASM" -o "$WASM.opt"
-  else
-    wasm-opt -Oz "${FEATURES[@]}" "$WASM" -o "$WASM.opt"
+# optimize [EXTRA_UNUSED]: wasm-metadce and wasm-opt -Oz on $WASM, in place, once per module
+# cargo wrote. The stamp records the size and mtime of the module wasm-opt wrote; any other file
+# there (cargo relinked it, whoever ran cargo) gets optimized. Re-optimizing an optimized module
+# is harmless.
+optimize() {
+  local stamp before
+  stamp="$(dirname "$WASM")/.$(basename "$WASM" .wasm).optimized"
+  if command -v wasm-opt >/dev/null && [ "$(cat "$stamp" 2>/dev/null)" != "$(identity)" ]; then
+    before=$(stat -c %s "$WASM")
+    strip_unused_callbacks "${1:-}"
+    if [ ${#SYMBOL_FLAGS[@]} -gt 0 ]; then
+      wasm-opt -Oz --symbolmap="$WASM.symbols" "${FEATURES[@]}" "$WASM" -o "$WASM.opt"
+    else
+      wasm-opt -Oz "${FEATURES[@]}" "$WASM" -o "$WASM.opt"
+    fi
+    mv "$WASM.opt" "$WASM"
+    identity > "$stamp"
+    say "wasm-opt -Oz: $before -> $(stat -c %s "$WASM") bytes"
   fi
-  mv "$WASM.opt" "$WASM"
-  identity > "$STAMP"
-  say "wasm-opt -Oz: $before -> $(stat -c %s "$WASM") bytes"
+  say "$WASM: $(stat -c %s "$WASM") bytes"
+}
+identity() { stat -c '%s %.9Y' "$WASM"; }
+
+WASM=$TARGET_DIR/wasm32-wasip1/release/switchyard_plugin.wasm
+cargo build --release --target wasm32-wasip1 -p switchyard-plugin >&2
+optimize
+
+# The request-only module (not for profiling builds). Its own target directory keeps cargo
+# from recompiling the filter each time the feature set changes; the result is copied beside
+# the full module, where configurations look for both.
+if [ ${#SYMBOL_FLAGS[@]} -eq 0 ]; then
+  FULL=$WASM
+  WASM=target/request-only/wasm32-wasip1/release/switchyard_plugin.wasm
+  CARGO_TARGET_DIR=target/request-only \
+    cargo build --release --target wasm32-wasip1 -p switchyard-plugin --features request-only >&2
+  optimize proxy_on_response_headers
+  cp -p "$WASM" "$(dirname "$FULL")/switchyard_plugin_request_only.wasm"
+  # Cargo's dep-info, so the host tests can tell a stale copy (host-tests/src/lib.rs).
+  cp -p "${WASM%.wasm}.d" "$(dirname "$FULL")/switchyard_plugin_request_only.d"
 fi
-say "$WASM: $(stat -c %s "$WASM") bytes"

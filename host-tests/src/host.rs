@@ -182,6 +182,12 @@ impl FakeHost {
         Self::load(path)
     }
 
+    /// Loads the request-only module (see [`crate::request_only_wasm_path`]).
+    pub fn load_request_only() -> Result<Self> {
+        let path = crate::request_only_wasm_path().map_err(wasmtime::Error::msg)?;
+        Self::load(path)
+    }
+
     /// Compiles (once per path per process), instantiates and initializes the module.
     pub fn load(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
@@ -336,6 +342,9 @@ impl FakeHost {
             (None, _) => None,
         };
         let mut response_action = None;
+        // Envoy calls a stream callback only if the module exports it (the request-only
+        // module has no response callback).
+        let response = response.filter(|_| self.exports("proxy_on_response_headers"));
         if let Some(headers) = response {
             let state = self.store.data_mut();
             if local_reply.is_none() {

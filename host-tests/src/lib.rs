@@ -41,20 +41,33 @@ pub const BUILD_COMMAND: &str = "bash plugin/build.sh";
 /// build older than the plugin's or the engine's sources (testing a stale module would test
 /// old code). An explicit `$SWITCHYARD_WASM` is taken as it is.
 pub fn wasm_path() -> Result<PathBuf, String> {
-    let explicit = std::env::var_os("SWITCHYARD_WASM").map(PathBuf::from);
+    module_path("switchyard_plugin.wasm", "SWITCHYARD_WASM")
+}
+
+/// Where the request-only module is (`switchyard_plugin_request_only.wasm`, beside the full
+/// one; `$SWITCHYARD_REQUEST_ONLY_WASM` if set), checked as [`wasm_path`] checks.
+pub fn request_only_wasm_path() -> Result<PathBuf, String> {
+    module_path(
+        "switchyard_plugin_request_only.wasm",
+        "SWITCHYARD_REQUEST_ONLY_WASM",
+    )
+}
+
+fn module_path(file_name: &str, variable: &str) -> Result<PathBuf, String> {
+    let explicit = std::env::var_os(variable).map(PathBuf::from);
     let path = match &explicit {
         Some(path) => path.clone(),
         None => {
             let target = std::env::var_os("CARGO_TARGET_DIR")
                 .map(PathBuf::from)
                 .unwrap_or_else(|| workspace_root().join("target"));
-            target.join("wasm32-wasip1/release/switchyard_plugin.wasm")
+            target.join("wasm32-wasip1/release").join(file_name)
         }
     };
     if !path.is_file() {
         return Err(format!(
-            "switchyard_plugin.wasm not found at {}: build it first with `{BUILD_COMMAND}` \
-             (from the workspace root), or set SWITCHYARD_WASM to its path",
+            "{file_name} not found at {}: build it first with `{BUILD_COMMAND}` (from the \
+             workspace root), or set {variable} to its path",
             path.display()
         ));
     }
@@ -62,7 +75,7 @@ pub fn wasm_path() -> Result<PathBuf, String> {
         if let Some(newer) = newer_source(&path) {
             return Err(format!(
                 "{} is older than {}: rebuild it with `{BUILD_COMMAND}` (from the workspace \
-                 root), or set SWITCHYARD_WASM to the module to test",
+                 root), or set {variable} to the module to test",
                 path.display(),
                 newer.display()
             ));

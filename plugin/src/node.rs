@@ -20,6 +20,11 @@
 use proxy_wasm::hostcalls;
 use switchyard_policy::LoadOptions;
 
+/// This build is the request-only module (`--features request-only`; `plugin/build.sh` also
+/// removes its response callback): every policy it loads, configured or fetched, must not need
+/// the response.
+pub const REQUEST_ONLY: bool = cfg!(feature = "request-only");
+
 pub const ENVIRONMENT_KEY: &str = "switchyard_environment";
 pub const PSEUDONYM_KEY_KEY: &str = "switchyard_pseudonym_key";
 
@@ -50,6 +55,7 @@ pub fn load_options() -> Result<LoadOptions, Vec<String>> {
         Ok(LoadOptions {
             environment,
             pseudonym_key,
+            request_only: REQUEST_ONLY,
             ..LoadOptions::default()
         })
     } else {

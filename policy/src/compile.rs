@@ -350,6 +350,9 @@ pub fn compile(
             );
         }
     }
+    if options.request_only {
+        refuse_response_settings(&doc.settings, &mut c.errors);
+    }
     if !is_printable_ascii(&doc.version) {
         c.errors.push(
             "version",
@@ -1028,6 +1031,33 @@ impl Compiler {
                 (ok && total > 0 && flag.unit.is_some())
                     .then_some(CompiledServe::Split(CompiledSplit { total, ends }))
             }
+        }
+    }
+}
+
+/// The settings that make the filter act on the response, refused for a host that never calls
+/// it there ([`crate::LoadOptions::request_only`]): one error each, naming the setting.
+fn refuse_response_settings(settings: &SettingsDoc, errors: &mut PolicyErrors) {
+    let on_response = [
+        ("exposure_event", settings.exposure_event, true),
+        ("upstream_metrics", settings.upstream_metrics, true),
+        ("response_headers", settings.response_headers, false),
+    ];
+    for (key, on, default) in on_response {
+        if on {
+            errors.push(
+                field("settings", key),
+                format!(
+                    "needs the response, which the request-only module \
+                     (switchyard_plugin_request_only.wasm) never sees; set it to false{} or \
+                     load switchyard_plugin.wasm",
+                    if default {
+                        " (it defaults to true)"
+                    } else {
+                        ""
+                    }
+                ),
+            );
         }
     }
 }

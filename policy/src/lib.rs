@@ -58,6 +58,10 @@ pub struct LoadOptions {
     /// Which of the host's remote sources have not delivered a first document yet, so their
     /// part of the policy is not known to be current.
     pub awaiting: Awaiting,
+    /// The host calls the filter on the request only (the request-only module,
+    /// `switchyard_plugin_request_only.wasm`, exports no response callback): settings that act
+    /// on the response are refused, since they would silently do nothing.
+    pub request_only: bool,
 }
 
 /// The parts of a policy whose remote source has not delivered a first document (in Envoy: a

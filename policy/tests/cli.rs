@@ -283,6 +283,33 @@ fn check_exits_0_for_a_valid_policy_and_1_for_anything_else() {
 }
 
 #[test]
+fn check_request_only_refuses_settings_that_need_the_response() {
+    let example = repo_file("examples/support-copilot/policy.json");
+    let out = switchyard(&["check", "--request-only", &example]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    let places: Vec<&str> = stderr
+        .lines()
+        .filter_map(|l| l.split_once(": needs the response").map(|(place, _)| place))
+        .collect();
+    assert_eq!(
+        places,
+        ["settings.exposure_event", "settings.upstream_metrics"],
+        "{stderr}"
+    );
+
+    let mut lean: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&example).unwrap()).unwrap();
+    lean["settings"] = serde_json::json!({"exposure_event": false, "upstream_metrics": false});
+    let dir = scratch_dir("switchyard-check-request-only");
+    let path = dir.join("lean.json");
+    std::fs::write(&path, lean.to_string()).unwrap();
+    let out = switchyard(&["check", "--request-only", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
 fn eval_answers_every_line_and_marks_the_bad_ones() {
     let dir = scratch_dir("switchyard-eval");
     let requests = dir.join("requests.jsonl");

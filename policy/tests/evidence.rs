@@ -189,6 +189,46 @@ fn environment_guard() {
 }
 
 #[test]
+fn request_only_hosts_refuse_settings_that_need_the_response() {
+    let request_only = LoadOptions {
+        request_only: true,
+        ..LoadOptions::default()
+    };
+    // The example leaves the event and the upstream metrics on by default: both refused, each
+    // by its place, with nothing else wrong.
+    let mut p = example();
+    p["settings"] = json!({"response_headers": true});
+    let errors = load_with(&p.to_string(), &request_only).err().unwrap();
+    let places: Vec<String> = errors
+        .lines()
+        .iter()
+        .map(|l| l.split(':').next().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(
+        places,
+        [
+            "settings.exposure_event",
+            "settings.upstream_metrics",
+            "settings.response_headers"
+        ]
+    );
+    assert!(
+        errors.lines()[0].contains("(it defaults to true)")
+            && !errors.lines()[2].contains("defaults"),
+        "{errors}"
+    );
+    // The lean settings load, and evaluate as in the full module.
+    p["settings"] = json!({"exposure_event": false, "upstream_metrics": false});
+    let lean = load_with(&p.to_string(), &request_only).unwrap();
+    let full = load(&p.to_string()).unwrap();
+    let request = chat("acme", "pro", "c-1");
+    assert_eq!(
+        lean.eval_json(&lean.evaluate(&request)),
+        full.eval_json(&full.evaluate(&request))
+    );
+}
+
+#[test]
 fn swap_summary_names_what_changed() {
     let old_text = example().to_string();
     let old = load(&old_text).unwrap();

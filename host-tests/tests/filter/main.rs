@@ -18,6 +18,7 @@ mod metrics_exposure;
 mod owned_headers;
 mod reject;
 mod remote_source;
+mod request_only;
 mod robustness;
 // The plugin's own test encoder for Struct configurations, so both test layers encode alike.
 #[path = "../../../plugin/src/struct_encode.rs"]

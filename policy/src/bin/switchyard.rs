@@ -7,7 +7,7 @@
 use std::io::{self, BufRead, BufWriter, Write};
 use std::process::ExitCode;
 
-use switchyard_policy::{load, CompiledPolicy, Request};
+use switchyard_policy::{load_with, CompiledPolicy, LoadOptions, Request};
 
 /// Writes a line to standard error; a reader that went away (`2>&1 | head`) is not an error
 /// (`eprintln!` would panic).
@@ -18,7 +18,10 @@ macro_rules! say_err {
 }
 
 const USAGE: &str = "usage:
-  switchyard check POLICY             validate a policy; print a summary or every error
+  switchyard check [--request-only] POLICY
+                                      validate a policy; print a summary or every error;
+                                      --request-only also refuses what the request-only
+                                      module cannot do (settings that need the response)
   switchyard eval POLICY [REQUESTS]   evaluate JSON-lines requests (file or standard input)
   switchyard simulate POLICY [--units N] [--seed S] [--requests FILE] [--json]
                                       count decisions per flag, rule, variation and reason over
@@ -37,7 +40,14 @@ fn main() -> ExitCode {
         .collect::<Vec<_>>()
         .as_slice()
     {
-        ["check", policy] => check(policy),
+        ["check", policy] => check(policy, &LoadOptions::default()),
+        ["check", "--request-only", policy] => check(
+            policy,
+            &LoadOptions {
+                request_only: true,
+                ..LoadOptions::default()
+            },
+        ),
         ["eval", policy] => eval(policy, None),
         ["eval", policy, requests] => eval(policy, Some(requests)),
         ["simulate", policy, ..] if policy.starts_with("--") => {
@@ -63,11 +73,15 @@ fn main() -> ExitCode {
 
 /// Reads and compiles a policy, printing every error on standard error.
 fn load_policy(path: &str) -> Result<CompiledPolicy, ExitCode> {
+    load_policy_with(path, &LoadOptions::default())
+}
+
+fn load_policy_with(path: &str, options: &LoadOptions) -> Result<CompiledPolicy, ExitCode> {
     let text = std::fs::read_to_string(path).map_err(|e| {
         say_err!("switchyard: cannot read {path}: {e}");
         ExitCode::from(2)
     })?;
-    load(&text).map_err(|errors| {
+    load_with(&text, options).map_err(|errors| {
         for line in errors.lines() {
             say_err!("{line}");
         }
@@ -76,8 +90,8 @@ fn load_policy(path: &str) -> Result<CompiledPolicy, ExitCode> {
     })
 }
 
-fn check(path: &str) -> ExitCode {
-    match load_policy(path) {
+fn check(path: &str, options: &LoadOptions) -> ExitCode {
+    match load_policy_with(path, options) {
         // The contract: anything but a valid policy exits 1, an unreadable file included.
         Err(_) => ExitCode::from(1),
         Ok(policy) => {
