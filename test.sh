@@ -30,6 +30,7 @@ cargo clippy --workspace --all-targets -- -D warnings
 
 step "cargo clippy (the filter, wasm32-wasip1)"
 cargo clippy --target wasm32-wasip1 -p switchyard-plugin -- -D warnings
+cargo clippy --target wasm32-wasip1 -p switchyard-plugin --features request-only -- -D warnings
 
 step "cargo test (engine + host tests on the compiled .wasm)"
 cargo test --workspace

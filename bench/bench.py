@@ -16,6 +16,8 @@ Cases (same front-Envoy bootstrap for all; only the HTTP filter before the route
   g  (c)'s policy padded to (d)'s size, the extra flags out of scope (policy size alone)
   h  (c) with the lean settings (LEAN_SETTINGS: route and exposure header only)
   i  (d) with the lean settings
+  j  (h) on the request-only module (switchyard_plugin_request_only.wasm: no response callback)
+  k  (i) on the request-only module
   z  (c)'s policy on an earlier module (--baseline-wasm)
   y  (h) on that earlier module
 
@@ -46,6 +48,8 @@ import urllib.request
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 SWITCHYARD_WASM = os.path.join(REPO, "target", "wasm32-wasip1", "release", "switchyard_plugin.wasm")
+REQUEST_ONLY_WASM = os.path.join(REPO, "target", "wasm32-wasip1", "release",
+                                 "switchyard_plugin_request_only.wasm")
 FLOOR_WASM = os.path.join(REPO, "target", "wasm32-wasip1", "release", "switchyard_floor_filter.wasm")
 CLI = os.path.join(REPO, "target", "release", "switchyard")
 EXAMPLE_POLICY = os.path.join(REPO, "examples", "support-copilot", "policy.json")
@@ -68,6 +72,8 @@ CASES = {
     "g": "switchyard, example policy padded to the large policy's size (its 20 flags out of scope)",
     "h": "switchyard, example policy, lean settings (route and exposure header only)",
     "i": "switchyard, large policy, lean settings",
+    "j": "switchyard, example policy, lean settings, request-only module",
+    "k": "switchyard, large policy, lean settings, request-only module",
 }
 # The settings that leave switchyard the route header and the exposure list: no filter state,
 # no version or plain attribute headers, no per-variation response counters or histograms.
@@ -324,9 +330,10 @@ def wasm_filter(name, wasm_path, configuration):
 def snapshot_modules(workdir):
     """Copy the .wasm modules into the work directory and use the copies, so every run of the
     benchmark loads the same bytes even if the modules are rebuilt meanwhile."""
-    global SWITCHYARD_WASM, FLOOR_WASM, BASELINE_WASM
+    global SWITCHYARD_WASM, FLOOR_WASM, BASELINE_WASM, REQUEST_ONLY_WASM
     info = {}
-    modules = [("switchyard", SWITCHYARD_WASM), ("floor", FLOOR_WASM)]
+    modules = [("switchyard", SWITCHYARD_WASM), ("floor", FLOOR_WASM),
+               ("request_only", REQUEST_ONLY_WASM)]
     if BASELINE_WASM:
         modules.append(("baseline", BASELINE_WASM))
     for key, src in modules:
@@ -338,6 +345,7 @@ def snapshot_modules(workdir):
                      "mtime": datetime.datetime.fromtimestamp(os.path.getmtime(src)).isoformat(timespec="seconds")}
     SWITCHYARD_WASM = os.path.join(workdir, os.path.basename(SWITCHYARD_WASM))
     FLOOR_WASM = os.path.join(workdir, os.path.basename(FLOOR_WASM))
+    REQUEST_ONLY_WASM = os.path.join(workdir, os.path.basename(REQUEST_ONLY_WASM))
     if BASELINE_WASM:
         BASELINE_WASM = os.path.join(workdir, "baseline.wasm")
     return info
@@ -356,8 +364,8 @@ def front_bootstrap(case, clusters, upstream_port, large_policy_text):
         filters = [wasm_filter("switchyard", SWITCHYARD_WASM, large_policy_text)]
     elif case == "g":
         filters = [wasm_filter("switchyard", SWITCHYARD_WASM, padded_example_policy(large_policy_text))]
-    elif case in "fhiy":
-        if case == "i":
+    elif case in "fhijky":
+        if case in "ik":
             policy = json.loads(large_policy_text)
         else:
             with open(EXAMPLE_POLICY) as f:
@@ -367,7 +375,8 @@ def front_bootstrap(case, clusters, upstream_port, large_policy_text):
             settings.update({"exposure_state": False, "exposure_event": False})
         else:
             settings.update(LEAN_SETTINGS)
-        module = BASELINE_WASM if case == "y" else SWITCHYARD_WASM
+        module = {"y": BASELINE_WASM, "j": REQUEST_ONLY_WASM,
+                  "k": REQUEST_ONLY_WASM}.get(case, SWITCHYARD_WASM)
         filters = [wasm_filter("switchyard", module, json.dumps(policy))]
     elif case == "z":
         with open(EXAMPLE_POLICY) as f:
@@ -833,6 +842,8 @@ def targets(s):
            ratio(added("h"), added("b")), lambda r: r <= 1.3)
     target("(i) added CPU ≤ 1.10 × (h) added CPU (both lean)",
            ratio(added("i"), added("h")), lambda r: r <= 1.10)
+    target("(j) added CPU ≤ 1.3 × (b) added CPU (lean settings, request-only module)",
+           ratio(added("j"), added("b")), lambda r: r <= 1.3)
     target("(g) added CPU ≤ 1.10 × (c) added CPU (policy size alone)",
            ratio(added("g"), added("c")), lambda r: r <= 1.10)
     # worker-thread view of the same ratios, for information
@@ -894,7 +905,7 @@ def main():
     mix = request_mix()
     expected = {}
     route_a = None
-    if set(cases) & set("acdfhz"):
+    if set(cases) & set("acdfhjyz"):
         expected["c"] = cli_clusters(EXAMPLE_POLICY, mix)
         route_a = expected["c"]
         expected["a"] = expected["c"]
@@ -905,11 +916,12 @@ def main():
         with open(padded, "w") as f:
             f.write(padded_example_policy(large_text))
         expected["g"] = cli_clusters(padded, mix)
-    for same_as_c in "fhz":
+    for same_as_c in "fhjyz":
         if same_as_c in cases:
             expected[same_as_c] = expected["c"]
-    if "i" in cases:
-        expected["i"] = cli_clusters(args.large_policy, mix)
+    for lean_large in "ik":
+        if lean_large in cases:
+            expected[lean_large] = cli_clusters(args.large_policy, mix)
     expected["b"] = [floor_cluster(h) for h in mix]
     expected["e"] = [lua_cluster(h) for h in mix]
 

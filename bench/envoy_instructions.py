@@ -187,6 +187,9 @@ def report(res):
                             ("(f) added / (b) added", ratio("f", "b")),
                             ("(h) added / (b) added (lean settings)", ratio("h", "b")),
                             ("(i) added / (h) added (both lean)", ratio("i", "h")),
+                            ("(j) added / (b) added (lean, request-only module)", ratio("j", "b")),
+                            ("(j) added / (h) added (request-only against full module)", ratio("j", "h")),
+                            ("(k) added / (j) added (both lean, request-only module)", ratio("k", "j")),
                             ("(g) added / (c) added (policy size alone)", ratio("g", "c")),
                             ("(c) added / (z) added (this module against the baseline)", ratio("c", "z")),
                             ("(h) added / (y) added (lean, against the baseline)", ratio("h", "y"))]:

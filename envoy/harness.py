@@ -34,6 +34,10 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 WASM = os.environ.get("SWITCHYARD_WASM") or os.path.join(
     REPO, "target", "wasm32-wasip1", "release", "switchyard_plugin.wasm")
+# The request-only module (plugin/build.sh builds both): no response callback, and it refuses
+# policies whose settings need the response.
+REQUEST_ONLY_WASM = os.environ.get("SWITCHYARD_REQUEST_ONLY_WASM") or os.path.join(
+    REPO, "target", "wasm32-wasip1", "release", "switchyard_plugin_request_only.wasm")
 CLI = os.environ.get("SWITCHYARD_CLI") or os.path.join(REPO, "target", "release", "switchyard")
 EXAMPLE_POLICY = os.path.join(REPO, "examples", "support-copilot", "policy.json")
 sys.path.insert(0, HERE)
@@ -559,9 +563,9 @@ def cli_eval(policy_path, requests, cli=None, timeout=300):
     return out
 
 
-def cli_check(policy_path, cli=None):
-    """`switchyard check POLICY` -> (returncode, stdout, stderr)."""
-    p = subprocess.run([cli or CLI, "check", policy_path], stdout=subprocess.PIPE,
+def cli_check(policy_path, *options, cli=None):
+    """`switchyard check [OPTIONS] POLICY` -> (returncode, stdout, stderr)."""
+    p = subprocess.run([cli or CLI, "check", *options, policy_path], stdout=subprocess.PIPE,
                        stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, timeout=60)
     return p.returncode, p.stdout.decode(), p.stderr.decode()
 

@@ -1,8 +1,11 @@
 """The lean settings through real Envoy: with the filter state, version and plain attribute
 headers and upstream metrics off, switchyard still routes every request as `switchyard eval`
 says and stamps the exposure list (which carries the version and the attributes), and does
-nothing else: no other switchyard header upstream, no filter state, no upstream stats."""
+nothing else: no other switchyard header upstream, no filter state, no upstream stats. The
+request-only module (no response callback) does the same, and refuses a policy that needs the
+response."""
 
+import re
 import time
 
 import pytest
@@ -16,12 +19,16 @@ LEAN = {"exposure_state": False, "exposure_event": False, "version_header": Fals
         "attribute_headers": False, "upstream_metrics": False}
 
 
-@pytest.fixture(scope="module")
-def lean_envoy(artifacts, mocks, workdir):
+MODULES = {"full": harness.WASM, "request-only": harness.REQUEST_ONLY_WASM}
+
+
+@pytest.fixture(scope="module", params=sorted(MODULES))
+def lean_envoy(request, artifacts, mocks, workdir):
     policy = load_example()
     policy["settings"] = dict(LEAN)
     path = write_policy(workdir, "lean-policy.json", policy)
-    e = harness.Envoy(path, mocks, workdir=workdir, concurrency=2, name="lean")
+    e = harness.Envoy(path, mocks, workdir=workdir, concurrency=2, wasm=MODULES[request.param],
+                      name="lean-" + request.param)
     e.start()
     yield e, path, policy["version"]
     e.stop()
@@ -81,3 +88,22 @@ def test_lean_settings_route_and_expose_only(lean_envoy, mocks):
     assert harness.prometheus_samples(prometheus, "switchyard_decisions")
     assert not harness.prometheus_samples(prometheus, "switchyard_upstream")
     assert not harness.prometheus_samples(prometheus, "switchyard_upstream_latency_count")
+
+
+def test_the_request_only_module_refuses_a_policy_that_needs_the_response(artifacts, mocks,
+                                                                          workdir):
+    """The example as shipped keeps the exposure event and the upstream metrics on: the
+    request-only module would never see the response they need, so Envoy refuses the
+    configuration, naming both settings, as `switchyard check --request-only` does."""
+    path = write_policy(workdir, "request-only-example.json", load_example())
+    e = harness.Envoy(path, mocks, workdir=workdir, wasm=harness.REQUEST_ONLY_WASM,
+                      name="request-only-refused")
+    with pytest.raises(harness.EnvoyFailed) as info:
+        e.start(timeout=30)
+    e.stop()
+    assert info.value.returncode not in (None, 0), info.value
+    for place in ("settings.exposure_event", "settings.upstream_metrics"):
+        assert re.search(r"switchyard: policy rejected: %s: needs the response" % re.escape(place),
+                         info.value.log), info.value.log[-3000:]
+    rc, out, err = harness.cli_check(path, "--request-only")
+    assert rc == 1 and "settings.exposure_event: needs the response" in err, (rc, err)

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use switchyard_host_tests::{workspace_root, FakeHost, HttpRequest};
+use switchyard_host_tests::{workspace_root, FakeHost, HttpRequest, LogLevel};
 
 /// A fresh host with the release module loaded. Fails with the build command if the module
 /// has not been built.
@@ -18,6 +18,11 @@ pub fn host() -> FakeHost {
 pub fn worker_with_cluster(policy: &serde_json::Value, cluster: &str) -> FakeHost {
     let mut host = host();
     host.add_cluster(cluster);
+    configured(host, policy)
+}
+
+/// `host` configured with `policy`, which must be accepted.
+pub fn configured(mut host: FakeHost, policy: &serde_json::Value) -> FakeHost {
     let text = serde_json::to_string_pretty(policy).unwrap();
     assert!(
         host.configure(text.as_bytes()).unwrap(),
@@ -25,6 +30,15 @@ pub fn worker_with_cluster(policy: &serde_json::Value, cluster: &str) -> FakeHos
         host.logs()
     );
     host
+}
+
+/// The messages the module logged at exactly `level`.
+pub fn messages_at(host: &FakeHost, level: LogLevel) -> Vec<String> {
+    host.logs()
+        .iter()
+        .filter(|l| l.level == level)
+        .map(|l| l.message.clone())
+        .collect()
 }
 
 pub fn host_with(policy: &str) -> FakeHost {

@@ -78,11 +78,7 @@ fn info_lines(host: &FakeHost, prefix: &str) -> Vec<String> {
 }
 
 fn warnings(host: &FakeHost) -> Vec<String> {
-    host.logs()
-        .iter()
-        .filter(|l| l.level == LogLevel::Warn)
-        .map(|l| l.message.clone())
-        .collect()
+    common::messages_at(host, LogLevel::Warn)
 }
 
 #[test]

@@ -21,22 +21,8 @@ fn request_only() -> FakeHost {
     FakeHost::load_request_only().unwrap_or_else(|error| panic!("{error:#}"))
 }
 
-fn configured(mut host: FakeHost, policy: &Value) -> FakeHost {
-    let text = serde_json::to_string_pretty(policy).unwrap();
-    assert!(
-        host.configure(text.as_bytes()).unwrap(),
-        "{:#?}",
-        host.logs()
-    );
-    host
-}
-
 fn errors(host: &FakeHost) -> Vec<String> {
-    host.logs()
-        .iter()
-        .filter(|l| l.level == LogLevel::Error)
-        .map(|l| l.message.clone())
-        .collect()
+    common::messages_at(host, LogLevel::Error)
 }
 
 #[test]
@@ -112,8 +98,8 @@ fn mix() -> Vec<HttpRequest> {
 #[test]
 fn it_routes_and_stamps_as_the_full_module_does() {
     let policy = lean_example();
-    let mut lean = configured(request_only(), &policy);
-    let mut full = configured(common::host(), &policy);
+    let mut lean = common::configured(request_only(), &policy);
+    let mut full = common::configured(common::host(), &policy);
     for request in mix() {
         let (a, b) = (
             lean.request(&request).unwrap(),
@@ -166,7 +152,7 @@ fn a_fetched_policy_that_needs_the_response_is_refused() {
                                  "timeout_ms": 500, "until_fetched": "bootstrap"});
     let mut host = request_only();
     host.add_cluster(CLUSTER);
-    let mut host = configured(host, &bootstrap);
+    let mut host = common::configured(host, &bootstrap);
     let mut token = None;
     for _ in 0..3 {
         host.advance_and_tick().unwrap();
