@@ -32,6 +32,17 @@ pub fn configured(mut host: FakeHost, policy: &serde_json::Value) -> FakeHost {
     host
 }
 
+/// Ticks until the host has made a call (at most `ticks` ticks); returns its token.
+pub fn tick_until_call(host: &mut FakeHost, ticks: usize) -> Option<u32> {
+    for _ in 0..ticks {
+        host.advance_and_tick().unwrap();
+        if let Some(call) = host.pending_http_calls().first() {
+            return Some(call.token);
+        }
+    }
+    None
+}
+
 /// The messages the module logged at exactly `level`.
 pub fn messages_at(host: &FakeHost, level: LogLevel) -> Vec<String> {
     host.logs()

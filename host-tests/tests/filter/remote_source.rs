@@ -55,17 +55,6 @@ fn event_version_and_hash(host: &mut FakeHost, tenant: &str) -> (String, String)
     (text("feature_flag.version"), text("switchyard.policy.hash"))
 }
 
-/// Ticks until the host has made a call (at most `ticks` ticks); returns its token.
-fn tick_until_call(host: &mut FakeHost, ticks: usize) -> Option<u32> {
-    for _ in 0..ticks {
-        host.advance_and_tick().unwrap();
-        if let Some(call) = host.pending_http_calls().first() {
-            return Some(call.token);
-        }
-    }
-    None
-}
-
 /// Info lines with this prefix, leaving out the configure-time audit line (`none -> ...`, see
 /// `audit.rs`): these tests are about swaps of fetched documents.
 fn info_lines(host: &FakeHost, prefix: &str) -> Vec<String> {
@@ -91,7 +80,7 @@ fn fetch_swaps_the_policy_and_logs_the_audit_line() {
     );
     assert_eq!(acme_cluster(&mut host), "support_model_b");
 
-    let token = tick_until_call(&mut host, 1).expect("first tick fetches");
+    let token = common::tick_until_call(&mut host, 1).expect("first tick fetches");
     let call = host.pending_http_calls()[0].clone();
     assert_eq!(call.cluster, CLUSTER);
     assert_eq!(call.header(":method").as_deref(), Some("GET"));
@@ -134,17 +123,17 @@ fn fetch_swaps_the_policy_and_logs_the_audit_line() {
 #[test]
 fn not_modified_keeps_the_policy_and_etag_is_sent() {
     let mut host = worker(&bootstrap());
-    let token = tick_until_call(&mut host, 1).unwrap();
+    let token = common::tick_until_call(&mut host, 1).unwrap();
     let served = killed(&bootstrap(), "v2");
     host.respond_http_call(token, 200, &[("etag", "\"v2\"")], served.as_bytes())
         .unwrap();
 
     // Nothing until the interval has passed; then one call with If-None-Match.
     assert!(
-        tick_until_call(&mut host, 3).is_none(),
+        common::tick_until_call(&mut host, 3).is_none(),
         "no fetch within the interval"
     );
-    let token = tick_until_call(&mut host, 2).expect("a fetch after the interval");
+    let token = common::tick_until_call(&mut host, 2).expect("a fetch after the interval");
     assert_eq!(
         host.pending_http_calls()[0]
             .header("if-none-match")
@@ -161,7 +150,7 @@ fn not_modified_keeps_the_policy_and_etag_is_sent() {
 #[test]
 fn bad_fetches_keep_the_last_good_policy_and_are_counted() {
     let mut host = worker(&bootstrap());
-    let token = tick_until_call(&mut host, 1).unwrap();
+    let token = common::tick_until_call(&mut host, 1).unwrap();
     let good = killed(&bootstrap(), "v2");
     host.respond_http_call(token, 200, &[("etag", "\"v2\"")], good.as_bytes())
         .unwrap();
@@ -172,7 +161,7 @@ fn bad_fetches_keep_the_last_good_policy_and_are_counted() {
     bad["version"] = json!("v3-bad");
     bad["flags"][0]["enabled"] = json!(true);
     bad["flags"][0]["rules"][2]["split"][0]["variation"] = json!("canddate");
-    let token = tick_until_call(&mut host, 8).unwrap();
+    let token = common::tick_until_call(&mut host, 8).unwrap();
     host.respond_http_call(
         token,
         200,
@@ -196,7 +185,7 @@ fn bad_fetches_keep_the_last_good_policy_and_are_counted() {
     );
     // The next fetch asks about the refused document by its ETag (a server still serving it
     // answers 304 instead of sending it again; `a_refused_document_is_asked_about_by_its_etag`).
-    let token = tick_until_call(&mut host, 8).unwrap();
+    let token = common::tick_until_call(&mut host, 8).unwrap();
     assert_eq!(
         host.pending_http_calls()[0]
             .header("if-none-match")
@@ -207,12 +196,12 @@ fn bad_fetches_keep_the_last_good_policy_and_are_counted() {
     // A server error, a reset, not JSON, an empty body: all kept.
     host.respond_http_call(token, 503, &[], b"unavailable")
         .unwrap();
-    let token = tick_until_call(&mut host, 8).unwrap();
+    let token = common::tick_until_call(&mut host, 8).unwrap();
     host.fail_http_call(token).unwrap();
-    let token = tick_until_call(&mut host, 8).unwrap();
+    let token = common::tick_until_call(&mut host, 8).unwrap();
     host.respond_http_call(token, 200, &[], b"{not json")
         .unwrap();
-    let token = tick_until_call(&mut host, 8).unwrap();
+    let token = common::tick_until_call(&mut host, 8).unwrap();
     host.respond_http_call(token, 200, &[], b"").unwrap();
     assert_eq!(acme_cluster(&mut host), "support_model_a");
     assert_eq!(host.metric("switchyard.policy.fetch_failures"), Some(5));
@@ -255,7 +244,7 @@ fn a_refused_document_served_again_is_not_checked_again() {
             .collect()
     };
     for (round, body) in [&bad, &bad, &bad, &other_bad, &bad].into_iter().enumerate() {
-        let token = tick_until_call(&mut host, 8).unwrap();
+        let token = common::tick_until_call(&mut host, 8).unwrap();
         host.respond_http_call(token, 200, &[], body.as_bytes())
             .unwrap();
         assert_eq!(
@@ -283,7 +272,7 @@ fn a_refused_document_served_again_is_not_checked_again() {
         "the bootstrap serves"
     );
     // The fixed document is checked and served.
-    let token = tick_until_call(&mut host, 8).unwrap();
+    let token = common::tick_until_call(&mut host, 8).unwrap();
     host.respond_http_call(token, 200, &[], killed(&bootstrap(), "v4").as_bytes())
         .unwrap();
     assert_eq!(acme_cluster(&mut host), "support_model_a");
@@ -299,7 +288,7 @@ fn a_refused_document_is_asked_about_by_its_etag() {
     let mut bad = bootstrap();
     bad["version"] = json!("v2-bad");
     bad["flags"][0]["off_variation"] = json!("of");
-    let token = tick_until_call(&mut host, 8).unwrap();
+    let token = common::tick_until_call(&mut host, 8).unwrap();
     host.respond_http_call(
         token,
         200,
@@ -309,7 +298,7 @@ fn a_refused_document_is_asked_about_by_its_etag() {
     .unwrap();
     assert_eq!(host.metric("switchyard.policy.fetch_failures"), Some(1));
     for round in 2..=3 {
-        let token = tick_until_call(&mut host, 8).unwrap();
+        let token = common::tick_until_call(&mut host, 8).unwrap();
         assert_eq!(
             host.pending_http_calls()[0]
                 .header("if-none-match")
@@ -335,7 +324,7 @@ fn a_refused_document_is_asked_about_by_its_etag() {
             "the bootstrap serves"
         );
     }
-    let token = tick_until_call(&mut host, 8).unwrap();
+    let token = common::tick_until_call(&mut host, 8).unwrap();
     host.respond_http_call(
         token,
         200,
@@ -345,7 +334,7 @@ fn a_refused_document_is_asked_about_by_its_etag() {
     .unwrap();
     assert_eq!(acme_cluster(&mut host), "support_model_a");
     assert_eq!(host.metric("switchyard.policy.fetch_failures"), Some(3));
-    let token = tick_until_call(&mut host, 8).unwrap();
+    let token = common::tick_until_call(&mut host, 8).unwrap();
     assert_eq!(
         host.pending_http_calls()[0]
             .header("if-none-match")
@@ -365,7 +354,7 @@ fn a_fetched_policy_for_another_environment_is_refused() {
     host.set_node_metadata("switchyard_environment", "prod");
     let text = serde_json::to_string_pretty(&bootstrap()).unwrap();
     assert!(host.configure(text.as_bytes()).unwrap());
-    let token = tick_until_call(&mut host, 1).unwrap();
+    let token = common::tick_until_call(&mut host, 1).unwrap();
     let mut staging = serde_json::from_str::<Value>(&killed(&bootstrap(), "v2")).unwrap();
     staging["environment"] = json!("staging");
     host.respond_http_call(token, 200, &[], staging.to_string().as_bytes())
@@ -505,7 +494,7 @@ fn one_worker_fetches_per_interval_and_the_other_reads_shared_data() {
 #[test]
 fn a_new_worker_serves_the_shared_document_from_its_configuration() {
     let mut a = worker(&bootstrap());
-    let token = tick_until_call(&mut a, 1).unwrap();
+    let token = common::tick_until_call(&mut a, 1).unwrap();
     let served = killed(&bootstrap(), "v2");
     a.respond_http_call(token, 200, &[("etag", "\"v2\"")], served.as_bytes())
         .unwrap();
@@ -829,7 +818,7 @@ fn workers_never_publish_a_pair_the_engine_refuses() {
 #[test]
 fn a_body_beyond_the_document_limit_is_refused_unread() {
     let mut host = worker(&bootstrap());
-    let token = tick_until_call(&mut host, 1).unwrap();
+    let token = common::tick_until_call(&mut host, 1).unwrap();
     let limit = switchyard_policy::limits::MAX_DOCUMENT_BYTES;
     let body = vec![b' '; limit + 1];
     host.respond_http_call(token, 200, &[], &body).unwrap();
@@ -851,7 +840,7 @@ fn a_new_configuration_must_fit_the_live_consent_records() {
     doc["consent_source"] = json!({"cluster": CLUSTER, "path": "/consent.json", "interval_ms": 1000,
                "until_fetched": "bootstrap"});
     let mut a = worker(&doc);
-    let token = tick_until_call(&mut a, 1).unwrap();
+    let token = common::tick_until_call(&mut a, 1).unwrap();
     let c1 = consent_doc("support_copilot", &[("acme", "opt_out")]);
     a.respond_http_call(token, 200, &[], c1.as_bytes()).unwrap();
     assert_eq!(route(&mut a, "acme"), "support_rules");

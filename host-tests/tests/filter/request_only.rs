@@ -153,15 +153,7 @@ fn a_fetched_policy_that_needs_the_response_is_refused() {
     let mut host = request_only();
     host.add_cluster(CLUSTER);
     let mut host = common::configured(host, &bootstrap);
-    let mut token = None;
-    for _ in 0..3 {
-        host.advance_and_tick().unwrap();
-        token = host.pending_http_calls().first().map(|call| call.token);
-        if token.is_some() {
-            break;
-        }
-    }
-    let token = token.expect("the source is fetched");
+    let token = common::tick_until_call(&mut host, 3).expect("the source is fetched");
     // The fetched document kills the support flag but turns the event back on.
     let mut fetched = bootstrap.clone();
     fetched["version"] = json!("v2");
@@ -170,12 +162,12 @@ fn a_fetched_policy_that_needs_the_response_is_refused() {
     host.respond_http_call(token, 200, &[], fetched.to_string().as_bytes())
         .unwrap();
     assert_eq!(host.metric("switchyard.policy.fetch_failures"), Some(1));
+    let warned = common::messages_at(&host, LogLevel::Warn);
     assert!(
-        host.logs().iter().any(|l| l.level == LogLevel::Warn
-            && l.message
-                .contains("settings.exposure_event: needs the response")),
-        "{:#?}",
-        host.logs()
+        warned
+            .iter()
+            .any(|w| w.contains("settings.exposure_event: needs the response")),
+        "{warned:#?}"
     );
     // The bootstrap is still in force: acme's override still routes to the candidate.
     let result = host.request(&common::chat("acme", "c-9")).unwrap();
