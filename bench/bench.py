@@ -20,6 +20,7 @@ Cases (same front-Envoy bootstrap for all; only the HTTP filter before the route
   k  (i) on the request-only module
   z  (c)'s policy on an earlier module (--baseline-wasm)
   y  (h) on that earlier module
+  x  (d) on that earlier module
 
 Each measurement: start the front Envoy (--concurrency 1), check its routing on the request mix
 (round 1), warm up with wrk, then measure with wrk while reading the Envoy process's CPU time
@@ -69,6 +70,7 @@ CASES = {
     "f": "switchyard, example policy, no filter state (exposure_state, exposure_event off)",
     "z": "switchyard, example policy, baseline module (--baseline-wasm)",
     "y": "switchyard, example policy, lean settings, baseline module (--baseline-wasm)",
+    "x": "switchyard, large policy, baseline module (--baseline-wasm)",
     "g": "switchyard, example policy padded to the large policy's size (its 20 flags out of scope)",
     "h": "switchyard, example policy, lean settings (route and exposure header only)",
     "i": "switchyard, large policy, lean settings",
@@ -360,8 +362,9 @@ def front_bootstrap(case, clusters, upstream_port, large_policy_text):
     elif case == "c":
         with open(EXAMPLE_POLICY) as f:
             filters = [wasm_filter("switchyard", SWITCHYARD_WASM, f.read())]
-    elif case == "d":
-        filters = [wasm_filter("switchyard", SWITCHYARD_WASM, large_policy_text)]
+    elif case in "dx":
+        module = BASELINE_WASM if case == "x" else SWITCHYARD_WASM
+        filters = [wasm_filter("switchyard", module, large_policy_text)]
     elif case == "g":
         filters = [wasm_filter("switchyard", SWITCHYARD_WASM, padded_example_policy(large_policy_text))]
     elif case in "fhijky":
@@ -885,9 +888,9 @@ def main():
         return 0
     if not args.large_policy:
         ap.error("--large-policy is required")
-    baseline_cases = set(cases) & set("yz")
+    baseline_cases = set(cases) & set("xyz")
     if baseline_cases and not args.baseline_wasm:
-        ap.error("cases y and z need --baseline-wasm FILE")
+        ap.error("cases x, y and z need --baseline-wasm FILE")
     global BASELINE_WASM, FLOOR_CONFIG
     BASELINE_WASM = args.baseline_wasm if baseline_cases else None
     FLOOR_CONFIG = args.floor_config
@@ -909,8 +912,9 @@ def main():
         expected["c"] = cli_clusters(EXAMPLE_POLICY, mix)
         route_a = expected["c"]
         expected["a"] = expected["c"]
-    if "d" in cases:
-        expected["d"] = cli_clusters(args.large_policy, mix)
+    for large in "dx":
+        if large in cases:
+            expected[large] = cli_clusters(args.large_policy, mix)
     if "g" in cases:
         padded = os.path.join(workdir, "example-policy-padded.json")
         with open(padded, "w") as f:

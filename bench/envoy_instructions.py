@@ -192,7 +192,8 @@ def report(res):
                             ("(k) added / (j) added (both lean, request-only module)", ratio("k", "j")),
                             ("(g) added / (c) added (policy size alone)", ratio("g", "c")),
                             ("(c) added / (z) added (this module against the baseline)", ratio("c", "z")),
-                            ("(h) added / (y) added (lean, against the baseline)", ratio("h", "y"))]:
+                            ("(h) added / (y) added (lean, against the baseline)", ratio("h", "y")),
+                            ("(d) added / (x) added (large, against the baseline)", ratio("d", "x"))]:
             if value:
                 L.append("- %s: %s" % (name, value))
     return "\n".join(L) + "\n"
@@ -215,9 +216,9 @@ def main():
                     help="keep each case's callgrind output in DIR (callgrind.CASE.out, for callgrind_annotate)")
     args = ap.parse_args()
     cases = [c for c in args.cases if c in bench.CASES]
-    baseline_cases = set(cases) & set("yz")
+    baseline_cases = set(cases) & set("xyz")
     if baseline_cases and not args.baseline_wasm:
-        ap.error("cases y and z need --baseline-wasm FILE")
+        ap.error("cases x, y and z need --baseline-wasm FILE")
     if not shutil.which("valgrind") or not shutil.which("callgrind_control"):
         ap.error("valgrind is not installed (bench/run.sh --instructions installs it)")
     bench.FLOOR_CONFIG = args.floor_config

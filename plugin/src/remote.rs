@@ -63,8 +63,8 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{BufferType, LogLevel, MetricType, Status};
-use serde_json::Value;
 use switchyard_policy::limits::MAX_DOCUMENT_BYTES;
+use switchyard_policy::tree::Value;
 use switchyard_policy::{
     content_hash, read_json_unique, summarize_change, Awaiting, CompiledPolicy, LoadOptions,
     RemoteSource, UntilFetched,
@@ -849,7 +849,7 @@ pub fn merge_consent(policy: &str, consent: &str) -> Result<String, String> {
         .ok_or_else(|| "the consent document has no \"tenants\"".to_string())?;
     match doc.get_mut("consent") {
         Some(Value::Object(section)) => {
-            section.insert("tenants".to_string(), tenants);
+            section.insert("tenants", tenants);
         }
         _ => {
             return Err(
@@ -940,7 +940,7 @@ mod tests {
     fn consent_replaces_tenants() {
         let policy = r#"{"version": "1", "consent": {"tenant_attribute": "t", "classes": {}, "tenants": {"a": {}}}, "flags": []}"#;
         let merged = merge_consent(policy, r#"{"tenants": {"b": {}}}"#).unwrap_or_default();
-        let v: Value = serde_json::from_str(&merged).unwrap_or(Value::Null);
+        let v: serde_json::Value = serde_json::from_str(&merged).unwrap_or_default();
         assert_eq!(v["consent"]["tenants"], serde_json::json!({"b": {}}));
         assert_eq!(v["version"], "1");
         assert!(merge_consent(policy, r#"{"tenants": {}, "x": 1}"#).is_err());

@@ -2,7 +2,7 @@
 //! collecting every problem with its place instead of stopping at the first. Name resolution
 //! (does this variation exist?) happens in `compile`, which reports with the same places.
 
-use serde_json::{Map, Value};
+use crate::tree::{Object, Value};
 
 use crate::error::{quoted, PolicyErrors};
 use crate::limits::*;
@@ -96,18 +96,13 @@ impl Reader {
     }
 
     /// An object with only the allowed fields; unknown fields are errors (usually typos).
-    fn object<'v>(
-        &mut self,
-        v: &'v Value,
-        place: &str,
-        allowed: &[&str],
-    ) -> Option<&'v Map<String, Value>> {
+    fn object<'v>(&mut self, v: &'v Value, place: &str, allowed: &[&str]) -> Option<&'v Object> {
         let Value::Object(map) = v else {
             self.err(place, format!("expected an object, found {}", kind(v)));
             return None;
         };
         for key in map.keys() {
-            if !allowed.contains(&key.as_str()) {
+            if !allowed.contains(&key) {
                 self.err(
                     &field(place, key),
                     format!("unknown field (expected one of: {})", allowed.join(", ")),
@@ -118,12 +113,7 @@ impl Reader {
     }
 
     /// An object whose keys are names chosen by the author (variations, segments, tenants…).
-    fn named_map<'v>(
-        &mut self,
-        v: &'v Value,
-        place: &str,
-        max: usize,
-    ) -> Option<&'v Map<String, Value>> {
+    fn named_map<'v>(&mut self, v: &'v Value, place: &str, max: usize) -> Option<&'v Object> {
         let Value::Object(map) = v else {
             self.err(place, format!("expected an object, found {}", kind(v)));
             return None;
@@ -138,12 +128,7 @@ impl Reader {
         Some(map)
     }
 
-    fn required<'v>(
-        &mut self,
-        map: &'v Map<String, Value>,
-        key: &str,
-        place: &str,
-    ) -> Option<&'v Value> {
+    fn required<'v>(&mut self, map: &'v Object, key: &str, place: &str) -> Option<&'v Value> {
         let v = map.get(key);
         if v.is_none() {
             self.err(&field(place, key), "is required");
@@ -153,7 +138,7 @@ impl Reader {
 
     fn string(&mut self, v: &Value, place: &str) -> Option<String> {
         match v {
-            Value::String(s) => Some(s.clone()),
+            Value::String(s) => Some(s.to_string()),
             other => {
                 self.err(place, format!("expected a string, found {}", kind(other)));
                 None
@@ -402,7 +387,7 @@ impl Reader {
             if !self.check_name(name, &place) {
                 continue;
             }
-            if Builtin::ALL.iter().any(|(b, _)| b == name) {
+            if Builtin::ALL.iter().any(|(b, _)| *b == name) {
                 self.err(
                     &place,
                     format!(
@@ -433,7 +418,7 @@ impl Reader {
                 None
             };
             if let Some(source) = source {
-                out.push((name.clone(), source));
+                out.push((name.to_string(), source));
             }
         }
         out
@@ -475,7 +460,7 @@ impl Reader {
                         }
                         None => continue,
                     };
-                    classes.push((name.clone(), mode));
+                    classes.push((name.to_string(), mode));
                 }
             }
         }
@@ -496,12 +481,12 @@ impl Reader {
                         let rplace = field(&place, class);
                         if let Some(state) = self.consent_record(record, &rplace) {
                             list.push(ConsentRecord {
-                                class: class.clone(),
+                                class: class.to_string(),
                                 state,
                             });
                         }
                     }
-                    tenants.push((tenant.clone(), list));
+                    tenants.push((tenant.to_string(), list));
                 }
             }
         }
@@ -582,7 +567,7 @@ impl Reader {
                 .enumerate()
                 .filter_map(|(i, c)| self.clause(c, &index(&place, i)))
                 .collect();
-            out.push((name.clone(), list));
+            out.push((name.to_string(), list));
         }
         out
     }
@@ -630,7 +615,7 @@ impl Reader {
         let written = map
             .get("values")
             .and_then(Value::as_array)
-            .map_or(0, Vec::len);
+            .map_or(0, <[Value]>::len);
         match op {
             Op::Exists if written > 0 => {
                 self.err(&values_place, "\"exists\" takes no values");
@@ -676,7 +661,7 @@ impl Reader {
         let mut out = Vec::with_capacity(items.len());
         for (i, item) in items.iter().enumerate() {
             match item {
-                Value::String(s) => out.push(s.clone()),
+                Value::String(s) => out.push(s.to_string()),
                 Value::Number(n) if as_text && n.is_f64() => self.err(
                     &index(place, i),
                     "a number with a fraction or an exponent is compared as text here, but its \
@@ -861,7 +846,7 @@ impl Reader {
             // The name is kept even when its body is broken, so references to it do not
             // produce a second, misleading "not defined" error.
             let mut variation = Variation {
-                name: name.clone(),
+                name: name.to_string(),
                 ..Variation::default()
             };
             if let Some(smap) = self.object(spec, &vplace, &["cluster", "attributes"]) {
@@ -886,7 +871,7 @@ impl Reader {
                                 } else if !is_printable_ascii(&s) {
                                     self.err(&kplace, "an exposure attribute value must be printable ASCII (it travels in HTTP headers)");
                                 }
-                                variation.attributes.push((k.clone(), s));
+                                variation.attributes.push((k.to_string(), s));
                             }
                         }
                     }
@@ -944,7 +929,7 @@ impl Reader {
         if map
             .get("values")
             .and_then(Value::as_array)
-            .is_some_and(Vec::is_empty)
+            .is_some_and(<[Value]>::is_empty)
         {
             self.err(&values_place, "needs at least one value");
         }
@@ -1001,7 +986,7 @@ impl Reader {
 
     /// `serve` or `split`, exactly one. With both, the split is kept (after the error), so its
     /// variations are still checked.
-    fn serve(&mut self, map: &Map<String, Value>, place: &str) -> Option<Serve> {
+    fn serve(&mut self, map: &Object, place: &str) -> Option<Serve> {
         match (map.get("serve"), map.get("split")) {
             (Some(s), None) => self.name(s, &field(place, "serve")).map(Serve::Variation),
             (None, Some(split)) => self.split(split, &field(place, "split")).map(Serve::Split),
@@ -1128,7 +1113,7 @@ impl Reader {
                 for (attr, header) in amap.into_iter().flatten() {
                     let place = field("settings.attribute_headers", attr);
                     if let Some(h) = self.header_name(header, &place) {
-                        s.attribute_headers.push((attr.clone(), h));
+                        s.attribute_headers.push((attr.to_string(), h));
                     }
                 }
             }
@@ -1172,7 +1157,7 @@ impl Reader {
     /// Each header switchyard sets has its own name: one that doubled as another would be
     /// written twice, and the second write would overwrite (or join) the first, e.g. the
     /// exposure value landing in the route header.
-    fn distinct_set_headers(&mut self, s: &SettingsDoc, given: &Map<String, Value>) {
+    fn distinct_set_headers(&mut self, s: &SettingsDoc, given: &Object) {
         // (place, name, written by the author rather than a default)
         let fixed = s
             .fixed_headers()

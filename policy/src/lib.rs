@@ -29,6 +29,7 @@ mod render;
 mod repeated_keys;
 mod request;
 pub mod simulate;
+pub mod tree;
 
 pub use bucket::bucket_point;
 pub use compile::OWNED_PREFIX;
@@ -90,8 +91,9 @@ pub fn load_with(json: &str, options: &LoadOptions) -> Result<CompiledPolicy, Po
 
 /// Reads a JSON document as `serde_json` does, but refuses one that repeats a key within an
 /// object (`serde_json` would silently keep the last copy), naming the place of each repeat.
-/// For JSON a host combines before [`load`] sees it, such as a fetched consent document.
-pub fn read_json_unique(text: &str) -> Result<serde_json::Value, String> {
+/// For JSON a host combines before [`load`] sees it, such as a fetched consent document; held
+/// in the compact [`tree`] the policy reader uses, and written back with `serde_json`.
+pub fn read_json_unique(text: &str) -> Result<tree::Value, String> {
     match repeated_keys::parse(text) {
         Err(e) => Err(format!("not valid JSON: {e}")),
         Ok((value, repeats)) if repeats.places.is_empty() => Ok(value),

@@ -1,9 +1,10 @@
-//! Reads JSON into a [`Value`] while noting every object key that appears twice.
+//! Reads JSON into the compact [`Value`] tree of [`crate::tree`] while noting every object key
+//! that appears twice.
 //!
 //! `serde_json` keeps the last copy of a repeated key without a word. In a policy that is a
 //! silent override: a second `"globex": {}` in the consent table would drop the tenant's
 //! opt-out, a second `"enabled": true` would undo a kill switch. So the document is read with
-//! this visitor instead, which builds the same `Value` and reports the place of each repeat;
+//! this visitor instead, which keeps the last copy as `serde_json` does and reports the place of each repeat;
 //! [`crate::document::parse`] turns those into errors, refusing the policy.
 //!
 //! The place is kept as a chain of borrowed steps on the stack and formatted only for a
@@ -11,10 +12,14 @@
 //! bounded by `serde_json`'s recursion limit, which applies to any visitor.
 
 use std::cell::RefCell;
+use std::collections::hash_map::RandomState;
+use std::collections::HashMap;
 use std::fmt;
+use std::hash::BuildHasher;
 
 use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
-use serde_json::{Map, Number, Value};
+
+use crate::tree::{Number, Object, Value};
 
 use crate::document::{field, index};
 use crate::error::MAX_LISTED_ERRORS;
@@ -49,6 +54,18 @@ pub fn parse(json: &str) -> Result<(Value, Repeats), serde_json::Error> {
     .deserialize(&mut de)?;
     de.end()?;
     Ok((value, repeats.into_inner()))
+}
+
+/// A value inside a larger document (a request line's header value): read as [`parse`] reads,
+/// repeats not reported.
+impl<'de> serde::Deserialize<'de> for Value {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Value, D::Error> {
+        Reader {
+            at: &Step::Root,
+            repeats: &RefCell::default(),
+        }
+        .deserialize(deserializer)
+    }
 }
 
 /// Where a value sits: its parent's place and the key or index under it.
@@ -108,11 +125,11 @@ impl<'de> Visitor<'de> for Reader<'_, '_> {
     }
 
     fn visit_str<E>(self, v: &str) -> Result<Value, E> {
-        Ok(Value::String(v.to_owned()))
+        Ok(Value::String(v.into()))
     }
 
     fn visit_string<E>(self, v: String) -> Result<Value, E> {
-        Ok(Value::String(v))
+        Ok(Value::String(v.into_boxed_str()))
     }
 
     fn visit_unit<E>(self) -> Result<Value, E> {
@@ -129,25 +146,77 @@ impl<'de> Visitor<'de> for Reader<'_, '_> {
             };
             match seq.next_element_seed(reader)? {
                 Some(item) => items.push(item),
-                None => return Ok(Value::Array(items)),
+                // Boxed: the list's spare room goes back before the next value is read.
+                None => return Ok(Value::Array(items.into_boxed_slice())),
             }
         }
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
-        let mut object = Map::new();
+        let mut members = Members::default();
         while let Some(key) = map.next_key::<String>()? {
             let at = Step::Key(self.at, &key);
             let value = map.next_value_seed(Reader {
                 at: &at,
                 repeats: self.repeats,
             })?;
-            if object.contains_key(&key) {
+            if members.insert(&key, value) {
                 self.repeats.borrow_mut().note(&at);
             }
-            object.insert(key, value);
         }
-        Ok(Value::Object(object))
+        Ok(Value::Object(Object::from_distinct(members.list)))
+    }
+}
+
+/// An object's members as they are read: a key that comes again replaces its value in place.
+#[derive(Default)]
+struct Members {
+    list: Vec<(Box<str>, Value)>,
+    /// Past [`Members::SCANNED`] members: a key's hash → where the first key with that hash
+    /// sits, so a table of ten thousand tenants is not scanned for each. Dropped with the
+    /// object; the tree keeps only the list.
+    index: Option<(RandomState, HashMap<u64, usize>)>,
+}
+
+impl Members {
+    /// Up to this many members a key is looked for by scanning: most objects in a policy.
+    const SCANNED: usize = 16;
+
+    /// Adds `key` last, or replaces its value where it already is: then `true`, a repeat.
+    fn insert(&mut self, key: &str, value: Value) -> bool {
+        if self.index.is_none() && self.list.len() >= Self::SCANNED {
+            let state = RandomState::new();
+            let mut index = HashMap::with_capacity(self.list.len() * 2);
+            for (i, (k, _)) in self.list.iter().enumerate() {
+                index.entry(state.hash_one(&**k)).or_insert(i);
+            }
+            self.index = Some((state, index));
+        }
+        let at = match &mut self.index {
+            None => self.list.iter().position(|(k, _)| &**k == key),
+            Some((state, index)) => {
+                let at = match index.get(&state.hash_one(key)) {
+                    Some(&i) if self.list.get(i).is_some_and(|(k, _)| &**k == key) => Some(i),
+                    // Another key with this hash: rare enough to scan for.
+                    Some(_) => self.list.iter().position(|(k, _)| &**k == key),
+                    None => None,
+                };
+                if at.is_none() {
+                    index.entry(state.hash_one(key)).or_insert(self.list.len());
+                }
+                at
+            }
+        };
+        match at.and_then(|i| self.list.get_mut(i)) {
+            Some((_, slot)) => {
+                *slot = value;
+                true
+            }
+            None => {
+                self.list.push((key.into(), value));
+                false
+            }
+        }
     }
 }
 
@@ -160,7 +229,10 @@ mod tests {
         let text =
             r#"{"a": [1, -2, 3.5, "x", null, true, {"b": {}}], "c\"d": 18446744073709551615}"#;
         let (value, repeats) = parse(text).unwrap();
-        assert_eq!(value, serde_json::from_str::<Value>(text).unwrap());
+        assert_eq!(
+            serde_json::to_value(&value).unwrap(),
+            serde_json::from_str::<serde_json::Value>(text).unwrap()
+        );
         assert!(repeats.places.is_empty() && repeats.unlisted == 0);
     }
 
@@ -175,9 +247,33 @@ mod tests {
             "each repeat once, where it appears"
         );
         assert_eq!(
-            value["x"], 2,
+            value.get("x"),
+            Some(&Value::Number(2.into())),
             "the value read is serde_json's: the last copy"
         );
+        assert_eq!(
+            value.as_object().unwrap().keys().collect::<Vec<_>>(),
+            ["x", "flags", "t"],
+            "where the first copy was"
+        );
+    }
+
+    #[test]
+    fn large_objects_find_repeats_through_their_index() {
+        // Past the scanned size, at the start, the middle and the end of a long object.
+        let mut members: Vec<String> = (0..40).map(|i| format!("\"k{i}\": {i}")).collect();
+        members.insert(20, "\"k0\": \"again\"".to_string());
+        members.push("\"k39\": \"last\"".to_string());
+        members.push("\"k17\": null".to_string());
+        let (value, repeats) = parse(&format!("{{\"t\": {{{}}}}}", members.join(","))).unwrap();
+        assert_eq!(repeats.places, ["t.k0", "t.k39", "t.k17"]);
+        let t = value.get("t").and_then(Value::as_object).unwrap();
+        assert_eq!(t.len(), 40);
+        assert_eq!(t.keys().next(), Some("k0"));
+        assert_eq!(t.get("k0").and_then(Value::as_str), Some("again"));
+        assert_eq!(t.get("k39").and_then(Value::as_str), Some("last"));
+        assert_eq!(t.get("k17"), Some(&Value::Null));
+        assert_eq!(t.get("k18"), Some(&Value::Number(18.into())));
     }
 
     #[test]

@@ -388,7 +388,7 @@ struct RequestLine {
     #[serde(default)]
     source_ip: String,
     #[serde(default, deserialize_with = "header_pairs")]
-    headers: Vec<(String, serde_json::Value)>,
+    headers: Vec<(String, crate::tree::Value)>,
 }
 
 /// The `headers` object's entries in order, a repeated name kept twice: a request can carry a
@@ -396,10 +396,10 @@ struct RequestLine {
 /// last copy).
 fn header_pairs<'de, D: serde::Deserializer<'de>>(
     de: D,
-) -> Result<Vec<(String, serde_json::Value)>, D::Error> {
+) -> Result<Vec<(String, crate::tree::Value)>, D::Error> {
     struct Pairs;
     impl<'de> serde::de::Visitor<'de> for Pairs {
-        type Value = Vec<(String, serde_json::Value)>;
+        type Value = Vec<(String, crate::tree::Value)>;
         fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
             f.write_str("an object of header names and values")
         }
@@ -428,7 +428,9 @@ impl Request<'static> {
         let mut headers = Vec::with_capacity(line.headers.len());
         for (name, value) in line.headers {
             match value {
-                serde_json::Value::String(v) => headers.push((name.into(), v.into())),
+                crate::tree::Value::String(v) => {
+                    headers.push((name.into(), String::from(v).into()))
+                }
                 other => {
                     return Err(format!(
                         "header {} must have a string value, found {}",
