@@ -96,7 +96,12 @@ impl Reader {
     }
 
     /// An object with only the allowed fields; unknown fields are errors (usually typos).
-    fn object<'v>(&mut self, v: &'v Value, place: &str, allowed: &[&str]) -> Option<&'v Object> {
+    fn object<'v>(
+        &mut self,
+        v: &'v Value<'v>,
+        place: &str,
+        allowed: &[&str],
+    ) -> Option<&'v Object<'v>> {
         let Value::Object(map) = v else {
             self.err(place, format!("expected an object, found {}", kind(v)));
             return None;
@@ -113,7 +118,12 @@ impl Reader {
     }
 
     /// An object whose keys are names chosen by the author (variations, segments, tenants…).
-    fn named_map<'v>(&mut self, v: &'v Value, place: &str, max: usize) -> Option<&'v Object> {
+    fn named_map<'v>(
+        &mut self,
+        v: &'v Value<'v>,
+        place: &str,
+        max: usize,
+    ) -> Option<&'v Object<'v>> {
         let Value::Object(map) = v else {
             self.err(place, format!("expected an object, found {}", kind(v)));
             return None;
@@ -128,7 +138,12 @@ impl Reader {
         Some(map)
     }
 
-    fn required<'v>(&mut self, map: &'v Object, key: &str, place: &str) -> Option<&'v Value> {
+    fn required<'v>(
+        &mut self,
+        map: &'v Object<'v>,
+        key: &str,
+        place: &str,
+    ) -> Option<&'v Value<'v>> {
         let v = map.get(key);
         if v.is_none() {
             self.err(&field(place, key), "is required");
@@ -180,7 +195,7 @@ impl Reader {
         }
     }
 
-    fn array<'v>(&mut self, v: &'v Value, place: &str, max: usize) -> Option<&'v [Value]> {
+    fn array<'v>(&mut self, v: &'v Value<'v>, place: &str, max: usize) -> Option<&'v [Value<'v>]> {
         match v {
             Value::Array(items) if items.len() > max => {
                 self.err(

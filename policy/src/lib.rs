@@ -93,7 +93,7 @@ pub fn load_with(json: &str, options: &LoadOptions) -> Result<CompiledPolicy, Po
 /// object (`serde_json` would silently keep the last copy), naming the place of each repeat.
 /// For JSON a host combines before [`load`] sees it, such as a fetched consent document; held
 /// in the compact [`tree`] the policy reader uses, and written back with `serde_json`.
-pub fn read_json_unique(text: &str) -> Result<tree::Value, String> {
+pub fn read_json_unique(text: &str) -> Result<tree::Value<'_>, String> {
     match repeated_keys::parse(text) {
         Err(e) => Err(format!("not valid JSON: {e}")),
         Ok((value, repeats)) if repeats.places.is_empty() => Ok(value),

@@ -4,13 +4,14 @@
 //! `serde_json` keeps the last copy of a repeated key without a word. In a policy that is a
 //! silent override: a second `"globex": {}` in the consent table would drop the tenant's
 //! opt-out, a second `"enabled": true` would undo a kill switch. So the document is read with
-//! this visitor instead, which keeps the last copy as `serde_json` does and reports the place of each repeat;
-//! [`crate::document::parse`] turns those into errors, refusing the policy.
+//! this visitor instead, which keeps the last copy as `serde_json` does and reports the place of
+//! each repeat; [`crate::document::parse`] turns those into errors, refusing the policy.
 //!
 //! The place is kept as a chain of borrowed steps on the stack and formatted only for a
 //! repeat, so reading costs what `serde_json`'s own `Value` reader costs. Nesting depth stays
 //! bounded by `serde_json`'s recursion limit, which applies to any visitor.
 
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
@@ -44,7 +45,7 @@ impl Repeats {
 }
 
 /// Parses `json`; also returns where keys repeat.
-pub fn parse(json: &str) -> Result<(Value, Repeats), serde_json::Error> {
+pub fn parse(json: &str) -> Result<(Value<'_>, Repeats), serde_json::Error> {
     let repeats = RefCell::new(Repeats::default());
     let mut de = serde_json::Deserializer::from_str(json);
     let value = Reader {
@@ -58,8 +59,8 @@ pub fn parse(json: &str) -> Result<(Value, Repeats), serde_json::Error> {
 
 /// A value inside a larger document (a request line's header value): read as [`parse`] reads,
 /// repeats not reported.
-impl<'de> serde::Deserialize<'de> for Value {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Value, D::Error> {
+impl<'de> serde::Deserialize<'de> for Value<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Value<'de>, D::Error> {
         Reader {
             at: &Step::Root,
             repeats: &RefCell::default(),
@@ -93,50 +94,54 @@ struct Reader<'a, 'r> {
 }
 
 impl<'de> DeserializeSeed<'de> for Reader<'_, '_> {
-    type Value = Value;
+    type Value = Value<'de>;
 
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Value<'de>, D::Error> {
         deserializer.deserialize_any(self)
     }
 }
 
 impl<'de> Visitor<'de> for Reader<'_, '_> {
-    type Value = Value;
+    type Value = Value<'de>;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("any JSON value")
     }
 
-    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+    fn visit_bool<E>(self, v: bool) -> Result<Value<'de>, E> {
         Ok(Value::Bool(v))
     }
 
-    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+    fn visit_i64<E>(self, v: i64) -> Result<Value<'de>, E> {
         Ok(Value::Number(v.into()))
     }
 
-    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+    fn visit_u64<E>(self, v: u64) -> Result<Value<'de>, E> {
         Ok(Value::Number(v.into()))
     }
 
-    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+    fn visit_f64<E>(self, v: f64) -> Result<Value<'de>, E> {
         // JSON text has no NaN or infinity, so this is always a number.
         Ok(Number::from_f64(v).map_or(Value::Null, Value::Number))
     }
 
-    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
-        Ok(Value::String(v.into()))
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Value<'de>, E> {
+        Ok(Value::String(Cow::Borrowed(v)))
     }
 
-    fn visit_string<E>(self, v: String) -> Result<Value, E> {
-        Ok(Value::String(v.into_boxed_str()))
+    fn visit_str<E>(self, v: &str) -> Result<Value<'de>, E> {
+        Ok(Value::String(Cow::Owned(v.to_owned())))
     }
 
-    fn visit_unit<E>(self) -> Result<Value, E> {
+    fn visit_string<E>(self, v: String) -> Result<Value<'de>, E> {
+        Ok(Value::String(Cow::Owned(v)))
+    }
+
+    fn visit_unit<E>(self) -> Result<Value<'de>, E> {
         Ok(Value::Null)
     }
 
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value<'de>, A::Error> {
         let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0));
         loop {
             let at = Step::Index(self.at, items.len());
@@ -152,38 +157,74 @@ impl<'de> Visitor<'de> for Reader<'_, '_> {
         }
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value<'de>, A::Error> {
         let mut members = Members::default();
-        while let Some(key) = map.next_key::<String>()? {
+        while let Some(key) = map.next_key_seed(Key)? {
             let at = Step::Key(self.at, &key);
             let value = map.next_value_seed(Reader {
                 at: &at,
                 repeats: self.repeats,
             })?;
-            if members.insert(&key, value) {
-                self.repeats.borrow_mut().note(&at);
+            match members.slot(&key) {
+                Some(slot) => {
+                    *slot = value;
+                    self.repeats.borrow_mut().note(&at);
+                }
+                None => members.push(key, value),
             }
         }
         Ok(Value::Object(Object::from_distinct(members.list)))
     }
 }
 
+/// An object key, borrowed from the text unless it had escapes to undo (serde's own
+/// `Cow<str>` always copies).
+struct Key;
+
+impl<'de> DeserializeSeed<'de> for Key {
+    type Value = Cow<'de, str>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Key {
+    type Value = Cow<'de, str>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an object key")
+    }
+
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(Cow::Borrowed(v))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Cow::Owned(v.to_owned()))
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+        Ok(Cow::Owned(v))
+    }
+}
+
 /// An object's members as they are read: a key that comes again replaces its value in place.
 #[derive(Default)]
-struct Members {
-    list: Vec<(Box<str>, Value)>,
+struct Members<'de> {
+    list: Vec<(Cow<'de, str>, Value<'de>)>,
     /// Past [`Members::SCANNED`] members: a key's hash → where the first key with that hash
     /// sits, so a table of ten thousand tenants is not scanned for each. Dropped with the
     /// object; the tree keeps only the list.
     index: Option<(RandomState, HashMap<u64, usize>)>,
 }
 
-impl Members {
+impl<'de> Members<'de> {
     /// Up to this many members a key is looked for by scanning: most objects in a policy.
     const SCANNED: usize = 16;
 
-    /// Adds `key` last, or replaces its value where it already is: then `true`, a repeat.
-    fn insert(&mut self, key: &str, value: Value) -> bool {
+    /// The value of `key`, if it is already a member: a repeat.
+    fn slot(&mut self, key: &str) -> Option<&mut Value<'de>> {
         if self.index.is_none() && self.list.len() >= Self::SCANNED {
             let state = RandomState::new();
             let mut index = HashMap::with_capacity(self.list.len() * 2);
@@ -192,31 +233,27 @@ impl Members {
             }
             self.index = Some((state, index));
         }
-        let at = match &mut self.index {
-            None => self.list.iter().position(|(k, _)| &**k == key),
-            Some((state, index)) => {
-                let at = match index.get(&state.hash_one(key)) {
-                    Some(&i) if self.list.get(i).is_some_and(|(k, _)| &**k == key) => Some(i),
-                    // Another key with this hash: rare enough to scan for.
-                    Some(_) => self.list.iter().position(|(k, _)| &**k == key),
-                    None => None,
-                };
-                if at.is_none() {
-                    index.entry(state.hash_one(key)).or_insert(self.list.len());
-                }
-                at
-            }
+        let scan = |list: &[(Cow<str>, Value)]| list.iter().position(|(k, _)| k == key);
+        let at = match &self.index {
+            None => scan(&self.list),
+            Some((state, index)) => match index.get(&state.hash_one(key)) {
+                Some(&i) if self.list.get(i).is_some_and(|(k, _)| k == key) => Some(i),
+                // Another key with this hash: rare enough to scan for.
+                Some(_) => scan(&self.list),
+                None => None,
+            },
         };
-        match at.and_then(|i| self.list.get_mut(i)) {
-            Some((_, slot)) => {
-                *slot = value;
-                true
-            }
-            None => {
-                self.list.push((key.into(), value));
-                false
-            }
+        self.list.get_mut(at?).map(|(_, v)| v)
+    }
+
+    /// Adds a member whose key is not there yet.
+    fn push(&mut self, key: Cow<'de, str>, value: Value<'de>) {
+        if let Some((state, index)) = &mut self.index {
+            index
+                .entry(state.hash_one(&*key))
+                .or_insert(self.list.len());
         }
+        self.list.push((key, value));
     }
 }
 
@@ -265,7 +302,8 @@ mod tests {
         members.insert(20, "\"k0\": \"again\"".to_string());
         members.push("\"k39\": \"last\"".to_string());
         members.push("\"k17\": null".to_string());
-        let (value, repeats) = parse(&format!("{{\"t\": {{{}}}}}", members.join(","))).unwrap();
+        let text = format!("{{\"t\": {{{}}}}}", members.join(","));
+        let (value, repeats) = parse(&text).unwrap();
         assert_eq!(repeats.places, ["t.k0", "t.k39", "t.k17"]);
         let t = value.get("t").and_then(Value::as_object).unwrap();
         assert_eq!(t.len(), 40);

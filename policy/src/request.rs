@@ -378,7 +378,7 @@ pub fn ip_without_port(address: &str) -> &str {
 /// `{"method", "path", "host", "source_ip", "headers": {NAME: VALUE}}`.
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RequestLine {
+struct RequestLine<'a> {
     #[serde(default)]
     method: String,
     #[serde(default)]
@@ -387,8 +387,8 @@ struct RequestLine {
     host: String,
     #[serde(default)]
     source_ip: String,
-    #[serde(default, deserialize_with = "header_pairs")]
-    headers: Vec<(String, crate::tree::Value)>,
+    #[serde(default, borrow, deserialize_with = "header_pairs")]
+    headers: Vec<(String, crate::tree::Value<'a>)>,
 }
 
 /// The `headers` object's entries in order, a repeated name kept twice: a request can carry a
@@ -396,10 +396,10 @@ struct RequestLine {
 /// last copy).
 fn header_pairs<'de, D: serde::Deserializer<'de>>(
     de: D,
-) -> Result<Vec<(String, crate::tree::Value)>, D::Error> {
+) -> Result<Vec<(String, crate::tree::Value<'de>)>, D::Error> {
     struct Pairs;
     impl<'de> serde::de::Visitor<'de> for Pairs {
-        type Value = Vec<(String, crate::tree::Value)>;
+        type Value = Vec<(String, crate::tree::Value<'de>)>;
         fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
             f.write_str("an object of header names and values")
         }

@@ -1,38 +1,41 @@
 //! A JSON document as the policy reader holds it: objects as ordered slices of (key, value)
-//! pairs, strings and lists as boxed slices.
+//! pairs, lists as boxed slices, and strings borrowed from the document's text where they
+//! need no unescaping (nearly all of a policy's keys and names).
 //!
 //! `serde_json`'s `Value` with `preserve_order` (which the reader needs: variations, splits
 //! and errors follow the document's order) gives every object an index map, a hash table
 //! beside the entries, both with room for at least three: about 400 bytes for a one-key
-//! object on a 64-bit host, where this tree holds it in 40, and 80 bytes per list item where
-//! this takes 24. A consent table of ten thousand tenants made that the largest cost of
+//! object on a 64-bit host, where this tree holds it in 56 (and no allocation for the key),
+//! and 80 bytes per list item where this takes 32. A consent table of ten thousand tenants made that the largest cost of
 //! loading a policy (`bench/README.md`, "Memory"), and in Envoy every worker's Wasm VM keeps
 //! the peak of its load for good: linear memory never shrinks.
 //!
 //! Lookups by key scan the pairs: a policy's objects with fixed fields are small, and its
 //! large ones (tenants, segments, variations) are read in order, not searched.
 
+use std::borrow::Cow;
+
 use serde::ser::{Serialize, SerializeMap, Serializer};
 pub use serde_json::Number;
 
-/// One JSON value.
+/// One JSON value, its strings borrowed from the text it was read from where they can be.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Value {
+pub enum Value<'a> {
     Null,
     Bool(bool),
     Number(Number),
-    String(Box<str>),
-    Array(Box<[Value]>),
-    Object(Object),
+    String(Cow<'a, str>),
+    Array(Box<[Value<'a>]>),
+    Object(Object<'a>),
 }
 
 /// A JSON object: its members in document order. A key appears once (the reader keeps the
 /// last copy of a repeated key at the place of the first, as `serde_json` does).
 #[derive(Debug, Clone, PartialEq, Default)]
-pub struct Object(Box<[(Box<str>, Value)]>);
+pub struct Object<'a>(Box<[(Cow<'a, str>, Value<'a>)]>);
 
-impl Value {
-    pub fn as_array(&self) -> Option<&[Value]> {
+impl<'a> Value<'a> {
+    pub fn as_array(&self) -> Option<&[Value<'a>]> {
         match self {
             Value::Array(items) => Some(items),
             _ => None,
@@ -46,7 +49,7 @@ impl Value {
         }
     }
 
-    pub fn as_object(&self) -> Option<&Object> {
+    pub fn as_object(&self) -> Option<&Object<'a>> {
         match self {
             Value::Object(map) => Some(map),
             _ => None,
@@ -54,11 +57,11 @@ impl Value {
     }
 
     /// The member `key` of an object (`None` for anything else).
-    pub fn get(&self, key: &str) -> Option<&Value> {
+    pub fn get(&self, key: &str) -> Option<&Value<'a>> {
         self.as_object()?.get(key)
     }
 
-    pub fn get_mut(&mut self, key: &str) -> Option<&mut Value> {
+    pub fn get_mut(&mut self, key: &str) -> Option<&mut Value<'a>> {
         match self {
             Value::Object(map) => map.get_mut(key),
             _ => None,
@@ -66,17 +69,17 @@ impl Value {
     }
 }
 
-impl Object {
+impl<'a> Object<'a> {
     /// An object from members whose keys are known to be distinct.
-    pub(crate) fn from_distinct(members: Vec<(Box<str>, Value)>) -> Self {
+    pub(crate) fn from_distinct(members: Vec<(Cow<'a, str>, Value<'a>)>) -> Self {
         Object(members.into_boxed_slice())
     }
 
-    pub fn get(&self, key: &str) -> Option<&Value> {
+    pub fn get(&self, key: &str) -> Option<&Value<'a>> {
         self.0.iter().find(|(k, _)| &**k == key).map(|(_, v)| v)
     }
 
-    pub fn get_mut(&mut self, key: &str) -> Option<&mut Value> {
+    pub fn get_mut(&mut self, key: &str) -> Option<&mut Value<'a>> {
         self.0.iter_mut().find(|(k, _)| &**k == key).map(|(_, v)| v)
     }
 
@@ -85,17 +88,17 @@ impl Object {
     }
 
     /// Sets `key` to `value`: in place if it is there, else last.
-    pub fn insert(&mut self, key: &str, value: Value) {
+    pub fn insert(&mut self, key: &str, value: Value<'a>) {
         if let Some(slot) = self.get_mut(key) {
             *slot = value;
             return;
         }
         let mut members = std::mem::take(&mut self.0).into_vec();
-        members.push((key.into(), value));
+        members.push((Cow::Owned(key.to_string()), value));
         self.0 = members.into_boxed_slice();
     }
 
-    pub fn remove(&mut self, key: &str) -> Option<Value> {
+    pub fn remove(&mut self, key: &str) -> Option<Value<'a>> {
         let at = self.0.iter().position(|(k, _)| &**k == key)?;
         let mut members = std::mem::take(&mut self.0).into_vec();
         let (_, value) = members.remove(at);
@@ -115,16 +118,16 @@ impl Object {
         self.0.iter().map(|(k, _)| &**k)
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = (&str, &Value)> {
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &Value<'a>)> {
         self.0.iter().map(|(k, v)| (&**k, v))
     }
 }
 
-impl<'a> IntoIterator for &'a Object {
-    type Item = (&'a str, &'a Value);
+impl<'o, 'a> IntoIterator for &'o Object<'a> {
+    type Item = (&'o str, &'o Value<'a>);
     type IntoIter = std::iter::Map<
-        std::slice::Iter<'a, (Box<str>, Value)>,
-        fn(&'a (Box<str>, Value)) -> (&'a str, &'a Value),
+        std::slice::Iter<'o, (Cow<'a, str>, Value<'a>)>,
+        fn(&'o (Cow<'a, str>, Value<'a>)) -> (&'o str, &'o Value<'a>),
     >;
 
     fn into_iter(self) -> Self::IntoIter {
@@ -133,7 +136,7 @@ impl<'a> IntoIterator for &'a Object {
 }
 
 /// Written as `serde_json` writes its own `Value`, members in order.
-impl Serialize for Value {
+impl Serialize for Value<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match self {
             Value::Null => s.serialize_unit(),
@@ -156,7 +159,7 @@ impl Serialize for Value {
 mod tests {
     use super::*;
 
-    fn object(pairs: &[(&str, Value)]) -> Object {
+    fn object<'a>(pairs: &[(&'a str, Value<'a>)]) -> Object<'a> {
         Object::from_distinct(
             pairs
                 .iter()
@@ -167,9 +170,23 @@ mod tests {
 
     #[test]
     fn small_values_stay_small() {
-        // The point of the tree: a third of serde_json's `Value` with `preserve_order`.
-        assert!(std::mem::size_of::<Value>() <= 24);
-        assert!(std::mem::size_of::<(Box<str>, Value)>() <= 40);
+        // The point of the tree: less than half of serde_json's `Value` with `preserve_order`,
+        // and no hash table per object.
+        assert!(std::mem::size_of::<Value>() <= 32);
+        assert!(std::mem::size_of::<Value>() * 2 <= std::mem::size_of::<serde_json::Value>());
+        assert!(std::mem::size_of::<(Cow<str>, Value)>() <= 56);
+    }
+
+    #[test]
+    fn strings_without_escapes_are_borrowed_from_the_text() {
+        let text = r#"{"plain": "value", "esc\u0061ped": "a\"b"}"#;
+        let (tree, _) = crate::repeated_keys::parse(text).unwrap();
+        let map = tree.as_object().unwrap();
+        let borrowed = |s: &Cow<str>| matches!(s, Cow::Borrowed(_));
+        assert!(borrowed(&map.0[0].0));
+        assert!(matches!(&map.0[0].1, Value::String(s) if borrowed(s) && s == "value"));
+        assert!(!borrowed(&map.0[1].0) && map.0[1].0 == "escaped");
+        assert!(matches!(&map.0[1].1, Value::String(s) if !borrowed(s) && s == "a\"b"));
     }
 
     #[test]
