@@ -3,9 +3,11 @@
 #
 #   bench/run.sh [--rounds N] [--seconds S] [--warmup S] [--connections C] [--cases abcde] [--no-check]
 #   bench/run.sh --instructions [--cases abcdefg] [--requests N] [--warmup N] [--simulate] [--keep DIR]
+#   bench/run.sh --memory [--cases bcd] [--workers 1,2,4]
 #
 # The second form counts instructions per request of the same front Envoy under callgrind
-# (bench/envoy_instructions.py; installs valgrind too): slow, but the same on every run.
+# (bench/envoy_instructions.py; installs valgrind too): slow, but the same on every run. The
+# third reads the front Envoy's resident memory per case and number of workers (bench/memory.py).
 #
 # Installs what it needs (wrk with apt-get if missing, Envoy via envoy/setup.sh), builds the
 # switchyard filter, the floor filter and the switchyard CLI, generates the large policy, then
@@ -18,9 +20,11 @@ REPO="$(cd "$HERE/.." && pwd)"
 cd "$REPO"
 say() { printf '[bench] %s\n' "$*" >&2; }
 
-case "${1:-}" in -h|--help) sed -n '2,14p' "$0"; exit 0 ;; esac
+case "${1:-}" in -h|--help) sed -n '2,16p' "$0"; exit 0 ;; esac
 INSTRUCTIONS=
+MEMORY=
 if [ "${1:-}" = --instructions ]; then INSTRUCTIONS=1; shift; fi
+if [ "${1:-}" = --memory ]; then MEMORY=1; shift; fi
 
 . tools/apt.sh
 # need TOOL PACKAGE: installs PACKAGE with apt-get when TOOL is missing.
@@ -49,6 +53,9 @@ cargo run --release -q -p switchyard-policy --example large-policy > "$LARGE.tmp
 mv "$LARGE.tmp" "$LARGE"
 target/release/switchyard check "$LARGE" >&2
 
+if [ -n "$MEMORY" ]; then
+  exec python3 "$HERE/memory.py" --large-policy "$LARGE" "$@"
+fi
 if [ -n "$INSTRUCTIONS" ]; then
   exec python3 "$HERE/envoy_instructions.py" --large-policy "$LARGE" "$@"
 fi
