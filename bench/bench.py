@@ -329,6 +329,17 @@ def wasm_filter(name, wasm_path, configuration):
         }}}
 
 
+def read_policies(large_policy):
+    """The large policy's text, and every cluster the front Envoy must define for any case."""
+    with open(large_policy) as f:
+        large_text = f.read()
+    with open(EXAMPLE_POLICY) as f:
+        example_text = f.read()
+    clusters = list(dict.fromkeys(policy_clusters(example_text) + policy_clusters(large_text)
+                                  + ["rules_engine", DEFAULT_CLUSTER]))
+    return large_text, clusters
+
+
 def snapshot_modules(workdir):
     """Copy the .wasm modules into the work directory and use the copies, so every run of the
     benchmark loads the same bytes even if the modules are rebuilt meanwhile."""
@@ -898,12 +909,7 @@ def main():
     workdir = tempfile.mkdtemp(prefix="switchyard-bench-")
     log("work directory %s" % workdir)
     modules = snapshot_modules(workdir)
-    with open(args.large_policy) as f:
-        large_text = f.read()
-    with open(EXAMPLE_POLICY) as f:
-        example_text = f.read()
-    clusters = list(dict.fromkeys(policy_clusters(example_text) + policy_clusters(large_text)
-                                  + ["rules_engine", DEFAULT_CLUSTER]))
+    large_text, clusters = read_policies(args.large_policy)
 
     mix = request_mix()
     expected = {}

@@ -43,12 +43,7 @@ def main():
 
     workdir = tempfile.mkdtemp(prefix="switchyard-memory-")
     bench.snapshot_modules(workdir)
-    with open(args.large_policy) as f:
-        large_text = f.read()
-    with open(bench.EXAMPLE_POLICY) as f:
-        example_text = f.read()
-    clusters = list(dict.fromkeys(bench.policy_clusters(example_text) + bench.policy_clusters(large_text)
-                                  + ["rules_engine", bench.DEFAULT_CLUSTER]))
+    large_text, clusters = bench.read_policies(args.large_policy)
     rss = {}
     for case in cases:
         for n in workers:
