@@ -340,6 +340,16 @@ def read_policies(large_policy):
     return large_text, clusters
 
 
+def use_baseline(ap, cases, baseline_wasm):
+    """Sets BASELINE_WASM for the cases that run the earlier module (x, y, z), or stops with a
+    usage error when they are asked for without --baseline-wasm."""
+    global BASELINE_WASM
+    needed = bool(set(cases) & set("xyz"))
+    if needed and not baseline_wasm:
+        ap.error("cases x, y and z need --baseline-wasm FILE")
+    BASELINE_WASM = baseline_wasm if needed else None
+
+
 def snapshot_modules(workdir):
     """Copy the .wasm modules into the work directory and use the copies, so every run of the
     benchmark loads the same bytes even if the modules are rebuilt meanwhile."""
@@ -899,11 +909,8 @@ def main():
         return 0
     if not args.large_policy:
         ap.error("--large-policy is required")
-    baseline_cases = set(cases) & set("xyz")
-    if baseline_cases and not args.baseline_wasm:
-        ap.error("cases x, y and z need --baseline-wasm FILE")
-    global BASELINE_WASM, FLOOR_CONFIG
-    BASELINE_WASM = args.baseline_wasm if baseline_cases else None
+    use_baseline(ap, cases, args.baseline_wasm)
+    global FLOOR_CONFIG
     FLOOR_CONFIG = args.floor_config
 
     workdir = tempfile.mkdtemp(prefix="switchyard-bench-")

@@ -216,13 +216,10 @@ def main():
                     help="keep each case's callgrind output in DIR (callgrind.CASE.out, for callgrind_annotate)")
     args = ap.parse_args()
     cases = [c for c in args.cases if c in bench.CASES]
-    baseline_cases = set(cases) & set("xyz")
-    if baseline_cases and not args.baseline_wasm:
-        ap.error("cases x, y and z need --baseline-wasm FILE")
+    bench.use_baseline(ap, cases, args.baseline_wasm)
     if not shutil.which("valgrind") or not shutil.which("callgrind_control"):
         ap.error("valgrind is not installed (bench/run.sh --instructions installs it)")
     bench.FLOOR_CONFIG = args.floor_config
-    bench.BASELINE_WASM = args.baseline_wasm if baseline_cases else None
 
     workdir = tempfile.mkdtemp(prefix="switchyard-instr-")
     bench.snapshot_modules(workdir)

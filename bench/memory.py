@@ -11,20 +11,11 @@ and reads VmRSS from /proc/PID/status. The slope over workers is what a policy c
 worker; (d) against (c) is the large policy's cost. Standard library only.
 """
 import argparse
-import os
 import sys
 import tempfile
 import time
 
 import bench
-
-
-def vm_rss_mib(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024.0
-    return None
 
 
 def main():
@@ -36,9 +27,7 @@ def main():
     ap.add_argument("--baseline-wasm", metavar="FILE")
     args = ap.parse_args()
     cases = [c for c in args.cases if c in bench.CASES]
-    if set(cases) & set("xyz") and not args.baseline_wasm:
-        ap.error("cases x, y and z need --baseline-wasm FILE")
-    bench.BASELINE_WASM = args.baseline_wasm if set(cases) & set("xyz") else None
+    bench.use_baseline(ap, cases, args.baseline_wasm)
     workers = [int(w) for w in args.workers.split(",") if w.strip()]
 
     workdir = tempfile.mkdtemp(prefix="switchyard-memory-")
@@ -52,7 +41,7 @@ def main():
             envoy = bench.Envoy("front-%s-%d" % (case, n), boot, workdir, concurrency=n).start()
             try:
                 time.sleep(args.settle)
-                rss[case, n] = vm_rss_mib(envoy.proc.pid)
+                rss[case, n] = envoy.rss_kib() / 1024.0
             finally:
                 envoy.stop()
             bench.log("case %s, %d worker(s): VmRSS %.1f MiB" % (case, n, rss[case, n]))

@@ -1038,13 +1038,17 @@ impl Compiler {
 /// The settings that make the filter act on the response, refused for a host that never calls
 /// it there ([`crate::LoadOptions::request_only`]): one error each, naming the setting.
 fn refuse_response_settings(settings: &SettingsDoc, errors: &mut PolicyErrors) {
-    let on_response = [
-        ("exposure_event", settings.exposure_event, true),
-        ("upstream_metrics", settings.upstream_metrics, true),
-        ("response_headers", settings.response_headers, false),
+    type Setting = fn(&SettingsDoc) -> bool;
+    let on_response: [(&str, Setting); 3] = [
+        ("exposure_event", |s| s.exposure_event),
+        ("upstream_metrics", |s| s.upstream_metrics),
+        ("response_headers", |s| s.response_headers),
     ];
-    for (key, on, default) in on_response {
-        if on {
+    // Whether a setting is on unless turned off comes from the defaults themselves.
+    let defaults = SettingsDoc::default();
+    for (key, setting) in on_response {
+        if setting(settings) {
+            let default = setting(&defaults);
             errors.push(
                 field("settings", key),
                 format!(
