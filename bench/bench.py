@@ -4,7 +4,7 @@
 Run through bench/run.sh, which installs and builds what this needs. Standard library only.
 
     bench/bench.py [--rounds N] [--seconds S] [--warmup S] [--connections C] [--cases abcde]
-                   [--no-check] [--out DIR]
+                   [--no-check] [--out DIR] [--pin] [--no-aslr]
 
 Cases (same front-Envoy bootstrap for all; only the HTTP filter before the router differs):
   a  no filter; the client sends the route header itself (Envoy's floor)
@@ -432,10 +432,12 @@ def front_bootstrap(case, clusters, upstream_port, large_policy_text):
 # ------------------------------------------------------------------ processes
 
 class Envoy:
-    def __init__(self, name, bootstrap, workdir, concurrency=1, binary=None):
-        """`binary`: what to run instead of envoy (e.g. a script running it under valgrind)."""
+    def __init__(self, name, bootstrap, workdir, concurrency=1, binary=None, cpus=None):
+        """`binary`: what to run instead of envoy (e.g. a script running it under valgrind);
+        `cpus`: the CPUs its threads may run on (all, by default)."""
         self.name = name
         self.binary = binary
+        self.cpus = cpus
         self.dir = workdir
         self.cfg = os.path.join(workdir, "%s.json" % name)
         with open(self.cfg, "w") as f:
@@ -453,7 +455,8 @@ class Envoy:
             [self.binary or envoy_binary(), "-c", self.cfg, "--concurrency", str(self.concurrency),
              "--disable-hot-restart", "--admin-address-path", self.admin_file,
              "--log-level", "warning"],
-            stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True)
+            stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True,
+            preexec_fn=pin_to(self.cpus))
         out.close()
         deadline = time.time() + timeout
         while True:
@@ -575,7 +578,25 @@ def tail(path, n=30):
         return ""
 
 
-def run_wrk(script, port, seconds, connections, threads=1):
+def no_aslr_wrapper(workdir):
+    """A script that runs Envoy with address space randomization off (setarch -R): the binary,
+    heap, stacks and mappings stay put from one instance to the next (V8 may still choose its
+    own addresses for generated code)."""
+    path = os.path.join(workdir, "envoy-no-aslr.sh")
+    with open(path, "w") as f:
+        f.write('#!/bin/sh\nexec setarch -R "%s" "$@"\n' % envoy_binary())
+    os.chmod(path, 0o755)
+    return path
+
+
+def pin_to(cpus):
+    """A preexec_fn that confines a child, and every thread it starts, to `cpus` (None: no-op)."""
+    if cpus is None:
+        return None
+    return lambda: os.sched_setaffinity(0, cpus)
+
+
+def run_wrk(script, port, seconds, connections, threads=1, cpus=None):
     """Run wrk; returns the summary dict its done() wrote."""
     result = script + ".out.json"
     if os.path.exists(result):
@@ -583,7 +604,7 @@ def run_wrk(script, port, seconds, connections, threads=1):
     url = "http://127.0.0.1:%d%s" % (port, PATH)
     p = subprocess.run(["wrk", "-t", str(threads), "-c", str(connections), "-d", "%ds" % seconds,
                         "--timeout", "10s", "-s", script, url],
-                       capture_output=True, text=True)
+                       capture_output=True, text=True, preexec_fn=pin_to(cpus))
     if p.returncode != 0 or not os.path.exists(result):
         raise RuntimeError("wrk failed (%s): %s %s" % (p.returncode, p.stdout, p.stderr))
     with open(result) as f:
@@ -731,6 +752,10 @@ def report(res):
              "medians; request mix of %d POST %s requests (%d distinct tenants, 11 headers incl. cookie, %d-byte body)"
              % (m["wrk"], p["connections"], p["warmup"], p["seconds"], "".join(p["cases"]), p["rounds"],
                 MIX_SIZE, PATH, res["mix_tenants"], len(REQUEST_BODY)))
+    if p.get("pin"):
+        L.append("- `--pin`: the front Envoy alone on CPU 1; wrk and the upstream Envoy on CPU 0")
+    if p.get("no_aslr"):
+        L.append("- `--no-aslr`: the front Envoys ran with address space randomization off (`setarch -R`)")
     L.append("- CPU/request = front Envoy process utime+stime delta (/proc/PID/stat) over the measured run ÷ "
              "requests wrk completed; \"worker\" = the same for the `wrk:worker_0` thread only")
     L.append("")
@@ -760,10 +785,16 @@ def report(res):
         L.extend("- " + line for line in slow)
         L.append("")
     if res["targets"]:
-        L.append("| target | value | met |")
-        L.append("| --- | ---: | :---: |")
+        L.append("| target | value | %d%% interval | met |" % 90)
+        L.append("| --- | ---: | ---: | :---: |")
         for t in res["targets"]:
-            L.append("| %s | %s | %s |" % (t["name"], t["value"], {True: "yes", False: "**no**", None: "–"}[t["met"]]))
+            L.append("| %s | %s | %s | %s |" % (
+                t["name"], t["value"], t.get("interval_text", "–"),
+                {True: "yes", False: "**no**", None: "–", "unresolved": "unresolved"}[t["met"]]))
+        L.append("")
+        L.append("The interval: %d bootstrap resamples of the rounds (each a new front Envoy, so a "
+                 "sample of memory layouts as well as of moments); a target is met or not only when "
+                 "the whole interval is on one side of it." % BOOTSTRAP_RESAMPLES)
         L.append("")
     w = res["wasm"]
     L.append("- .wasm sizes: switchyard_plugin.wasm %d bytes (sha256 %s…, built %s); "
@@ -833,14 +864,50 @@ def compute_summary(runs, cases):
             if case == "a":
                 continue
             # Median of the per-round differences (each round's runs are close in time).
-            n = min(len(runs[case]), len(runs["a"]))
-            s[case]["added_us"] = median([runs[case][i]["cpu_us"] - runs["a"][i]["cpu_us"] for i in range(n)])
-            s[case]["added_worker_us"] = median(
-                [runs[case][i]["worker_us"] - runs["a"][i]["worker_us"] for i in range(n)])
+            s[case]["added_us"] = median(added_per_round(runs, case))
+            s[case]["added_worker_us"] = median(added_per_round(runs, case, "worker_us"))
     return s
 
 
-def targets(s):
+def added_per_round(runs, case, key="cpu_us"):
+    """(case) minus (a), round by round: each round's runs are close in time."""
+    n = min(len(runs[case]), len(runs["a"]))
+    return [runs[case][i][key] - runs["a"][i][key] for i in range(n)]
+
+
+BOOTSTRAP_RESAMPLES = 2000
+
+
+def ratio_interval(runs, x, y, key="cpu_us", level=0.90):
+    """A bootstrap interval for median(x added) / median(y added): rounds are resampled with
+    replacement (the same rounds for both cases, as each round's runs are close in time).
+
+    Each round starts a new front Envoy, and an instance's CPU per request depends on where
+    its code and memory landed (ASLR: up to ~12% between instances of one case, steady within
+    one), so the rounds are a sample of layouts as well as of moments; the interval says how
+    far the ratio could move with another sample of the same size."""
+    if x not in runs or y not in runs or "a" not in runs:
+        return None
+    ax, ay = added_per_round(runs, x, key), added_per_round(runs, y, key)
+    n = min(len(ax), len(ay))
+    if n < 3:
+        return None
+    rng = random.Random(20261123)
+    ratios = []
+    for _ in range(BOOTSTRAP_RESAMPLES):
+        idx = [rng.randrange(n) for _ in range(n)]
+        my = statistics.median(ay[i] for i in idx)
+        if my > 0:
+            ratios.append(statistics.median(ax[i] for i in idx) / my)
+    if len(ratios) < BOOTSTRAP_RESAMPLES // 2:
+        return None
+    ratios.sort()
+    lo = ratios[int(len(ratios) * (1 - level) / 2)]
+    hi = ratios[min(len(ratios) - 1, int(len(ratios) * (1 + level) / 2))]
+    return lo, hi
+
+
+def targets(s, runs):
     out = []
 
     def added(c, key="added_us"):
@@ -849,27 +916,33 @@ def targets(s):
     def ratio(x, y):
         return None if x is None or y is None or y <= 0 else x / y
 
-    def target(name, r, met):
-        out.append({"name": name, "ratio": r, "value": "%.2f×" % r if r is not None else "–",
-                    "met": None if r is None or met is None else met(r)})
+    def target(name, r, met, pair=None, limit=None):
+        """`pair`: the cases (x, y) of an added-CPU ratio, for its bootstrap interval; the
+        target is "met" or "not met" only when the whole interval is on one side of `limit`."""
+        t = {"name": name, "ratio": r, "value": "%.2f×" % r if r is not None else "–",
+             "met": None if r is None or met is None else met(r), "interval": None}
+        iv = ratio_interval(runs, *pair) if pair and r is not None else None
+        if iv:
+            t["interval"] = iv
+            t["interval_text"] = "%.2f–%.2f×" % iv
+            if limit is not None and iv[0] <= limit < iv[1]:
+                t["met"] = "unresolved"
+        out.append(t)
 
-    target("(c) added CPU ≤ 1.3 × (b) added CPU", ratio(added("c"), added("b")),
-           lambda r: r <= 1.3)
-    target("(d) added CPU ≤ 1.10 × (c) added CPU", ratio(added("d"), added("c")),
-           lambda r: r <= 1.10)
+    def added_target(name, x, y, limit, strict=False):
+        met = (lambda r: r < limit) if strict else (lambda r: r <= limit)
+        target(name, ratio(added(x), added(y)), met, pair=(x, y), limit=limit)
+
+    added_target("(c) added CPU ≤ 1.3 × (b) added CPU", "c", "b", 1.3)
+    added_target("(d) added CPU ≤ 1.10 × (c) added CPU", "d", "c", 1.10)
     target("(d) total CPU ≤ 1.10 × (c) total CPU (other reading)",
            ratio(s.get("d", {}).get("cpu_us"), s.get("c", {}).get("cpu_us")), lambda r: r <= 1.10)
-    target("(c) added CPU < (e) added CPU", ratio(added("c"), added("e")), lambda r: r < 1.0)
-    target("(f) added CPU ≤ 1.3 × (b) added CPU (lean settings)", ratio(added("f"), added("b")),
-           lambda r: r <= 1.3)
-    target("(h) added CPU ≤ 1.3 × (b) added CPU (route and exposure header only)",
-           ratio(added("h"), added("b")), lambda r: r <= 1.3)
-    target("(i) added CPU ≤ 1.10 × (h) added CPU (both lean)",
-           ratio(added("i"), added("h")), lambda r: r <= 1.10)
-    target("(j) added CPU ≤ 1.3 × (b) added CPU (lean settings, request-only module)",
-           ratio(added("j"), added("b")), lambda r: r <= 1.3)
-    target("(g) added CPU ≤ 1.10 × (c) added CPU (policy size alone)",
-           ratio(added("g"), added("c")), lambda r: r <= 1.10)
+    added_target("(c) added CPU < (e) added CPU", "c", "e", 1.0, strict=True)
+    added_target("(f) added CPU ≤ 1.3 × (b) added CPU (lean settings)", "f", "b", 1.3)
+    added_target("(h) added CPU ≤ 1.3 × (b) added CPU (route and exposure header only)", "h", "b", 1.3)
+    added_target("(i) added CPU ≤ 1.10 × (h) added CPU (both lean)", "i", "h", 1.10)
+    added_target("(j) added CPU ≤ 1.3 × (b) added CPU (lean settings, request-only module)", "j", "b", 1.3)
+    added_target("(g) added CPU ≤ 1.10 × (c) added CPU (policy size alone)", "g", "c", 1.10)
     # worker-thread view of the same ratios, for information
     target("(worker thread) (c) added / (b) added",
            ratio(added("c", "added_worker_us"), added("b", "added_worker_us")), None)
@@ -898,6 +971,12 @@ def main():
                          "'prop=3 header=5': see bench/floor-filter/src/lib.rs")
     ap.add_argument("--baseline-wasm", metavar="FILE",
                     help="an earlier switchyard_plugin.wasm: case z runs it on (c)'s policy, side by side")
+    ap.add_argument("--pin", action="store_true",
+                    help="run the front Envoy alone on CPU 1, and wrk and the upstream Envoy on "
+                         "CPU 0, so that they do not share the front Envoy's core and caches")
+    ap.add_argument("--no-aslr", action="store_true",
+                    help="start the front Envoys with address space randomization off (setarch -R), "
+                         "so that every instance of a case has the same layout: see bench/README.md")
     ap.add_argument("--no-perf", action="store_true",
                     help="skip the extra profiled run per case (perf record, cpu-clock)")
     args = ap.parse_args()
@@ -948,7 +1027,9 @@ def main():
         write_wrk_script(scripts[case], mix, scripts[case] + ".out.json",
                          route=route_a if case == "a" else None)
 
-    upstream = Envoy("upstream", upstream_bootstrap(), workdir).start()
+    front_cpus, load_cpus = ({1}, {0}) if args.pin else (None, None)
+    front_binary = no_aslr_wrapper(workdir) if args.no_aslr else None
+    upstream = Envoy("upstream", upstream_bootstrap(), workdir, cpus=load_cpus).start()
     log("upstream Envoy on port %d" % upstream.port)
     runs = {c: [] for c in cases}
     checks = {}
@@ -962,7 +1043,7 @@ def main():
             profiling = rnd == args.rounds
             for case in cases:
                 env = Envoy("front-%s" % case, front_bootstrap(case, clusters, upstream.port, large_text),
-                            workdir)
+                            workdir, cpus=front_cpus, binary=front_binary)
                 t0 = time.time()
                 env.start()
                 start_s = time.time() - t0
@@ -981,7 +1062,7 @@ def main():
                             log("routing check %s FAILED: non-200 %d, got %s, want %s" % (case, bad, got, want))
                         else:
                             log("routing check %s ok %s" % (case, sorted(got.items())))
-                    run_wrk(scripts[case], env.port, args.warmup, args.connections)
+                    run_wrk(scripts[case], env.port, args.warmup, args.connections, cpus=load_cpus)
                     rss = env.rss_kib()
                     prof = None
                     if profiling:
@@ -989,7 +1070,7 @@ def main():
                         prof = perf_profile(env.proc.pid, args.seconds, prof_data)
                         time.sleep(0.3)
                     c0, w0, d0 = env.cpu_ticks(), env.worker_ticks(), env.detail()
-                    w = run_wrk(scripts[case], env.port, args.seconds, args.connections)
+                    w = run_wrk(scripts[case], env.port, args.seconds, args.connections, cpus=load_cpus)
                     c1, w1, d1 = env.cpu_ticks(), env.worker_ticks(), env.detail()
                     if prof is not None:
                         prof.wait(30)
@@ -1034,13 +1115,14 @@ def main():
         "machine": machine_info(),
         "loadavg_before": " ".join(loadavg_before), "loadavg_after": " ".join(loadavg_after),
         "params": {"rounds": args.rounds, "seconds": args.seconds, "warmup": args.warmup,
-                   "connections": args.connections, "threads": 1, "cases": cases},
+                   "connections": args.connections, "threads": 1, "cases": cases, "pin": args.pin,
+                   "no_aslr": args.no_aslr},
         "mix_tenants": len({h["x-tenant-id"] for h in mix}),
         "wasm": modules,
         "clusters": len(clusters),
         "checks": checks,
         "summary": summary,
-        "targets": targets(summary) if "a" in cases else [],
+        "targets": targets(summary, runs) if "a" in cases else [],
         "runs": runs,
         "profiles": profiles,
     }

@@ -2,12 +2,16 @@
 # The Envoy benchmark: switchyard vs. Envoy's floor, a floor Wasm filter and a Lua peer.
 #
 #   bench/run.sh [--rounds N] [--seconds S] [--warmup S] [--connections C] [--cases abcde] [--no-check]
+#                [--pin] [--no-aslr]
 #   bench/run.sh --instructions [--cases abcdefg] [--requests N] [--warmup N] [--simulate] [--keep DIR]
 #   bench/run.sh --memory [--cases bcd] [--workers 1,2,4]
+#   bench/run.sh --instances [--cases hhhbbb] [--turns N] [--seconds S]
 #
 # The second form counts instructions per request of the same front Envoy under callgrind
 # (bench/envoy_instructions.py; installs valgrind too): slow, but the same on every run. The
 # third reads the front Envoy's resident memory per case and number of workers (bench/memory.py).
+# The fourth loads several front Envoys in turn to show how CPU per request differs between
+# instances of one case (bench/instances.py).
 #
 # Installs what it needs (wrk with apt-get if missing, Envoy via envoy/setup.sh), builds the
 # switchyard filter, the floor filter and the switchyard CLI, generates the large policy, then
@@ -20,11 +24,13 @@ REPO="$(cd "$HERE/.." && pwd)"
 cd "$REPO"
 say() { printf '[bench] %s\n' "$*" >&2; }
 
-case "${1:-}" in -h|--help) sed -n '2,16p' "$0"; exit 0 ;; esac
+case "${1:-}" in -h|--help) sed -n '2,19p' "$0"; exit 0 ;; esac
 INSTRUCTIONS=
 MEMORY=
+INSTANCES=
 if [ "${1:-}" = --instructions ]; then INSTRUCTIONS=1; shift; fi
 if [ "${1:-}" = --memory ]; then MEMORY=1; shift; fi
+if [ "${1:-}" = --instances ]; then INSTANCES=1; shift; fi
 
 . tools/apt.sh
 # need TOOL PACKAGE: installs PACKAGE with apt-get when TOOL is missing.
@@ -53,6 +59,9 @@ cargo run --release -q -p switchyard-policy --example large-policy > "$LARGE.tmp
 mv "$LARGE.tmp" "$LARGE"
 target/release/switchyard check "$LARGE" >&2
 
+if [ -n "$INSTANCES" ]; then
+  exec python3 "$HERE/instances.py" --large-policy "$LARGE" "$@"
+fi
 if [ -n "$MEMORY" ]; then
   exec python3 "$HERE/memory.py" --large-policy "$LARGE" "$@"
 fi
