@@ -953,9 +953,9 @@ def targets(s, runs):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--rounds", type=int, default=5)
-    ap.add_argument("--seconds", type=int, default=10, help="measured seconds per run")
-    ap.add_argument("--warmup", type=int, default=2, help="warm-up seconds per run")
+    ap.add_argument("--rounds", type=int, default=15)
+    ap.add_argument("--seconds", type=int, default=3, help="measured seconds per run")
+    ap.add_argument("--warmup", type=int, default=1, help="warm-up seconds per run")
     ap.add_argument("--connections", type=int, default=8)
     ap.add_argument("--cases", default="abcdefg")
     ap.add_argument("--no-check", action="store_true", help="skip the round-1 routing check")
