@@ -589,6 +589,17 @@ def no_aslr_wrapper(workdir):
     return path
 
 
+def wrk_scripts(workdir, cases, mix, route_a):
+    """One wrk script per case, {case: path}; (a)'s requests carry the route header themselves
+    (`route_a`: the cluster of each request of the mix)."""
+    scripts = {}
+    for case in cases:
+        scripts[case] = os.path.join(workdir, "wrk-%s.lua" % case)
+        write_wrk_script(scripts[case], mix, scripts[case] + ".out.json",
+                         route=route_a if case == "a" else None)
+    return scripts
+
+
 def pin_to(cpus):
     """A preexec_fn that confines a child, and every thread it starts, to `cpus` (None: no-op)."""
     if cpus is None:
@@ -785,7 +796,7 @@ def report(res):
         L.extend("- " + line for line in slow)
         L.append("")
     if res["targets"]:
-        L.append("| target | value | %d%% interval | met |" % 90)
+        L.append("| target | value | %d%% interval | met |" % round(INTERVAL_LEVEL * 100))
         L.append("| --- | ---: | ---: | :---: |")
         for t in res["targets"]:
             L.append("| %s | %s | %s | %s |" % (
@@ -876,16 +887,17 @@ def added_per_round(runs, case, key="cpu_us"):
 
 
 BOOTSTRAP_RESAMPLES = 2000
+INTERVAL_LEVEL = 0.90
 
 
-def ratio_interval(runs, x, y, key="cpu_us", level=0.90):
+def ratio_interval(runs, x, y, key="cpu_us", level=INTERVAL_LEVEL):
     """A bootstrap interval for median(x added) / median(y added): rounds are resampled with
     replacement (the same rounds for both cases, as each round's runs are close in time).
 
-    Each round starts a new front Envoy, and an instance's CPU per request depends on where
-    its code and memory landed (ASLR: up to ~12% between instances of one case, steady within
-    one), so the rounds are a sample of layouts as well as of moments; the interval says how
-    far the ratio could move with another sample of the same size."""
+    Each round starts a new front Envoy, and instances of one case differ steadily by up to
+    ~12% in CPU per request (bench/README.md, "One instance is one sample"), so the rounds are
+    a sample of instances as well as of moments; the interval says how far the ratio could
+    move with another sample of the same size."""
     if x not in runs or y not in runs or "a" not in runs:
         return None
     ax, ay = added_per_round(runs, x, key), added_per_round(runs, y, key)
@@ -916,27 +928,28 @@ def targets(s, runs):
     def ratio(x, y):
         return None if x is None or y is None or y <= 0 else x / y
 
-    def target(name, r, met, pair=None, limit=None):
-        """`pair`: the cases (x, y) of an added-CPU ratio, for its bootstrap interval; the
-        target is "met" or "not met" only when the whole interval is on one side of `limit`."""
+    def target(name, r, limit=None, strict=False, pair=None):
+        """Met when r ≤ `limit` (r < `limit` if `strict`; no limit: for information). `pair`:
+        the cases (x, y) of an added-CPU ratio, for its bootstrap interval; the target is met
+        or not only when both ends of the interval agree."""
+        met = None if limit is None else (lambda v: v < limit) if strict else (lambda v: v <= limit)
         t = {"name": name, "ratio": r, "value": "%.2f×" % r if r is not None else "–",
              "met": None if r is None or met is None else met(r), "interval": None}
         iv = ratio_interval(runs, *pair) if pair and r is not None else None
         if iv:
             t["interval"] = iv
             t["interval_text"] = "%.2f–%.2f×" % iv
-            if limit is not None and iv[0] <= limit < iv[1]:
+            if met is not None and met(iv[0]) != met(iv[1]):
                 t["met"] = "unresolved"
         out.append(t)
 
     def added_target(name, x, y, limit, strict=False):
-        met = (lambda r: r < limit) if strict else (lambda r: r <= limit)
-        target(name, ratio(added(x), added(y)), met, pair=(x, y), limit=limit)
+        target(name, ratio(added(x), added(y)), limit, strict, pair=(x, y))
 
     added_target("(c) added CPU ≤ 1.3 × (b) added CPU", "c", "b", 1.3)
     added_target("(d) added CPU ≤ 1.10 × (c) added CPU", "d", "c", 1.10)
     target("(d) total CPU ≤ 1.10 × (c) total CPU (other reading)",
-           ratio(s.get("d", {}).get("cpu_us"), s.get("c", {}).get("cpu_us")), lambda r: r <= 1.10)
+           ratio(s.get("d", {}).get("cpu_us"), s.get("c", {}).get("cpu_us")), 1.10)
     added_target("(c) added CPU < (e) added CPU", "c", "e", 1.0, strict=True)
     added_target("(f) added CPU ≤ 1.3 × (b) added CPU (lean settings)", "f", "b", 1.3)
     added_target("(h) added CPU ≤ 1.3 × (b) added CPU (route and exposure header only)", "h", "b", 1.3)
@@ -945,7 +958,7 @@ def targets(s, runs):
     added_target("(g) added CPU ≤ 1.10 × (c) added CPU (policy size alone)", "g", "c", 1.10)
     # worker-thread view of the same ratios, for information
     target("(worker thread) (c) added / (b) added",
-           ratio(added("c", "added_worker_us"), added("b", "added_worker_us")), None)
+           ratio(added("c", "added_worker_us"), added("b", "added_worker_us")))
     return out
 
 
@@ -1021,11 +1034,7 @@ def main():
     expected["b"] = [floor_cluster(h) for h in mix]
     expected["e"] = [lua_cluster(h) for h in mix]
 
-    scripts = {}
-    for case in cases:
-        scripts[case] = os.path.join(workdir, "wrk-%s.lua" % case)
-        write_wrk_script(scripts[case], mix, scripts[case] + ".out.json",
-                         route=route_a if case == "a" else None)
+    scripts = wrk_scripts(workdir, cases, mix, route_a)
 
     front_cpus, load_cpus = ({1}, {0}) if args.pin else (None, None)
     front_binary = no_aslr_wrapper(workdir) if args.no_aslr else None

@@ -40,11 +40,8 @@ def main():
     modules = bench.snapshot_modules(workdir)
     large_text, clusters = bench.read_policies(args.large_policy)
     mix = bench.request_mix()
-    scripts = {}
-    for case in set(args.cases):
-        route = bench.cli_clusters(bench.EXAMPLE_POLICY, mix) if case == "a" else None
-        scripts[case] = os.path.join(workdir, "wrk-%s.lua" % case)
-        bench.write_wrk_script(scripts[case], mix, scripts[case] + ".out.json", route=route)
+    route_a = bench.cli_clusters(bench.EXAMPLE_POLICY, mix) if "a" in args.cases else None
+    scripts = bench.wrk_scripts(workdir, set(args.cases), mix, route_a)
 
     cpu = {label: [] for label in labels}
     envoys = {}
