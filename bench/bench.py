@@ -4,7 +4,7 @@
 Run through bench/run.sh, which installs and builds what this needs. Standard library only.
 
     bench/bench.py [--rounds N] [--seconds S] [--warmup S] [--connections C] [--cases abcde]
-                   [--no-check] [--out DIR] [--pin] [--no-aslr]
+                   [--no-check] [--out DIR] [--pin] [--no-aslr] [--shared]
 
 Cases (same front-Envoy bootstrap for all; only the HTTP filter before the router differs):
   a  no filter; the client sends the route header itself (Envoy's floor)
@@ -25,7 +25,8 @@ Cases (same front-Envoy bootstrap for all; only the HTTP filter before the route
 Each measurement: start the front Envoy (--concurrency 1), check its routing on the request mix
 (round 1), warm up with wrk, then measure with wrk while reading the Envoy process's CPU time
 (utime+stime, /proc/PID/stat) before and after. Cases are interleaved (a b c d e a b c ...) and
-every number reported is a median over the rounds.
+every number reported is a median over the rounds. With --shared, each round starts one front
+Envoy with a listener per case instead, and loads the cases in turn (bench/README.md).
 """
 import argparse
 import datetime
@@ -374,20 +375,25 @@ def snapshot_modules(workdir):
     return info
 
 
-def front_bootstrap(case, clusters, upstream_port, large_policy_text):
-    """The front Envoy: identical for every case except the one HTTP filter before the router."""
+def front_filters(case, large_policy_text, vm_suffix=""):
+    """The case's HTTP filters, the router last. `vm_suffix` names the Wasm VM apart when
+    several cases share one front Envoy (--shared): each then runs in its own VM, as it would
+    alone."""
+    def wasm(name, module, configuration):
+        return wasm_filter(name + vm_suffix, module, configuration)
+
     if case == "a":
         filters = []
     elif case == "b":
-        filters = [wasm_filter("floor", FLOOR_WASM, FLOOR_CONFIG)]
+        filters = [wasm("floor", FLOOR_WASM, FLOOR_CONFIG)]
     elif case == "c":
         with open(EXAMPLE_POLICY) as f:
-            filters = [wasm_filter("switchyard", SWITCHYARD_WASM, f.read())]
+            filters = [wasm("switchyard", SWITCHYARD_WASM, f.read())]
     elif case in "dx":
         module = BASELINE_WASM if case == "x" else SWITCHYARD_WASM
-        filters = [wasm_filter("switchyard", module, large_policy_text)]
+        filters = [wasm("switchyard", module, large_policy_text)]
     elif case == "g":
-        filters = [wasm_filter("switchyard", SWITCHYARD_WASM, padded_example_policy(large_policy_text))]
+        filters = [wasm("switchyard", SWITCHYARD_WASM, padded_example_policy(large_policy_text))]
     elif case in "fhijky":
         if case in "ik":
             policy = json.loads(large_policy_text)
@@ -401,10 +407,10 @@ def front_bootstrap(case, clusters, upstream_port, large_policy_text):
             settings.update(LEAN_SETTINGS)
         module = {"y": BASELINE_WASM, "j": REQUEST_ONLY_WASM,
                   "k": REQUEST_ONLY_WASM}.get(case, SWITCHYARD_WASM)
-        filters = [wasm_filter("switchyard", module, json.dumps(policy))]
+        filters = [wasm("switchyard", module, json.dumps(policy))]
     elif case == "z":
         with open(EXAMPLE_POLICY) as f:
-            filters = [wasm_filter("switchyard", BASELINE_WASM, f.read())]
+            filters = [wasm("switchyard", BASELINE_WASM, f.read())]
     elif case == "e":
         with open(LUA_PEER) as f:
             filters = [{"name": "envoy.filters.http.lua", "typed_config": {
@@ -412,21 +418,50 @@ def front_bootstrap(case, clusters, upstream_port, large_policy_text):
                 "default_source_code": {"inline_string": f.read()}}}]
     else:
         raise ValueError(case)
-    filters.append(ROUTER)
-    return http_bootstrap("ingress", {
-        "name": "all", "domains": ["*"],
-        "routes": [
-            {"name": "flag_route",
-             "match": {"prefix": "/", "headers": [{"name": ROUTE_HEADER, "present_match": True}]},
-             "route": {"cluster_header": ROUTE_HEADER, "timeout": "60s"}},
-            {"name": "default_route", "match": {"prefix": "/"},
-             "route": {"cluster": DEFAULT_CLUSTER, "timeout": "60s"}},
-        ]}, filters, clusters=[{
-            "name": name, "type": "STATIC", "connect_timeout": "1s",
-            "load_assignment": {"cluster_name": name, "endpoints": [{"lb_endpoints": [{
-                "endpoint": {"address": {"socket_address": {"address": "127.0.0.1",
-                                                            "port_value": upstream_port}}}}]}]},
-        } for name in clusters], node={"id": "bench-front-%s" % case, "cluster": "bench"})
+    return filters + [ROUTER]
+
+
+FRONT_VIRTUAL_HOST = {
+    "name": "all", "domains": ["*"],
+    "routes": [
+        {"name": "flag_route",
+         "match": {"prefix": "/", "headers": [{"name": ROUTE_HEADER, "present_match": True}]},
+         "route": {"cluster_header": ROUTE_HEADER, "timeout": "60s"}},
+        {"name": "default_route", "match": {"prefix": "/"},
+         "route": {"cluster": DEFAULT_CLUSTER, "timeout": "60s"}},
+    ]}
+
+
+def front_clusters(clusters, upstream_port):
+    """Every cluster a case may route to, all pointing at the one upstream Envoy."""
+    return [{
+        "name": name, "type": "STATIC", "connect_timeout": "1s",
+        "load_assignment": {"cluster_name": name, "endpoints": [{"lb_endpoints": [{
+            "endpoint": {"address": {"socket_address": {"address": "127.0.0.1",
+                                                        "port_value": upstream_port}}}}]}]},
+    } for name in clusters]
+
+
+def front_bootstrap(case, clusters, upstream_port, large_policy_text):
+    """The front Envoy: identical for every case except the one HTTP filter before the router."""
+    return http_bootstrap("ingress", FRONT_VIRTUAL_HOST, front_filters(case, large_policy_text),
+                          clusters=front_clusters(clusters, upstream_port),
+                          node={"id": "bench-front-%s" % case, "cluster": "bench"})
+
+
+def shared_front_bootstrap(cases, clusters, upstream_port, large_policy_text):
+    """One front Envoy for all `cases` (--shared): a listener per case, named `ingress-CASE`,
+    each with that case's filters (and its own Wasm VM) before the same routes and clusters."""
+    listeners = []
+    for case in cases:
+        listener = http_bootstrap("ingress-" + case, FRONT_VIRTUAL_HOST,
+                                  front_filters(case, large_policy_text, vm_suffix="-" + case))
+        listeners += listener["static_resources"]["listeners"]
+    bootstrap = http_bootstrap("unused", FRONT_VIRTUAL_HOST, [ROUTER],
+                               clusters=front_clusters(clusters, upstream_port),
+                               node={"id": "bench-front-shared", "cluster": "bench"})
+    bootstrap["static_resources"]["listeners"] = listeners
+    return bootstrap
 
 
 # ------------------------------------------------------------------ processes
@@ -475,9 +510,11 @@ class Envoy:
             except (OSError, ValueError):
                 pass
             time.sleep(0.1)
-        listeners = json.loads(urlget(self.admin + "/listeners?format=json"))
-        sock = listeners["listener_statuses"][0]["local_address"]["socket_address"]
-        self.port = int(sock["port_value"])
+        listeners = json.loads(urlget(self.admin + "/listeners?format=json"))["listener_statuses"]
+        # {listener name: port}; `port` is the first listener's (the only one but with --shared)
+        self.ports = {lst["name"]: int(lst["local_address"]["socket_address"]["port_value"])
+                      for lst in listeners}
+        self.port = int(listeners[0]["local_address"]["socket_address"]["port_value"])
         return self
 
     def stop(self):
@@ -765,6 +802,10 @@ def report(res):
                 MIX_SIZE, PATH, res["mix_tenants"], len(REQUEST_BODY)))
     if p.get("pin"):
         L.append("- `--pin`: the front Envoy alone on CPU 1; wrk and the upstream Envoy on CPU 0")
+    if p.get("shared"):
+        L.append("- `--shared`: each round ran one front Envoy with a listener per case (each case's filters "
+                 "in their own Wasm VM), the cases loaded in turn in a rotating order; VmRSS is that "
+                 "whole process")
     if p.get("no_aslr"):
         L.append("- `--no-aslr`: the front Envoys ran with address space randomization off (`setarch -R`)")
     L.append("- CPU/request = front Envoy process utime+stime delta (/proc/PID/stat) over the measured run ÷ "
@@ -804,8 +845,10 @@ def report(res):
                 {True: "yes", False: "**no**", None: "–", "unresolved": "unresolved"}[t["met"]]))
         L.append("")
         L.append("The interval: %d bootstrap resamples of the rounds (each a new front Envoy, so a "
-                 "sample of memory layouts as well as of moments); a target is met or not only when "
-                 "the whole interval is on one side of it." % BOOTSTRAP_RESAMPLES)
+                 "sample of memory layouts as well as of moments%s); a target is met or not only when "
+                 "the whole interval is on one side of it." % (
+                     BOOTSTRAP_RESAMPLES,
+                     ", every case of a round measured in the same instance" if p.get("shared") else ""))
         L.append("")
     w = res["wasm"]
     L.append("- .wasm sizes: switchyard_plugin.wasm %d bytes (sha256 %s…, built %s); "
@@ -990,6 +1033,9 @@ def main():
     ap.add_argument("--no-aslr", action="store_true",
                     help="start the front Envoys with address space randomization off (setarch -R), "
                          "so that every instance of a case has the same layout: see bench/README.md")
+    ap.add_argument("--shared", action="store_true",
+                    help="one front Envoy per round with a listener (and Wasm VM) per case, the "
+                         "cases loaded in turn: each round compares the cases within one instance")
     ap.add_argument("--no-perf", action="store_true",
                     help="skip the extra profiled run per case (perf record, cpu-clock)")
     args = ap.parse_args()
@@ -1044,12 +1090,87 @@ def main():
     checks = {}
     profiles = {}
     loadavg_before = open("/proc/loadavg").read().split()[:3]
+    def measured(env, port, case, rnd, start_s, profiling):
+        """One run of `case` on `env`'s listener at `port`: the routing check (round 1), the
+        warm-up, then wrk while reading the process's CPU time; appends to runs (or profiles)."""
+        if rnd == 0 and not args.no_check:
+            before = env.cluster_counts()
+            bad = send_mix(port, mix, route=route_a if case == "a" else None)
+            time.sleep(0.3)
+            after = env.cluster_counts()
+            got = {k: after.get(k, 0) - before.get(k, 0) for k in after}
+            got = {k: v for k, v in got.items() if v}
+            want = counts(expected[case])
+            ok = got == want and bad == 0
+            checks[case] = "ok" if ok else "MISMATCH"
+            if not ok:
+                log("routing check %s FAILED: non-200 %d, got %s, want %s" % (case, bad, got, want))
+            else:
+                log("routing check %s ok %s" % (case, sorted(got.items())))
+        cx0 = env.upstream_connections()
+        run_wrk(scripts[case], port, args.warmup, args.connections, cpus=load_cpus)
+        rss = env.rss_kib()
+        prof = None
+        if profiling:
+            prof_data = os.path.join(workdir, "perf-%s.data" % case)
+            prof = perf_profile(env.proc.pid, args.seconds, prof_data)
+            time.sleep(0.3)
+        c0, w0, d0 = env.cpu_ticks(), env.worker_ticks(), env.detail()
+        w = run_wrk(scripts[case], port, args.seconds, args.connections, cpus=load_cpus)
+        c1, w1, d1 = env.cpu_ticks(), env.worker_ticks(), env.detail()
+        if prof is not None:
+            prof.wait(30)
+        rss_after = env.rss_kib()
+        upstream_cx = env.upstream_connections() - cx0
+        reqs = w["requests"]
+        errors = w["connect"] + w["read"] + w["write"] + w["status"] + w["timeout"]
+        r = {
+            "round": rnd + 1, "requests": reqs, "duration_s": w["duration_us"] / 1e6,
+            "rps": reqs / (w["duration_us"] / 1e6),
+            "cpu_s": (c1 - c0) / CLK_TCK, "worker_cpu_s": (w1 - w0) / CLK_TCK,
+            "cpu_us": (c1 - c0) / CLK_TCK / reqs * 1e6 if reqs else None,
+            "worker_us": (w1 - w0) / CLK_TCK / reqs * 1e6 if reqs else None,
+            "p50_us": w["p50_us"], "p90_us": w["p90_us"], "p99_us": w["p99_us"],
+            "rss_kib": rss, "rss_after_kib": rss_after, "errors": errors,
+            "start_s": start_s, "upstream_connections": upstream_cx, "wrk": w,
+            "detail": {k: d1[k] - d0[k] for k in d0},
+        }
+        if profiling:
+            r["perf"] = perf_shares(prof_data)
+            profiles[case] = r
+            log("profiled run case %s: %.2f µs CPU/req, samples by code: %s" % (
+                case, r["cpu_us"] or 0, ", ".join("%s %.1f%%" % kv for kv in r["perf"].items())))
+            return
+        runs[case].append(r)
+        dd = r["detail"]
+        log("round %d case %s: %.2f µs CPU/req (worker %.2f; user %d, sys %d ticks), %.0f req/s, "
+            "p50 %.2f ms, p99 %.2f ms, RSS %.1f MiB, errors %d, upstream connections %d, start %.1fs, "
+            "minor faults %d, worker preempted %d" % (
+                rnd + 1, case, r["cpu_us"] or 0, r["worker_us"] or 0, dd["utime"], dd["stime"], r["rps"],
+                r["p50_us"] / 1000, r["p99_us"] / 1000, rss / 1024, errors, upstream_cx, start_s,
+                dd["minflt"], dd["worker_nvcsw"]))
+
     try:
         do_perf = not args.no_perf and perf_usable()
         if not args.no_perf and not do_perf:
             log("perf record does not work here: no profiled runs")
         for rnd in range(args.rounds + (1 if do_perf else 0)):
             profiling = rnd == args.rounds
+            if args.shared:
+                # One front Envoy per round, every case on its own listener, loaded in turn;
+                # the order rotates so that no case is always first or last.
+                env = Envoy("front-shared", shared_front_bootstrap(cases, clusters, upstream.port, large_text),
+                            workdir, cpus=front_cpus, binary=front_binary)
+                t0 = time.time()
+                env.start()
+                start_s = time.time() - t0
+                try:
+                    k = rnd % len(cases)
+                    for case in cases[k:] + cases[:k]:
+                        measured(env, env.ports["ingress-" + case], case, rnd, start_s, profiling)
+                finally:
+                    env.stop()
+                continue
             for case in cases:
                 env = Envoy("front-%s" % case, front_bootstrap(case, clusters, upstream.port, large_text),
                             workdir, cpus=front_cpus, binary=front_binary)
@@ -1057,63 +1178,9 @@ def main():
                 env.start()
                 start_s = time.time() - t0
                 try:
-                    if rnd == 0 and not args.no_check:
-                        before = env.cluster_counts()
-                        bad = send_mix(env.port, mix, route=route_a if case == "a" else None)
-                        time.sleep(0.3)
-                        after = env.cluster_counts()
-                        got = {k: after.get(k, 0) - before.get(k, 0) for k in after}
-                        got = {k: v for k, v in got.items() if v}
-                        want = counts(expected[case])
-                        ok = got == want and bad == 0
-                        checks[case] = "ok" if ok else "MISMATCH"
-                        if not ok:
-                            log("routing check %s FAILED: non-200 %d, got %s, want %s" % (case, bad, got, want))
-                        else:
-                            log("routing check %s ok %s" % (case, sorted(got.items())))
-                    run_wrk(scripts[case], env.port, args.warmup, args.connections, cpus=load_cpus)
-                    rss = env.rss_kib()
-                    prof = None
-                    if profiling:
-                        prof_data = os.path.join(workdir, "perf-%s.data" % case)
-                        prof = perf_profile(env.proc.pid, args.seconds, prof_data)
-                        time.sleep(0.3)
-                    c0, w0, d0 = env.cpu_ticks(), env.worker_ticks(), env.detail()
-                    w = run_wrk(scripts[case], env.port, args.seconds, args.connections, cpus=load_cpus)
-                    c1, w1, d1 = env.cpu_ticks(), env.worker_ticks(), env.detail()
-                    if prof is not None:
-                        prof.wait(30)
-                    rss_after = env.rss_kib()
-                    upstream_cx = env.upstream_connections()
+                    measured(env, env.port, case, rnd, start_s, profiling)
                 finally:
                     env.stop()
-                reqs = w["requests"]
-                errors = w["connect"] + w["read"] + w["write"] + w["status"] + w["timeout"]
-                r = {
-                    "round": rnd + 1, "requests": reqs, "duration_s": w["duration_us"] / 1e6,
-                    "rps": reqs / (w["duration_us"] / 1e6),
-                    "cpu_s": (c1 - c0) / CLK_TCK, "worker_cpu_s": (w1 - w0) / CLK_TCK,
-                    "cpu_us": (c1 - c0) / CLK_TCK / reqs * 1e6 if reqs else None,
-                    "worker_us": (w1 - w0) / CLK_TCK / reqs * 1e6 if reqs else None,
-                    "p50_us": w["p50_us"], "p90_us": w["p90_us"], "p99_us": w["p99_us"],
-                    "rss_kib": rss, "rss_after_kib": rss_after, "errors": errors,
-                    "start_s": start_s, "upstream_connections": upstream_cx, "wrk": w,
-                    "detail": {k: d1[k] - d0[k] for k in d0},
-                }
-                if profiling:
-                    r["perf"] = perf_shares(prof_data)
-                    profiles[case] = r
-                    log("profiled run case %s: %.2f µs CPU/req, samples by code: %s" % (
-                        case, r["cpu_us"] or 0, ", ".join("%s %.1f%%" % kv for kv in r["perf"].items())))
-                    continue
-                runs[case].append(r)
-                dd = r["detail"]
-                log("round %d case %s: %.2f µs CPU/req (worker %.2f; user %d, sys %d ticks), %.0f req/s, "
-                    "p50 %.2f ms, p99 %.2f ms, RSS %.1f MiB, errors %d, upstream connections %d, start %.1fs, "
-                    "minor faults %d, worker preempted %d" % (
-                        rnd + 1, case, r["cpu_us"] or 0, r["worker_us"] or 0, dd["utime"], dd["stime"], r["rps"],
-                        r["p50_us"] / 1000, r["p99_us"] / 1000, rss / 1024, errors, upstream_cx, start_s,
-                        dd["minflt"], dd["worker_nvcsw"]))
     finally:
         upstream.stop()
     loadavg_after = open("/proc/loadavg").read().split()[:3]
@@ -1125,7 +1192,7 @@ def main():
         "loadavg_before": " ".join(loadavg_before), "loadavg_after": " ".join(loadavg_after),
         "params": {"rounds": args.rounds, "seconds": args.seconds, "warmup": args.warmup,
                    "connections": args.connections, "threads": 1, "cases": cases, "pin": args.pin,
-                   "no_aslr": args.no_aslr},
+                   "no_aslr": args.no_aslr, "shared": args.shared},
         "mix_tenants": len({h["x-tenant-id"] for h in mix}),
         "wasm": modules,
         "clusters": len(clusters),

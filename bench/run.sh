@@ -2,7 +2,7 @@
 # The Envoy benchmark: switchyard vs. Envoy's floor, a floor Wasm filter and a Lua peer.
 #
 #   bench/run.sh [--rounds N] [--seconds S] [--warmup S] [--connections C] [--cases abcde] [--no-check]
-#                [--pin] [--no-aslr]
+#                [--pin] [--no-aslr] [--shared]
 #   bench/run.sh --instructions [--cases abcdefg] [--requests N] [--warmup N] [--simulate] [--keep DIR]
 #   bench/run.sh --memory [--cases bcd] [--workers 1,2,4]
 #   bench/run.sh --instances [--cases hhhbbb] [--turns N] [--seconds S]
