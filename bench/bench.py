@@ -273,24 +273,29 @@ ROUTER = {"name": "envoy.filters.http.router", "typed_config": {
     "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}
 
 
-def http_bootstrap(name, virtual_host, http_filters, clusters=(), node=None):
-    """A bootstrap with admin and one plaintext HTTP listener on free local ports, no access
-    log: `http_filters` (the router included) in front of `virtual_host`."""
+def http_listener(name, virtual_host, http_filters):
+    """A plaintext HTTP listener on a free local port, no access log: `http_filters` (the
+    router included) in front of `virtual_host`."""
+    return {
+        "name": name,
+        "address": LOCAL_ADDRESS,
+        "filter_chains": [{"filters": [{
+            "name": "envoy.filters.network.http_connection_manager",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+                "stat_prefix": name,
+                "route_config": {"name": name, "virtual_hosts": [virtual_host]},
+                "http_filters": http_filters,
+            }}]}],
+    }
+
+
+def http_bootstrap(listeners, clusters=(), node=None):
+    """A bootstrap with admin on a free local port and these listeners (`http_listener`)."""
     bootstrap = {
         "admin": {"address": LOCAL_ADDRESS},
         "static_resources": {
-            "listeners": [{
-                "name": name,
-                "address": LOCAL_ADDRESS,
-                "filter_chains": [{"filters": [{
-                    "name": "envoy.filters.network.http_connection_manager",
-                    "typed_config": {
-                        "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
-                        "stat_prefix": name,
-                        "route_config": {"name": name, "virtual_hosts": [virtual_host]},
-                        "http_filters": http_filters,
-                    }}]}],
-            }],
+            "listeners": listeners,
             "clusters": list(clusters),
         },
     }
@@ -301,7 +306,7 @@ def http_bootstrap(name, virtual_host, http_filters, clusters=(), node=None):
 
 def upstream_bootstrap():
     """The upstream: one Envoy listener answering every request with 200 and a small JSON body."""
-    return http_bootstrap("upstream", {
+    return http_bootstrap([http_listener("upstream", {
         "name": "upstream", "domains": ["*"],
         "routes": [{"match": {"prefix": "/"},
                     "direct_response": {"status": 200, "body": {"inline_string": UPSTREAM_BODY}}}],
@@ -314,7 +319,7 @@ def upstream_bootstrap():
             "@type": "type.googleapis.com/envoy.extensions.filters.http.buffer.v3.Buffer",
             "max_request_bytes": 65536}},
         ROUTER,
-    ])
+    ])])
 
 
 def wasm_filter(name, wasm_path, configuration):
@@ -444,7 +449,7 @@ def front_clusters(clusters, upstream_port):
 
 def front_bootstrap(case, clusters, upstream_port, large_policy_text):
     """The front Envoy: identical for every case except the one HTTP filter before the router."""
-    return http_bootstrap("ingress", FRONT_VIRTUAL_HOST, front_filters(case, large_policy_text),
+    return http_bootstrap([http_listener("ingress", FRONT_VIRTUAL_HOST, front_filters(case, large_policy_text))],
                           clusters=front_clusters(clusters, upstream_port),
                           node={"id": "bench-front-%s" % case, "cluster": "bench"})
 
@@ -452,16 +457,11 @@ def front_bootstrap(case, clusters, upstream_port, large_policy_text):
 def shared_front_bootstrap(cases, clusters, upstream_port, large_policy_text):
     """One front Envoy for all `cases` (--shared): a listener per case, named `ingress-CASE`,
     each with that case's filters (and its own Wasm VM) before the same routes and clusters."""
-    listeners = []
-    for case in cases:
-        listener = http_bootstrap("ingress-" + case, FRONT_VIRTUAL_HOST,
-                                  front_filters(case, large_policy_text, vm_suffix="-" + case))
-        listeners += listener["static_resources"]["listeners"]
-    bootstrap = http_bootstrap("unused", FRONT_VIRTUAL_HOST, [ROUTER],
-                               clusters=front_clusters(clusters, upstream_port),
-                               node={"id": "bench-front-shared", "cluster": "bench"})
-    bootstrap["static_resources"]["listeners"] = listeners
-    return bootstrap
+    listeners = [http_listener("ingress-" + case, FRONT_VIRTUAL_HOST,
+                               front_filters(case, large_policy_text, vm_suffix="-" + case))
+                 for case in cases]
+    return http_bootstrap(listeners, clusters=front_clusters(clusters, upstream_port),
+                          node={"id": "bench-front-shared", "cluster": "bench"})
 
 
 # ------------------------------------------------------------------ processes
