@@ -783,6 +783,20 @@ def slow_rounds(runs, cases):
     return out
 
 
+# The runs behind the README's CPU figures had (a) steady to about 4% (standard deviation over
+# median); a session whose machine gave 11-17% resolved no ratio.
+UNSTEADY_PCT = 8
+
+
+def floor_spread_pct(runs):
+    """(a)'s per-round CPU per request: standard deviation as a percentage of the median. (a)
+    runs no filter, so its spread is the machine's alone."""
+    xs = [r["cpu_us"] for r in runs.get("a", []) if r.get("cpu_us")]
+    if len(xs) < 3:
+        return None
+    return statistics.stdev(xs) / statistics.median(xs) * 100
+
+
 def report(res):
     m = res["machine"]
     p = res["params"]
@@ -828,6 +842,14 @@ def report(res):
     for case in p["cases"]:
         L.append("| %s | %s |" % (case, " | ".join(fmt(r["cpu_us"], 2) for r in res["runs"][case])))
     L.append("")
+    spread = floor_spread_pct(res["runs"])
+    if spread is not None:
+        L.append("Steadiness: (a)'s rounds had a standard deviation of %.1f%% of their median%s." % (
+            spread, "" if spread <= UNSTEADY_PCT else
+            " — **too unsteady**: above %d%%, the machine's own speed moves the rounds by about as much "
+            "as a filter adds, so ratios of added CPU do not resolve (bench/README.md, \"One instance for "
+            "all cases\"); count instructions instead (`run.sh --instructions`)" % UNSTEADY_PCT))
+        L.append("")
     slow = slow_rounds(res["runs"], p["cases"])
     if slow:
         L.append("Rounds more than %d%% above their case's median, with what the Envoy process did in them "
