@@ -449,7 +449,8 @@ def front_clusters(clusters, upstream_port):
 
 def front_bootstrap(case, clusters, upstream_port, large_policy_text):
     """The front Envoy: identical for every case except the one HTTP filter before the router."""
-    return http_bootstrap([http_listener("ingress", FRONT_VIRTUAL_HOST, front_filters(case, large_policy_text))],
+    return http_bootstrap([http_listener("ingress-" + case, FRONT_VIRTUAL_HOST,
+                                         front_filters(case, large_policy_text))],
                           clusters=front_clusters(clusters, upstream_port),
                           node={"id": "bench-front-%s" % case, "cluster": "bench"})
 
@@ -514,7 +515,7 @@ class Envoy:
         # {listener name: port}; `port` is the first listener's (the only one but with --shared)
         self.ports = {lst["name"]: int(lst["local_address"]["socket_address"]["port_value"])
                       for lst in listeners}
-        self.port = int(listeners[0]["local_address"]["socket_address"]["port_value"])
+        self.port = self.ports[listeners[0]["name"]]
         return self
 
     def stop(self):
@@ -600,6 +601,11 @@ def stat_fields(path):
 def proc_ticks(path):
     fields = stat_fields(path)
     return int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15 of stat)
+
+
+def us_per_request(ticks, requests):
+    """CPU time in /proc clock ticks, as µs per request (None without requests)."""
+    return ticks / CLK_TCK / requests * 1e6 if requests else None
 
 
 def urlget(url, timeout=10):
@@ -769,7 +775,7 @@ def slow_rounds(runs, cases):
         rs = [r for r in runs[case] if r.get("cpu_us") and r.get("detail")]
         if len(rs) < 3:
             continue
-        per_req = lambda r, k: r["detail"][k] / CLK_TCK / r["requests"] * 1e6
+        per_req = lambda r, k: us_per_request(r["detail"][k], r["requests"])
         med = {k: statistics.median(per_req(r, k) for r in rs) for k in ("utime", "stime")}
         med_cpu = statistics.median(r["cpu_us"] for r in rs)
         med_pre = statistics.median(r["detail"]["worker_nvcsw"] for r in rs)
@@ -1112,6 +1118,18 @@ def main():
     checks = {}
     profiles = {}
     loadavg_before = open("/proc/loadavg").read().split()[:3]
+    def front_instances(rnd):
+        """(label, bootstrap, the cases measured in it, in order) for each front Envoy of round
+        `rnd`: one per case, or with --shared one for all, its order rotating so that no case is
+        always first or last."""
+        if args.shared:
+            k = rnd % len(cases)
+            yield ("shared", shared_front_bootstrap(cases, clusters, upstream.port, large_text),
+                   cases[k:] + cases[:k])
+        else:
+            for case in cases:
+                yield case, front_bootstrap(case, clusters, upstream.port, large_text), [case]
+
     def measured(env, port, case, rnd, start_s, profiling):
         """One run of `case` on `env`'s listener at `port`: the routing check (round 1), the
         warm-up, then wrk while reading the process's CPU time; appends to runs (or profiles)."""
@@ -1150,8 +1168,7 @@ def main():
             "round": rnd + 1, "requests": reqs, "duration_s": w["duration_us"] / 1e6,
             "rps": reqs / (w["duration_us"] / 1e6),
             "cpu_s": (c1 - c0) / CLK_TCK, "worker_cpu_s": (w1 - w0) / CLK_TCK,
-            "cpu_us": (c1 - c0) / CLK_TCK / reqs * 1e6 if reqs else None,
-            "worker_us": (w1 - w0) / CLK_TCK / reqs * 1e6 if reqs else None,
+            "cpu_us": us_per_request(c1 - c0, reqs), "worker_us": us_per_request(w1 - w0, reqs),
             "p50_us": w["p50_us"], "p90_us": w["p90_us"], "p99_us": w["p99_us"],
             "rss_kib": rss, "rss_after_kib": rss_after, "errors": errors,
             "start_s": start_s, "upstream_connections": upstream_cx, "wrk": w,
@@ -1177,30 +1194,15 @@ def main():
         if not args.no_perf and not do_perf:
             log("perf record does not work here: no profiled runs")
         for rnd in range(args.rounds + (1 if do_perf else 0)):
-            profiling = rnd == args.rounds
-            if args.shared:
-                # One front Envoy per round, every case on its own listener, loaded in turn;
-                # the order rotates so that no case is always first or last.
-                env = Envoy("front-shared", shared_front_bootstrap(cases, clusters, upstream.port, large_text),
-                            workdir, cpus=front_cpus, binary=front_binary)
+            for label, bootstrap, measured_cases in front_instances(rnd):
+                env = Envoy("front-" + label, bootstrap, workdir, cpus=front_cpus, binary=front_binary)
                 t0 = time.time()
                 env.start()
                 start_s = time.time() - t0
                 try:
-                    k = rnd % len(cases)
-                    for case in cases[k:] + cases[:k]:
-                        measured(env, env.ports["ingress-" + case], case, rnd, start_s, profiling)
-                finally:
-                    env.stop()
-                continue
-            for case in cases:
-                env = Envoy("front-%s" % case, front_bootstrap(case, clusters, upstream.port, large_text),
-                            workdir, cpus=front_cpus, binary=front_binary)
-                t0 = time.time()
-                env.start()
-                start_s = time.time() - t0
-                try:
-                    measured(env, env.port, case, rnd, start_s, profiling)
+                    for case in measured_cases:
+                        measured(env, env.ports["ingress-" + case], case, rnd, start_s,
+                                 profiling=rnd == args.rounds)
                 finally:
                     env.stop()
     finally:

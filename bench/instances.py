@@ -58,7 +58,7 @@ def main():
                 env = envoys[label]
                 t0 = env.cpu_ticks()
                 w = bench.run_wrk(scripts[label[0]], env.port, args.seconds, args.connections)
-                cpu[label].append((env.cpu_ticks() - t0) / bench.CLK_TCK / w["requests"] * 1e6)
+                cpu[label].append(bench.us_per_request(env.cpu_ticks() - t0, w["requests"]))
             bench.log("turn %d: %s" % (turn + 1, " ".join("%s %.1f" % (k, v[-1]) for k, v in cpu.items())))
     finally:
         for env in envoys.values():
