@@ -30,6 +30,7 @@ mod metrics;
 mod node;
 mod remote;
 mod request;
+mod scratch;
 mod struct_config;
 #[cfg(test)]
 mod struct_encode;
@@ -41,7 +42,7 @@ use std::time::Duration;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel};
-use switchyard_policy::{CompiledPolicy, EventInfo, UpstreamResult};
+use switchyard_policy::{CompiledPolicy, EventInfo, Outcome, UpstreamResult};
 
 use crate::metrics::Metrics;
 use crate::request::NameRole;
@@ -323,17 +324,21 @@ impl HttpContext for Filter {
             &[]
         };
         let mut entries = headers::entries(map);
-        let built = request::build(entries.by_ref(), |name| {
-            if let Some(read) = policy.read_header_name(name) {
-                NameRole::Read(read)
-            } else if policy.is_owned_header(name) {
-                NameRole::Owned
-            } else if let Some(event) = event_headers.iter().find(|h| h.as_bytes() == name) {
-                NameRole::Read(event)
-            } else {
-                NameRole::Other
-            }
-        });
+        let built = request::build(
+            entries.by_ref(),
+            |name| {
+                if let Some(read) = policy.read_header_name(name) {
+                    NameRole::Read(read)
+                } else if policy.is_owned_header(name) {
+                    NameRole::Owned
+                } else if let Some(event) = event_headers.iter().find(|h| h.as_bytes() == name) {
+                    NameRole::Read(event)
+                } else {
+                    NameRole::Other
+                }
+            },
+            scratch::headers(),
+        );
         // Client copies of owned headers were all seen only if the map was read whole.
         let write = if entries.whole() {
             headers::OwnedWrite::Add
@@ -360,11 +365,62 @@ impl HttpContext for Filter {
                 )),
             }
         }
-        let outcome = policy.evaluate(&request);
-        loaded.metrics.count(&outcome);
+        let outcome = policy.evaluate_into(&request, scratch::decisions());
+        let action = self.act(&loaded, &request, &outcome, write);
+        scratch::keep_decisions(outcome.decisions);
+        scratch::keep_headers(request.headers);
+        action
+    }
+
+    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        for (name, value) in &self.response_headers {
+            headers::set_response_header(name, value);
+        }
+        if let (Some(pending), Some(loaded)) = (self.pending.take(), self.loaded.as_ref()) {
+            let status = headers::response_header(":status").and_then(|s| s.parse::<u16>().ok());
+            let duration_ms = pending
+                .started_ms
+                .zip(now_ms())
+                .map(|(start, end)| end.saturating_sub(start));
+            if let Some(mut event) = pending.event {
+                let fallback_used = loaded
+                    .policy
+                    .settings()
+                    .fallback_header
+                    .as_deref()
+                    .map(|name| headers::response_header(name).is_some_and(|v| is_truthy(&v)));
+                let upstream = UpstreamResult {
+                    status,
+                    duration_ms,
+                    fallback_used,
+                };
+                switchyard_policy::add_upstream(&mut event, &upstream);
+                set_filter_state(EVENT_STATE_NAME, &event);
+            }
+            loaded
+                .metrics
+                .count_response(&pending.exposed, status, duration_ms);
+        }
+        Action::Continue
+    }
+}
+
+impl Filter {
+    /// What the filter does with a decided request: counts it, writes the evidence, and sends
+    /// the consent reject or sets the route and exposure headers.
+    fn act(
+        &mut self,
+        loaded: &Loaded,
+        request: &switchyard_policy::Request<'_>,
+        outcome: &Outcome<'_>,
+        write: headers::OwnedWrite,
+    ) -> Action {
+        let policy = &loaded.policy;
+        let settings = policy.settings();
+        loaded.metrics.count(outcome);
         // Written for rejects too, so the access log shows why a request never went upstream.
         if settings.exposure_state {
-            set_filter_state(FILTER_STATE_NAME, &policy.outcome_json(&outcome));
+            set_filter_state(FILTER_STATE_NAME, &policy.outcome_json(outcome));
         }
         // The response is read, and the clock twice, only for the event or the upstream
         // metrics: three host calls and a response header map lookup (bench/README.md).
@@ -373,7 +429,7 @@ impl HttpContext for Filter {
             let started_ms = now_ms();
             let event = settings.exposure_event.then(|| {
                 policy.exposure_event(
-                    &outcome,
+                    outcome,
                     &EventInfo {
                         timestamp_ms: started_ms.unwrap_or(0),
                         request_id: request.header(EVENT_REQUEST_ID),
@@ -437,45 +493,15 @@ impl HttpContext for Filter {
         }
         let copy_to_response = settings.response_headers;
         let mut response_headers = Vec::new();
-        policy.each_exposure_header(&outcome, |name, value| {
-            headers::set_owned_request_header(write, name, &value);
+        let mut buffer = scratch::exposure_buffer();
+        policy.each_exposure_header(outcome, &mut buffer, |name, value| {
+            headers::set_owned_request_header(write, name, value);
             if copy_to_response {
-                response_headers.push((name.to_string(), value.into_owned()));
+                response_headers.push((name.to_string(), value.to_string()));
             }
         });
+        scratch::keep_exposure_buffer(buffer);
         self.response_headers = response_headers;
-        Action::Continue
-    }
-
-    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        for (name, value) in &self.response_headers {
-            headers::set_response_header(name, value);
-        }
-        if let (Some(pending), Some(loaded)) = (self.pending.take(), self.loaded.as_ref()) {
-            let status = headers::response_header(":status").and_then(|s| s.parse::<u16>().ok());
-            let duration_ms = pending
-                .started_ms
-                .zip(now_ms())
-                .map(|(start, end)| end.saturating_sub(start));
-            if let Some(mut event) = pending.event {
-                let fallback_used = loaded
-                    .policy
-                    .settings()
-                    .fallback_header
-                    .as_deref()
-                    .map(|name| headers::response_header(name).is_some_and(|v| is_truthy(&v)));
-                let upstream = UpstreamResult {
-                    status,
-                    duration_ms,
-                    fallback_used,
-                };
-                switchyard_policy::add_upstream(&mut event, &upstream);
-                set_filter_state(EVENT_STATE_NAME, &event);
-            }
-            loaded
-                .metrics
-                .count_response(&pending.exposed, status, duration_ms);
-        }
         Action::Continue
     }
 }

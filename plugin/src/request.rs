@@ -37,12 +37,17 @@ pub struct Built<'m> {
 /// those three are replaced by U+FFFD, so a stray byte in the query string cannot take the
 /// path out of a flag's `path_prefix` scope. A header whose name or value is not UTF-8 is left
 /// out (see [`crate::headers`]): a mangled tenant id must not match someone else's rule.
+///
+/// The headers go into `headers` (cleared first), so the caller can hand over a list it keeps
+/// between requests ([`crate::scratch`]).
 pub fn build<'m>(
     entries: impl Iterator<Item = (&'m [u8], &'m [u8])>,
     role: impl Fn(&[u8]) -> NameRole<'m>,
+    mut headers: Vec<(Cow<'m, str>, Cow<'m, str>)>,
 ) -> Built<'m> {
+    headers.clear();
     let mut request = Request {
-        headers: Vec::with_capacity(8),
+        headers,
         ..Request::default()
     };
     let mut owned_seen = false;
@@ -153,7 +158,7 @@ mod tests {
         let Built {
             request,
             owned_seen,
-        } = build(headers::entries(&bytes), role);
+        } = build(headers::entries(&bytes), role, Vec::new());
         assert_eq!(request.method, "POST");
         assert_eq!(request.path, "/v1/chat?x=1");
         assert_eq!(request.host, "api.example");
@@ -175,7 +180,7 @@ mod tests {
             ("x-tenant-id", "acme"),
             ("X-Switchyard-Cluster", "ai-premium"),
         ]);
-        let built = build(headers::entries(&bytes), role);
+        let built = build(headers::entries(&bytes), role, Vec::new());
         assert!(built.owned_seen);
         assert_eq!(built.request.headers.len(), 1);
     }
@@ -188,7 +193,7 @@ mod tests {
             ("host", b"api\xfe.example"),
             ("x-tenant-id", b"\xffacme"),
         ]);
-        let request = build(headers::entries(&bytes), role).request;
+        let request = build(headers::entries(&bytes), role, Vec::new()).request;
         assert_eq!(
             request.path, "/v1/agent/run?x=\u{fffd}",
             "the first :path, decoded"

@@ -28,6 +28,18 @@ impl CompiledPolicy {
 
     /// Decides one request. The same request always gets the same outcome.
     pub fn evaluate(&self, req: &Request) -> Outcome<'_> {
+        self.evaluate_into(req, Vec::new())
+    }
+
+    /// [`Self::evaluate`], with the decisions in `decisions` (cleared first): the filter hands
+    /// back the list of its previous request, so that a request does not allocate one.
+    pub fn evaluate_into<'p>(
+        &'p self,
+        req: &Request,
+        mut decisions: Vec<Decision<'p>>,
+    ) -> Outcome<'p> {
+        decisions.clear();
+        decisions.reserve(self.flags.len());
         let ctx = Context::new(self, req);
         let path = req.path_only();
         let host = req.host_only();
@@ -37,7 +49,7 @@ impl CompiledPolicy {
         });
         let mut memo = ClauseMemo::new(self.clauses.len());
         let mut outcome = Outcome {
-            decisions: Vec::with_capacity(self.flags.len()),
+            decisions,
             ..Outcome::default()
         };
         for (flag_index, flag) in self.flags.iter().enumerate() {

@@ -118,6 +118,14 @@ impl CompiledPolicy {
             return None;
         }
         let mut out = String::with_capacity(256 * outcome.decisions.len());
+        self.write_exposure_value(outcome, &mut out);
+        Some(out)
+    }
+
+    /// [`Self::exposure_value`], appended to `out` (nothing when no flag decided): the filter
+    /// renders into one buffer it keeps between requests, since an allocation of this size is
+    /// among the dearest things a request does in the module (bench/README.md).
+    pub fn write_exposure_value(&self, outcome: &Outcome<'_>, out: &mut String) {
         for (i, d) in outcome.decisions.iter().enumerate() {
             if i > 0 {
                 out.push_str(", ");
@@ -128,7 +136,7 @@ impl CompiledPolicy {
                 .and_then(|(f, v)| f.variations.get(v));
             match variation {
                 Some(v) => out.push_str(&v.exposure_item),
-                None => sf_string(&mut out, d.flag),
+                None => sf_string(out, d.flag),
             }
             out.push_str(";reason=");
             out.push_str(d.reason.as_str());
@@ -141,12 +149,12 @@ impl CompiledPolicy {
                 d.rule,
             ) {
                 (Some(rule), _) => out.push_str(&rule.exposure_param),
-                (None, Some(rule)) => push_exposure_rule_param(&mut out, rule),
+                (None, Some(rule)) => push_exposure_rule_param(out, rule),
                 (None, None) => {}
             }
             if let Some(b) = d.bucket {
                 out.push_str(";bucket=");
-                push_u64(&mut out, b);
+                push_u64(out, b);
             }
             out.push_str(";version=");
             out.push_str(&self.version_sf);
@@ -154,15 +162,14 @@ impl CompiledPolicy {
                 (&d.unit_id, flag.and_then(|f| f.unit_name.as_deref()))
             {
                 out.push_str(";unit=");
-                sf_string(&mut out, unit);
+                sf_string(out, unit);
                 out.push_str(";unit_id=");
-                sf_string(&mut out, unit_id);
+                sf_string(out, unit_id);
             }
             if let Some(v) = variation {
                 out.push_str(&v.exposure_attributes);
             }
         }
-        Some(out)
     }
 
     /// Every header to stamp on the upstream request: the exposure list, the policy version,
@@ -171,26 +178,43 @@ impl CompiledPolicy {
     pub fn exposure_headers(&self, outcome: &Outcome<'_>) -> Vec<(&str, Cow<'_, str>)> {
         // The exposure list, the version and the usual few attributes without growing.
         let mut headers = Vec::with_capacity(5);
-        self.each_exposure_header(outcome, |name, value| headers.push((name, value)));
+        let Some(exposure) = self.exposure_value(outcome) else {
+            return headers;
+        };
+        headers.push((self.settings.exposure_header.as_str(), Cow::Owned(exposure)));
+        self.each_policy_header(outcome, |name, value| {
+            headers.push((name, Cow::Borrowed(value)));
+        });
         headers
     }
 
-    /// [`Self::exposure_headers`], handed to `stamp` one at a time: the filter writes each
-    /// straight to the request, without a list to allocate per request.
+    /// [`Self::exposure_headers`], handed to `stamp` one at a time, with the exposure list
+    /// rendered into `buffer` (cleared first): the filter writes each header straight to the
+    /// request and keeps the buffer, so a request allocates neither a list nor the value.
     pub fn each_exposure_header<'s>(
         &'s self,
         outcome: &Outcome<'_>,
-        mut stamp: impl FnMut(&'s str, Cow<'s, str>),
+        buffer: &mut String,
+        mut stamp: impl FnMut(&'s str, &str),
     ) {
-        let Some(exposure) = self.exposure_value(outcome) else {
+        buffer.clear();
+        if outcome.decisions.is_empty() {
             return;
-        };
-        stamp(self.settings.exposure_header.as_str(), Cow::Owned(exposure));
+        }
+        self.write_exposure_value(outcome, buffer);
+        stamp(self.settings.exposure_header.as_str(), buffer);
+        self.each_policy_header(outcome, stamp);
+    }
+
+    /// The headers after the exposure list, whose values the policy holds: the version, and
+    /// the route-deciding variation's attributes.
+    fn each_policy_header<'s>(
+        &'s self,
+        outcome: &Outcome<'_>,
+        mut stamp: impl FnMut(&'s str, &'s str),
+    ) {
         if let Some(version_header) = &self.settings.version_header {
-            stamp(
-                version_header.as_str(),
-                Cow::Borrowed(self.version.as_str()),
-            );
+            stamp(version_header.as_str(), self.version.as_str());
         }
         let route_variation = outcome
             .route_decision
@@ -201,7 +225,7 @@ impl CompiledPolicy {
             });
         if let Some(v) = route_variation {
             for (name, value) in &v.attribute_headers {
-                stamp(name.as_str(), Cow::Borrowed(value.as_str()));
+                stamp(name.as_str(), value.as_str());
             }
         }
     }
