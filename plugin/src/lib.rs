@@ -366,7 +366,9 @@ impl HttpContext for Filter {
             }
         }
         let outcome = policy.evaluate_into(&request, scratch::decisions());
-        let action = self.act(&loaded, &request, &outcome, write);
+        let mut text = scratch::text_buffer();
+        let action = self.act(&loaded, &request, &outcome, write, &mut text);
+        scratch::keep_text_buffer(text);
         scratch::keep_decisions(outcome.decisions);
         scratch::keep_headers(request.headers);
         action
@@ -407,20 +409,23 @@ impl HttpContext for Filter {
 
 impl Filter {
     /// What the filter does with a decided request: counts it, writes the evidence, and sends
-    /// the consent reject or sets the route and exposure headers.
+    /// the consent reject or sets the route and exposure headers. `text` is the worker's
+    /// buffer ([`scratch`]) that the outcome JSON and then the exposure value are rendered into.
     fn act(
         &mut self,
         loaded: &Loaded,
         request: &switchyard_policy::Request<'_>,
         outcome: &Outcome<'_>,
         write: headers::OwnedWrite,
+        text: &mut String,
     ) -> Action {
         let policy = &loaded.policy;
         let settings = policy.settings();
         loaded.metrics.count(outcome);
         // Written for rejects too, so the access log shows why a request never went upstream.
         if settings.exposure_state {
-            set_filter_state(FILTER_STATE_NAME, &policy.outcome_json(outcome));
+            policy.outcome_json_into(outcome, text);
+            set_filter_state(FILTER_STATE_NAME, text);
         }
         // The response is read, and the clock twice, only for the event or the upstream
         // metrics: three host calls and a response header map lookup (bench/README.md).
@@ -493,14 +498,12 @@ impl Filter {
         }
         let copy_to_response = settings.response_headers;
         let mut response_headers = Vec::new();
-        let mut buffer = scratch::exposure_buffer();
-        policy.each_exposure_header(outcome, &mut buffer, |name, value| {
+        policy.each_exposure_header(outcome, text, |name, value| {
             headers::set_owned_request_header(write, name, value);
             if copy_to_response {
                 response_headers.push((name.to_string(), value.to_string()));
             }
         });
-        scratch::keep_exposure_buffer(buffer);
         self.response_headers = response_headers;
         Action::Continue
     }

@@ -1,8 +1,9 @@
 //! Lists and buffers a request fills, kept by the worker between requests so that a request
-//! allocates none of them: the request's header list, the decision list and the exposure
-//! header's value. An allocation and its free cost the module a few hundred instructions each
-//! (more for the exposure value, which is too large for the allocator's small bins; see
-//! bench/README.md), a tenth of what the module does per request with the lean settings.
+//! allocates none of them: the request's header list, the decision list, and one text buffer
+//! for the outcome JSON (filter state) and then the exposure header's value. An allocation and
+//! its free cost the module a few hundred instructions each (more for the text, too large for
+//! the allocator's small bins; see bench/README.md): with the lean settings, the three were a
+//! sixteenth of what the module did per request.
 //!
 //! A worker runs one VM on one thread and one callback at a time, so each kind has one spare.
 //! A spare is taken, filled and given back empty; a request that never gives it back (a
@@ -21,7 +22,7 @@ type HeaderList<'m> = Vec<(Cow<'m, str>, Cow<'m, str>)>;
 thread_local! {
     static HEADERS: Cell<HeaderList<'static>> = const { Cell::new(Vec::new()) };
     static DECISIONS: Cell<Vec<Decision<'static>>> = const { Cell::new(Vec::new()) };
-    static EXPOSURE: Cell<String> = const { Cell::new(String::new()) };
+    static TEXT: Cell<String> = const { Cell::new(String::new()) };
 }
 
 /// An empty list with the spare header list's allocation.
@@ -44,14 +45,14 @@ pub fn keep_decisions(list: Vec<Decision<'_>>) {
     DECISIONS.set(emptied(list));
 }
 
-/// The spare exposure buffer (its content is stale: the renderer clears it).
-pub fn exposure_buffer() -> String {
-    EXPOSURE.take()
+/// The spare text buffer (its content is stale: each renderer clears it first).
+pub fn text_buffer() -> String {
+    TEXT.take()
 }
 
-/// Keeps the exposure buffer for the next request.
-pub fn keep_exposure_buffer(buffer: String) {
-    EXPOSURE.set(buffer);
+/// Keeps the text buffer for the next request.
+pub fn keep_text_buffer(buffer: String) {
+    TEXT.set(buffer);
 }
 
 /// `list` without its items, as a list of `U`. Collecting a vector's own iterator into a
@@ -91,11 +92,11 @@ mod tests {
     }
 
     #[test]
-    fn the_exposure_buffer_is_kept() {
-        let mut buffer = exposure_buffer();
+    fn the_text_buffer_is_kept() {
+        let mut buffer = text_buffer();
         buffer.push_str("flag;reason=SPLIT");
         let capacity = buffer.capacity();
-        keep_exposure_buffer(buffer);
-        assert_eq!(exposure_buffer().capacity(), capacity);
+        keep_text_buffer(buffer);
+        assert_eq!(text_buffer().capacity(), capacity);
     }
 }

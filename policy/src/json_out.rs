@@ -170,6 +170,17 @@ impl CompiledPolicy {
     /// `{"version"?, "cluster", "reject", "decisions": [...]}` (the `eval` line format).
     pub(crate) fn write_outcome(&self, outcome: &Outcome<'_>, with_version: bool) -> String {
         let mut out = String::with_capacity(64 + 256 * outcome.decisions.len());
+        self.append_outcome(outcome, with_version, &mut out);
+        out
+    }
+
+    /// [`Self::write_outcome`], appended to `out`.
+    pub(crate) fn append_outcome(
+        &self,
+        outcome: &Outcome<'_>,
+        with_version: bool,
+        out: &mut String,
+    ) {
         out.push('{');
         if with_version {
             out.push_str("\"version\":");
@@ -182,18 +193,18 @@ impl CompiledPolicy {
             outcome.route_decision.and(outcome.cluster),
         ) {
             (Some(cluster), _) => out.push_str(cluster),
-            (None, Some(cluster)) => json_str(&mut out, cluster),
+            (None, Some(cluster)) => json_str(out, cluster),
             (None, None) => out.push_str("null"),
         }
         out.push_str(",\"reject\":");
         match &outcome.reject {
             Some(r) => {
                 out.push_str("{\"status\":");
-                push_u64(&mut out, u64::from(r.status));
+                push_u64(out, u64::from(r.status));
                 out.push_str(",\"flag\":");
                 match self.flags.get(r.flag_index) {
                     Some(f) => out.push_str(&f.key_json),
-                    None => json_str(&mut out, r.flag),
+                    None => json_str(out, r.flag),
                 }
                 out.push_str(",\"reason\":\"");
                 out.push_str(r.reason.as_str());
@@ -202,7 +213,7 @@ impl CompiledPolicy {
             None => out.push_str("null"),
         }
         out.push_str(",\"decisions\":[");
-        self.each_decision(&mut out, outcome, |out, flag, v, d| {
+        self.each_decision(out, outcome, |out, flag, v, d| {
             out.push_str(&v.eval_head);
             out.push_str(",\"reason\":\"");
             out.push_str(d.reason.as_str());
@@ -221,7 +232,6 @@ impl CompiledPolicy {
             out.push('}');
         });
         out.push_str("]}");
-        out
     }
 
     /// The exposure event (see `event`), `upstream` null.

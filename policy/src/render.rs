@@ -91,6 +91,13 @@ impl CompiledPolicy {
         self.write_outcome(outcome, true)
     }
 
+    /// [`Self::outcome_json`], written into `buffer` (cleared first), which the filter keeps
+    /// between requests.
+    pub fn outcome_json_into(&self, outcome: &Outcome<'_>, buffer: &mut String) {
+        buffer.clear();
+        self.append_outcome(outcome, true, buffer);
+    }
+
     /// The local reply body for a consent reject.
     pub fn reject_body(&self, reject: &Reject<'_>) -> String {
         #[derive(Serialize)]
