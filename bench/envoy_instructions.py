@@ -31,13 +31,14 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench  # noqa: E402  (the cases, bootstraps, request mix and Envoy process helper)
 
 
-def valgrind_wrapper(workdir, out_file, simulate=False):
+def valgrind_wrapper(workdir, out_file, simulate=False, dump_instr=False):
     """A script that runs the real envoy binary under callgrind (bench.Envoy starts it)."""
     path = os.path.join(workdir, "envoy-under-callgrind.sh")
     with open(path, "w") as f:
-        f.write("#!/bin/sh\nexec valgrind --tool=callgrind --instr-atstart=no --smc-check=all-non-file %s"
+        f.write("#!/bin/sh\nexec valgrind --tool=callgrind --instr-atstart=no --smc-check=all-non-file %s%s"
                 "--callgrind-out-file=%s %s \"$@\"\n"
-                % ("--cache-sim=yes --branch-sim=yes " if simulate else "", out_file, bench.envoy_binary()))
+                % ("--cache-sim=yes --branch-sim=yes " if simulate else "",
+                   "--dump-instr=yes " if dump_instr else "", out_file, bench.envoy_binary()))
     os.chmod(path, 0o755)
     return path
 
@@ -97,10 +98,10 @@ def simulated_events(cg_file):
     return dict(zip(events, counts))
 
 
-def measure(case, bootstrap, workdir, mix, route, warmup, requests, simulate=False):
+def measure(case, bootstrap, workdir, mix, route, warmup, requests, simulate=False, dump_instr=False):
     cg_file = os.path.join(workdir, "callgrind.%s.out" % case)
     real = os.path.realpath(bench.envoy_binary())
-    wrapper = valgrind_wrapper(workdir, cg_file, simulate)
+    wrapper = valgrind_wrapper(workdir, cg_file, simulate, dump_instr)
     env = bench.Envoy("front-%s" % case, bootstrap, workdir, binary=wrapper).start(timeout=900)
     try:
         sent = 0
@@ -212,6 +213,9 @@ def main():
     ap.add_argument("--simulate", action="store_true",
                     help="also simulate the caches and the branch predictor (callgrind --cache-sim=yes "
                          "--branch-sim=yes, slower): misses and mispredictions per request")
+    ap.add_argument("--dump-instr", action="store_true",
+                    help="count per instruction (callgrind --dump-instr=yes), for bench/heavy_instructions.py "
+                         "on the files kept with --keep")
     ap.add_argument("--keep", metavar="DIR",
                     help="keep each case's callgrind output in DIR (callgrind.CASE.out, for callgrind_annotate)")
     args = ap.parse_args()
@@ -220,6 +224,8 @@ def main():
     if not shutil.which("valgrind") or not shutil.which("callgrind_control"):
         ap.error("valgrind is not installed (bench/run.sh --instructions installs it)")
     bench.FLOOR_CONFIG = args.floor_config
+    if args.dump_instr and not args.keep:
+        ap.error("--dump-instr needs --keep DIR (bench/heavy_instructions.py reads the kept files)")
 
     workdir = tempfile.mkdtemp(prefix="switchyard-instr-")
     bench.snapshot_modules(workdir)
@@ -233,7 +239,7 @@ def main():
         for case in cases:
             bootstrap = bench.front_bootstrap(case, clusters, upstream.port, large_text)
             results[case] = measure(case, bootstrap, workdir, mix, route_a if case == "a" else None,
-                                    args.warmup, args.requests, args.simulate)
+                                    args.warmup, args.requests, args.simulate, args.dump_instr)
             bench.log("case %s: %.1fk instructions/request (Envoy %.1fk, JIT %.1fk, libc %.1fk)" % (
                 case, results[case]["total"] / 1000, results[case]["envoy"] / 1000,
                 results[case]["jit"] / 1000, results[case]["libc"] / 1000))

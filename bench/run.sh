@@ -4,11 +4,14 @@
 #   bench/run.sh [--rounds N] [--seconds S] [--warmup S] [--connections C] [--cases abcde] [--no-check]
 #                [--pin] [--no-aslr] [--shared]
 #   bench/run.sh --instructions [--cases abcdefg] [--requests N] [--warmup N] [--simulate] [--keep DIR]
+#                [--dump-instr]
 #   bench/run.sh --memory [--cases bcd] [--workers 1,2,4]
 #   bench/run.sh --instances [--cases hhhbbb] [--turns N] [--seconds S]
 #
 # The second form counts instructions per request of the same front Envoy under callgrind
-# (bench/envoy_instructions.py; installs valgrind too): slow, but the same on every run. The
+# (bench/envoy_instructions.py; installs valgrind too): slow, but the same on every run; with
+# --dump-instr and --keep DIR, bench/heavy_instructions.py DIR then counts the costly kinds of
+# instruction among them (capstone, installed into envoy/_venv). The
 # third reads the front Envoy's resident memory per case and number of workers (bench/memory.py).
 # The fourth loads several front Envoys in turn to show how CPU per request differs between
 # instances of one case (bench/instances.py).
@@ -24,7 +27,7 @@ REPO="$(cd "$HERE/.." && pwd)"
 cd "$REPO"
 say() { printf '[bench] %s\n' "$*" >&2; }
 
-case "${1:-}" in -h|--help) sed -n '2,19p' "$0"; exit 0 ;; esac
+case "${1:-}" in -h|--help) sed -n '2,22p' "$0"; exit 0 ;; esac
 INSTRUCTIONS=
 MEMORY=
 INSTANCES=
@@ -66,6 +69,11 @@ if [ -n "$MEMORY" ]; then
   exec python3 "$HERE/memory.py" --large-policy "$LARGE" "$@"
 fi
 if [ -n "$INSTRUCTIONS" ]; then
+  case " $* " in
+    *" --dump-instr "*)
+      envoy/_venv/bin/python -c 'import capstone' 2>/dev/null \
+        || { say "installing capstone into envoy/_venv (pip)"; envoy/_venv/bin/pip install -q capstone >&2; } ;;
+  esac
   exec python3 "$HERE/envoy_instructions.py" --large-policy "$LARGE" "$@"
 fi
 exec python3 "$HERE/bench.py" --large-policy "$LARGE" "$@"
