@@ -398,10 +398,12 @@ impl HttpContext for Filter {
                 };
                 switchyard_policy::add_upstream(&mut event, &upstream);
                 set_filter_state(EVENT_STATE_NAME, &event);
+                scratch::keep_event_buffer(event);
             }
             loaded
                 .metrics
                 .count_response(&pending.exposed, status, duration_ms);
+            scratch::keep_exposed_list(pending.exposed);
         }
         Action::Continue
     }
@@ -433,7 +435,8 @@ impl Filter {
         if follow_upstream && !outcome.decisions.is_empty() {
             let started_ms = now_ms();
             let event = settings.exposure_event.then(|| {
-                policy.exposure_event(
+                let mut event = scratch::event_buffer();
+                policy.exposure_event_into(
                     outcome,
                     &EventInfo {
                         timestamp_ms: started_ms.unwrap_or(0),
@@ -441,12 +444,15 @@ impl Filter {
                         traceparent: request.header(EVENT_TRACEPARENT),
                         upstream: None,
                     },
-                )
+                    &mut event,
+                );
+                event
             });
             if outcome.reject.is_some() {
                 // Nothing will run upstream: the event is complete now.
-                if let Some(event) = &event {
-                    set_filter_state(EVENT_STATE_NAME, event);
+                if let Some(event) = event {
+                    set_filter_state(EVENT_STATE_NAME, &event);
+                    scratch::keep_event_buffer(event);
                 }
             } else {
                 // Written once, when the response arrives with what actually ran: a filter
@@ -456,11 +462,16 @@ impl Filter {
                 self.pending = Some(Pending {
                     event,
                     started_ms,
-                    exposed: outcome
-                        .decisions
-                        .iter()
-                        .filter_map(|d| Some((d.flag_index, d.variation_index?)))
-                        .collect(),
+                    exposed: {
+                        let mut exposed = scratch::exposed_list();
+                        exposed.extend(
+                            outcome
+                                .decisions
+                                .iter()
+                                .filter_map(|d| Some((d.flag_index, d.variation_index?))),
+                        );
+                        exposed
+                    },
                 });
             }
         }

@@ -57,6 +57,23 @@ impl CompiledPolicy {
         }
         event
     }
+
+    /// [`Self::exposure_event`], written into `buffer` (cleared first): the filter takes the
+    /// buffer from the ones it keeps between requests, and gives it back once the event is
+    /// written.
+    pub fn exposure_event_into(
+        &self,
+        outcome: &Outcome<'_>,
+        info: &EventInfo<'_>,
+        buffer: &mut String,
+    ) {
+        buffer.clear();
+        buffer.reserve(256 + 384 * outcome.decisions.len());
+        self.append_event(outcome, info, buffer);
+        if let Some(upstream) = &info.upstream {
+            add_upstream(buffer, upstream);
+        }
+    }
 }
 
 /// Fills in `upstream` of an event [`CompiledPolicy::exposure_event`] rendered without one:

@@ -237,31 +237,39 @@ impl CompiledPolicy {
     /// The exposure event (see `event`), `upstream` null.
     pub(crate) fn write_event(&self, outcome: &Outcome<'_>, info: &EventInfo<'_>) -> String {
         let mut out = String::with_capacity(256 + 384 * outcome.decisions.len());
+        self.append_event(outcome, info, &mut out);
+        out
+    }
+
+    /// [`Self::write_event`], appended to `out`.
+    pub(crate) fn append_event(
+        &self,
+        outcome: &Outcome<'_>,
+        info: &EventInfo<'_>,
+        out: &mut String,
+    ) {
         out.push_str("{\"timestamp\":\"");
-        push_rfc3339_millis(&mut out, info.timestamp_ms);
+        push_rfc3339_millis(out, info.timestamp_ms);
         out.push_str("\",\"event.name\":\"switchyard.exposure\",\"feature_flag.provider.name\":\"switchyard\",\"feature_flag.version\":");
         out.push_str(&self.version_json);
         out.push_str(",\"switchyard.policy.hash\":\"");
         out.push_str(&self.content_hash);
         out.push_str("\",\"request_id\":");
         match info.request_id {
-            Some(id) => json_str(&mut out, id),
+            Some(id) => json_str(out, id),
             None => out.push_str("null"),
         }
         out.push_str(",\"trace_id\":");
         match info.traceparent.and_then(trace_id) {
-            Some(t) => json_str(&mut out, t),
+            Some(t) => json_str(out, t),
             None => out.push_str("null"),
         }
         out.push_str(",\"cluster\":");
         out.push_str(self.route_cluster_json(outcome).unwrap_or("null"));
         out.push_str(",\"reject\":");
-        opt_u64(
-            &mut out,
-            outcome.reject.as_ref().map(|r| u64::from(r.status)),
-        );
+        opt_u64(out, outcome.reject.as_ref().map(|r| u64::from(r.status)));
         out.push_str(",\"decisions\":[");
-        self.each_decision(&mut out, outcome, |out, flag, v, d| {
+        self.each_decision(out, outcome, |out, flag, v, d| {
             out.push_str(&v.event_head);
             out.push_str(",\"feature_flag.result.reason\":\"");
             out.push_str(otel_reason(d.reason));
@@ -293,7 +301,6 @@ impl CompiledPolicy {
             out.push('}');
         });
         out.push_str("],\"upstream\":null}");
-        out
     }
 }
 
