@@ -147,7 +147,7 @@ def main():
         case = name.split(".")[1]
         totals, busiest = heavy_counts(executions(os.path.join(args.dir, name)), envoy)
         rows[case] = {k: totals[k] / args.requests for k in KINDS}
-        for k in KINDS[:args.top and len(KINDS)]:
+        for k in KINDS if args.top else []:
             for (obj, address, text), n in busiest[k].most_common(args.top):
                 print("  (%s) %s %s+%#x %s: %.1f per request" % (case, k, obj, address, text, n / args.requests))
     print("| case | what | " + " | ".join(KINDS) + " |")

@@ -51,10 +51,8 @@ impl CompiledPolicy {
     /// The exposure event as one JSON line (no trailing newline), `upstream` null until
     /// [`add_upstream`] completes it.
     pub fn exposure_event(&self, outcome: &Outcome<'_>, info: &EventInfo<'_>) -> String {
-        let mut event = self.write_event(outcome, info);
-        if let Some(upstream) = &info.upstream {
-            add_upstream(&mut event, upstream);
-        }
+        let mut event = String::new();
+        self.exposure_event_into(outcome, info, &mut event);
         event
     }
 

@@ -234,14 +234,7 @@ impl CompiledPolicy {
         out.push_str("]}");
     }
 
-    /// The exposure event (see `event`), `upstream` null.
-    pub(crate) fn write_event(&self, outcome: &Outcome<'_>, info: &EventInfo<'_>) -> String {
-        let mut out = String::with_capacity(256 + 384 * outcome.decisions.len());
-        self.append_event(outcome, info, &mut out);
-        out
-    }
-
-    /// [`Self::write_event`], appended to `out`.
+    /// The exposure event (see `event`), `upstream` null, appended to `out`.
     pub(crate) fn append_event(
         &self,
         outcome: &Outcome<'_>,
