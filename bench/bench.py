@@ -230,7 +230,8 @@ function request()
 end
 function done(summary, latency, requests)
   local e = summary.errors
-  local f = io.open(%s, "w")
+  -- run_wrk names the file, so several wrk can run one script at once (instances.py --together).
+  local f = io.open(os.getenv("SWITCHYARD_WRK_OUT") or %s, "w")
   f:write(string.format('{"requests":%%d,"duration_us":%%d,"bytes":%%d,"connect":%%d,"read":%%d,"write":%%d,"status":%%d,"timeout":%%d,"p50_us":%%d,"p90_us":%%d,"p99_us":%%d,"mean_us":%%f,"max_us":%%d}',
     summary.requests, summary.duration, summary.bytes, e.connect, e.read, e.write, e.status, e.timeout,
     latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.mean, latency.max))
@@ -652,15 +653,29 @@ def pin_to(cpus):
 
 def run_wrk(script, port, seconds, connections, threads=1, cpus=None):
     """Run wrk; returns the summary dict its done() wrote."""
-    result = script + ".out.json"
+    return finish_wrk(start_wrk(script, port, seconds, connections, threads, cpus))
+
+
+def start_wrk(script, port, seconds, connections, threads=1, cpus=None):
+    """Start wrk without waiting for it (several run at once in `instances.py --together`);
+    `finish_wrk` waits and returns its summary."""
+    result = script + ".%d.out.json" % port
     if os.path.exists(result):
         os.remove(result)
     url = "http://127.0.0.1:%d%s" % (port, PATH)
-    p = subprocess.run(["wrk", "-t", str(threads), "-c", str(connections), "-d", "%ds" % seconds,
-                        "--timeout", "10s", "-s", script, url],
-                       capture_output=True, text=True, preexec_fn=pin_to(cpus))
-    if p.returncode != 0 or not os.path.exists(result):
-        raise RuntimeError("wrk failed (%s): %s %s" % (p.returncode, p.stdout, p.stderr))
+    env = dict(os.environ, SWITCHYARD_WRK_OUT=result)
+    proc = subprocess.Popen(["wrk", "-t", str(threads), "-c", str(connections), "-d", "%ds" % seconds,
+                             "--timeout", "10s", "-s", script, url],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=pin_to(cpus), env=env)
+    return proc, result
+
+
+def finish_wrk(started):
+    proc, result = started
+    out, err = proc.communicate()
+    if proc.returncode != 0 or not os.path.exists(result):
+        raise RuntimeError("wrk failed (%s): %s %s" % (proc.returncode, out, err))
     with open(result) as f:
         return json.load(f)
 

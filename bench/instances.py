@@ -1,18 +1,33 @@
 #!/usr/bin/env python3
-"""How much of the CPU-per-request spread belongs to the Envoy instance (bench/run.sh --instances).
+"""CPU per request of several front Envoys alive at once (bench/run.sh --instances).
 
     bench/run.sh --instances [--cases hhhbbb] [--turns N] [--seconds S]
+    bench/run.sh --instances --together [--cases aabhj] [--rounds R] [--turns N] [--seconds S]
 
 Starts one front Envoy per letter of --cases (a letter may repeat: `hhhbbb` is three instances
-of (h) and three of (b)), all at once, then loads them in turn, S seconds each, for N turns
-(the order reversed every other turn), reading each instance's CPU time per request as
-bench.py does. Every instance is measured in the same stretches of time, so a difference
+of (h) and three of (b)), all at once, and reads each instance's CPU time per request as
+bench.py does.
+
+By default the instances are loaded in turn, S seconds each, for N turns (the order reversed
+every other turn). Every instance is measured in the same stretches of time, so a difference
 between instances of one case that holds turn after turn belongs to the instance (where its
-code and memory landed), not to the moment. Prints the per-turn table and each instance's
-median; writes bench/results/instances.md.
+code and memory landed), not to the moment.
+
+With --together every instance is loaded at the same time, one wrk each, so all of them run
+at the moment's machine speed: on a machine whose speed moves by 10-20% from second to
+second, each turn's "added over (a)" is then a difference taken at one moment (against the
+mean of that turn's (a) instances). --rounds starts new instances R times, to sample the
+instance effect as well; the ratio intervals resample rounds. The instances share the two
+cores, so every request costs more than when one front Envoy is loaded alone: these figures
+compare cases with each other, not with bench.py's.
+
+Prints the per-turn table and each instance's median; writes bench/results/instances.md
+(or --out).
 """
 import argparse
+import datetime
 import os
+import random
 import shutil
 import statistics
 import sys
@@ -21,28 +36,14 @@ import tempfile
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench  # noqa: E402
 
+# Added-CPU ratios reported with --together: (numerator, denominator, the issue's limit).
+RATIOS = [("c", "b", 1.3), ("h", "b", 1.3), ("j", "b", 1.3), ("f", "b", 1.3), ("d", "c", 1.1),
+          ("i", "h", 1.1), ("g", "c", 1.1), ("c", "e", None), ("j", "h", None)]
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--cases", default="hhhbbb")
-    ap.add_argument("--turns", type=int, default=15)
-    ap.add_argument("--seconds", type=int, default=2)
-    ap.add_argument("--connections", type=int, default=8)
-    ap.add_argument("--large-policy", required=True)
-    ap.add_argument("--out", default=os.path.join(bench.HERE, "results", "instances.md"))
-    args = ap.parse_args()
-    unknown = sorted(set(args.cases) - set(bench.CASES))
-    if unknown:
-        ap.error("unknown case(s): %s" % ", ".join(unknown))
-    labels = ["%s%d" % (c, i + 1) for i, c in enumerate(args.cases)]
 
-    workdir = tempfile.mkdtemp(prefix="switchyard-instances-")
-    modules = bench.snapshot_modules(workdir)
-    large_text, clusters = bench.read_policies(args.large_policy)
-    mix = bench.request_mix()
-    route_a = bench.cli_clusters(bench.EXAMPLE_POLICY, mix) if "a" in args.cases else None
-    scripts = bench.wrk_scripts(workdir, set(args.cases), mix, route_a)
-
+def measure_round(labels, args, scripts, clusters, large_text, workdir):
+    """Starts an instance per label, warms each up, loads them for args.turns turns; returns
+    {label: [µs per request per turn]}."""
     cpu = {label: [] for label in labels}
     envoys = {}
     upstream = bench.Envoy("upstream", bench.upstream_bootstrap(), workdir).start()
@@ -54,28 +55,142 @@ def main():
                                         workdir).start()
             bench.run_wrk(scripts[case], envoys[label].port, 2, args.connections)  # warm-up
         for turn in range(args.turns):
-            for label in (labels if turn % 2 == 0 else labels[::-1]):
-                env = envoys[label]
-                t0 = env.cpu_ticks()
-                w = bench.run_wrk(scripts[label[0]], env.port, args.seconds, args.connections)
-                cpu[label].append(bench.us_per_request(env.cpu_ticks() - t0, w["requests"]))
+            if args.together:
+                t0 = {label: envoys[label].cpu_ticks() for label in labels}
+                started = {label: bench.start_wrk(scripts[label[0]], envoys[label].port, args.seconds,
+                                                  args.connections) for label in labels}
+                done = {label: bench.finish_wrk(started[label]) for label in labels}
+                for label in labels:
+                    ticks = envoys[label].cpu_ticks() - t0[label]
+                    cpu[label].append(bench.us_per_request(ticks, done[label]["requests"]))
+            else:
+                for label in (labels if turn % 2 == 0 else labels[::-1]):
+                    env = envoys[label]
+                    t0 = env.cpu_ticks()
+                    w = bench.run_wrk(scripts[label[0]], env.port, args.seconds, args.connections)
+                    cpu[label].append(bench.us_per_request(env.cpu_ticks() - t0, w["requests"]))
             bench.log("turn %d: %s" % (turn + 1, " ".join("%s %.1f" % (k, v[-1]) for k, v in cpu.items())))
     finally:
         for env in envoys.values():
             env.stop()
         upstream.stop()
+    return cpu
+
+
+def added_by_turn(rounds, labels):
+    """Per round, per case: each turn's CPU per request over the mean of that turn's (a)
+    instances (the mean over the case's instances, when it has several)."""
+    out = []
+    for cpu in rounds:
+        turns = len(cpu[labels[0]])
+        floor = [statistics.mean(cpu[l][t] for l in labels if l[0] == "a") for t in range(turns)]
+        per_case = {}
+        for case in sorted({l[0] for l in labels} - {"a"}):
+            mine = [l for l in labels if l[0] == case]
+            per_case[case] = [statistics.mean(cpu[l][t] for l in mine) - floor[t] for t in range(turns)]
+        out.append(per_case)
+    return out
+
+
+def ratio_with_interval(added, x, y, level=bench.INTERVAL_LEVEL):
+    """median(x added) / median(y added) over every turn of every round, and a bootstrap
+    interval that resamples whole rounds (a round's turns share its instances)."""
+    def ratio(rounds):
+        xs = [v for r in rounds for v in r[x]]
+        ys = [v for r in rounds for v in r[y]]
+        my = statistics.median(ys)
+        return statistics.median(xs) / my if my > 0 else None
+
+    point = ratio(added)
+    if point is None or len(added) < 3:
+        return point, None
+    rng = random.Random(20261124)
+    samples = sorted(r for r in (ratio([added[rng.randrange(len(added))] for _ in added])
+                                 for _ in range(bench.BOOTSTRAP_RESAMPLES)) if r is not None)
+    lo = samples[int(len(samples) * (1 - level) / 2)]
+    hi = samples[min(len(samples) - 1, int(len(samples) * (1 + level) / 2))]
+    return point, (lo, hi)
+
+
+def together_summary(rounds, labels):
+    added = added_by_turn(rounds, labels)
+    cases = sorted({l[0] for l in labels})
+    L = ["", "Medians over every turn of every round (µs per request; added = over the same "
+         "turn's (a)):", "", "| case | what | CPU µs/request | added over (a) |", "| --- | --- | ---: | ---: |"]
+    for case in cases:
+        values = [v for cpu in rounds for l in labels if l[0] == case for v in cpu[l]]
+        add = "–" if case == "a" else "+%.1f" % statistics.median(v for r in added for v in r[case])
+        L.append("| %s | %s | %.1f | %s |" % (case, bench.CASES[case], statistics.median(values), add))
+    L += ["", "| ratio of added CPU | value | 90% interval (rounds resampled) | target |",
+          "| --- | ---: | --- | --- |"]
+    for x, y, limit in RATIOS:
+        if x in cases and y in cases and "a" in cases:
+            point, iv = ratio_with_interval(added, x, y)
+            if point is None:
+                continue
+            verdict = "–"
+            if limit is not None:
+                verdict = "≤ %.2f×: " % limit + (
+                    "unresolved" if iv and (iv[0] <= limit) != (iv[1] <= limit)
+                    else "met" if point <= limit else "missed")
+            L.append("| (%s)/(%s) | %.2f× | %s | %s |" % (
+                x, y, point, "%.2f–%.2f×" % iv if iv else "–", verdict))
+    return L
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--cases", default="hhhbbb")
+    ap.add_argument("--turns", type=int, default=15)
+    ap.add_argument("--seconds", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=1)
+    ap.add_argument("--connections", type=int, default=8)
+    ap.add_argument("--together", action="store_true",
+                    help="load every instance at the same time in each turn (one wrk each)")
+    ap.add_argument("--large-policy", required=True)
+    ap.add_argument("--out", default=os.path.join(bench.HERE, "results", "instances.md"))
+    args = ap.parse_args()
+    unknown = sorted(set(args.cases) - set(bench.CASES))
+    if unknown:
+        ap.error("unknown case(s): %s" % ", ".join(unknown))
+    if args.together and "a" not in args.cases:
+        ap.error("--together measures added CPU against (a): include it in --cases")
+    labels = ["%s%d" % (c, i + 1) for i, c in enumerate(args.cases)]
+
+    workdir = tempfile.mkdtemp(prefix="switchyard-instances-")
+    try:
+        modules = bench.snapshot_modules(workdir)
+        large_text, clusters = bench.read_policies(args.large_policy)
+        mix = bench.request_mix()
+        route_a = bench.cli_clusters(bench.EXAMPLE_POLICY, mix) if "a" in args.cases else None
+        scripts = bench.wrk_scripts(workdir, set(args.cases), mix, route_a)
+        rounds = []
+        for r in range(args.rounds):
+            if args.rounds > 1:
+                bench.log("round %d of %d" % (r + 1, args.rounds))
+            rounds.append(measure_round(labels, args, scripts, clusters, large_text, workdir))
+    finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
+    command = "`bench/run.sh --instances%s --cases %s%s --turns %d --seconds %d`" % (
+        " --together" if args.together else "", args.cases,
+        " --rounds %d" % args.rounds if args.rounds > 1 else "", args.turns, args.seconds)
     L = ["# CPU per request by Envoy instance", "",
-         "- `bench/run.sh --instances --cases %s --turns %d --seconds %d`; switchyard_plugin.wasm %d bytes"
-         % (args.cases, args.turns, args.seconds, modules["switchyard"]["bytes"]),
-         "- every instance alive at once, loaded in turn (`wrk -t 1 -c %d`), order reversed every other turn"
-         % args.connections, "",
-         "| instance | median µs/req | " + " | ".join("t%d" % (t + 1) for t in range(args.turns)) + " |",
-         "| --- | ---: |" + " ---: |" * args.turns]
-    for label in labels:
-        L.append("| %s | %.1f | %s |" % (label, statistics.median(cpu[label]),
-                                        " | ".join("%.1f" % v for v in cpu[label])))
+         "- %s, %s; switchyard_plugin.wasm %d bytes" % (command, datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                                                         modules["switchyard"]["bytes"]),
+         "- every instance alive at once, %s (`wrk -t 1 -c %d` each)" % (
+             "all loaded at the same time" if args.together
+             else "loaded in turn, order reversed every other turn", args.connections)]
+    if args.rounds > 1:
+        L.append("- %d rounds, new instances each round" % args.rounds)
+    header = "| round | instance | median µs/req | " + " | ".join("t%d" % (t + 1) for t in range(args.turns)) + " |"
+    L += ["", header, "| ---: | --- | ---: |" + " ---: |" * args.turns]
+    for r, cpu in enumerate(rounds):
+        for label in labels:
+            L.append("| %d | %s | %.1f | %s |" % (r + 1, label, statistics.median(cpu[label]),
+                                                 " | ".join("%.1f" % v for v in cpu[label])))
+    if args.together:
+        L += together_summary(rounds, labels)
     md = "\n".join(L) + "\n"
     with open(args.out, "w") as f:
         f.write(md)
