@@ -1,0 +1,46 @@
+"""The analysis of `instances.py --together`: added CPU is taken against the same turn's (a),
+so a machine whose speed moves from turn to turn does not move the ratio."""
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import instances  # noqa: E402
+
+LABELS = ["a1", "a2", "b3", "h4"]
+
+
+def round_at(speeds, b_added, h_added):
+    """One round: each turn runs at its own speed factor; (a) costs 100 µs at factor 1."""
+    return {
+        "a1": [100.0 * s for s in speeds],
+        "a2": [102.0 * s for s in speeds],
+        "b3": [(101.0 + b_added) * s for s in speeds],
+        "h4": [(101.0 + h_added) * s for s in speeds],
+    }
+
+
+def test_added_is_taken_against_the_same_turn():
+    rounds = [round_at([1.0, 2.0], b_added=20.0, h_added=30.0)]
+    added = instances.added_by_turn(rounds, LABELS)
+    assert added == [{"b": [20.0, 40.0], "h": [30.0, 60.0]}]
+
+
+def test_ratio_holds_while_the_machine_speed_moves():
+    # Turns at speeds from 1.0 to 1.6: the ratio of added CPU stays 1.5 in every round.
+    rounds = [round_at([1.0 + 0.1 * r, 1.3, 1.6 - 0.05 * r], 20.0, 30.0) for r in range(6)]
+    point, (lo, hi) = instances.ratio_with_interval(instances.added_by_turn(rounds, LABELS), "h", "b")
+    assert abs(point - 1.5) < 1e-9
+    assert abs(lo - 1.5) < 1e-9 and abs(hi - 1.5) < 1e-9
+
+
+def test_interval_widens_when_rounds_disagree():
+    rounds = [round_at([1.0, 1.0], 20.0, h) for h in (24.0, 30.0, 36.0, 26.0, 34.0)]
+    point, (lo, hi) = instances.ratio_with_interval(instances.added_by_turn(rounds, LABELS), "h", "b")
+    assert lo < point < hi
+    assert lo >= 1.2 - 1e-9 and hi <= 1.8 + 1e-9
+
+
+def test_summary_names_a_missed_target():
+    rounds = [round_at([1.0, 1.1], 20.0, 40.0) for _ in range(4)]
+    text = "\n".join(instances.together_summary(rounds, LABELS))
+    assert "| (h)/(b) | 2.00× | 2.00–2.00× | ≤ 1.30×: missed |" in text
