@@ -22,7 +22,7 @@ cores, so every request costs more than when one front Envoy is loaded alone: th
 compare cases with each other, not with bench.py's.
 
 Prints the per-turn table and each instance's median; writes bench/results/instances.md
-(or --out).
+(together.md with --together, or --out).
 """
 import argparse
 import datetime
@@ -148,8 +148,11 @@ def main():
     ap.add_argument("--together", action="store_true",
                     help="load every instance at the same time in each turn (one wrk each)")
     ap.add_argument("--large-policy", required=True)
-    ap.add_argument("--out", default=os.path.join(bench.HERE, "results", "instances.md"))
+    ap.add_argument("--out", help="the report (default bench/results/instances.md, or together.md "
+                                  "with --together)")
     args = ap.parse_args()
+    if args.out is None:
+        args.out = os.path.join(bench.HERE, "results", "together.md" if args.together else "instances.md")
     unknown = sorted(set(args.cases) - set(bench.CASES))
     if unknown:
         ap.error("unknown case(s): %s" % ", ".join(unknown))

@@ -6,7 +6,7 @@
 #   bench/run.sh --instructions [--cases abcdefg] [--requests N] [--warmup N] [--simulate] [--keep DIR]
 #                [--dump-instr]
 #   bench/run.sh --memory [--cases bcd] [--workers 1,2,4]
-#   bench/run.sh --instances [--cases hhhbbb] [--turns N] [--seconds S]
+#   bench/run.sh --instances [--together] [--cases hhhbbb] [--rounds R] [--turns N] [--seconds S]
 #
 # The second form counts instructions per request of the same front Envoy under callgrind
 # (bench/envoy_instructions.py; installs valgrind too): slow, but the same on every run; with
@@ -14,7 +14,8 @@
 # instruction among them (capstone, installed into envoy/_venv). The
 # third reads the front Envoy's resident memory per case and number of workers (bench/memory.py).
 # The fourth loads several front Envoys in turn to show how CPU per request differs between
-# instances of one case (bench/instances.py).
+# instances of one case (bench/instances.py); with --together it loads them all at once, so
+# that on an unsteady machine each case's added CPU is taken at the same moment as (a)'s.
 #
 # Installs what it needs (wrk with apt-get if missing, Envoy via envoy/setup.sh), builds the
 # switchyard filter, the floor filter and the switchyard CLI, generates the large policy, then
