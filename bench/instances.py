@@ -21,6 +21,10 @@ instance effect as well; the ratio intervals resample rounds. The instances shar
 cores, so every request costs more than when one front Envoy is loaded alone: these figures
 compare cases with each other, not with bench.py's.
 
+`instances.py --ratio X_REPORT X Y_REPORT Y` gives the ratio of added CPU of case X in one
+--together report to case Y in another (two cases at once each, say), with an interval that
+resamples each run's rounds on its own.
+
 Prints the per-turn table and each instance's median; writes bench/results/instances.md
 (together.md with --together, or --out).
 """
@@ -112,6 +116,43 @@ def ratio_with_interval(added, x, y, level=bench.INTERVAL_LEVEL):
     return point, (lo, hi)
 
 
+def read_report(path):
+    """The per-turn table of a report this script wrote: (rounds, labels), as measured."""
+    rounds, labels = {}, []
+    with open(path) as f:
+        for line in f:
+            cells = [c.strip() for c in line.strip().strip("|").split("|")]
+            if len(cells) > 3 and cells[0].isdigit():
+                r, label = int(cells[0]), cells[1]
+                rounds.setdefault(r, {})[label] = [float(v) for v in cells[3:]]
+                if label not in labels:
+                    labels.append(label)
+    return [rounds[r] for r in sorted(rounds)], labels
+
+
+def ratio_across_reports(x_report, x, y_report, y, level=bench.INTERVAL_LEVEL):
+    """median(x added) / median(y added) where x and y were measured in different --together
+    runs (each against its own turns' (a)); the interval resamples each run's rounds on its own."""
+    def added(report, case):
+        rounds, labels = read_report(report)
+        return [r[case] for r in added_by_turn(rounds, labels)]
+
+    ax, ay = added(x_report, x), added(y_report, y)
+
+    def ratio(xs, ys):
+        my = statistics.median(v for r in ys for v in r)
+        return statistics.median(v for r in xs for v in r) / my if my > 0 else None
+
+    point = ratio(ax, ay)
+    rng = random.Random(20261124)
+    samples = sorted(r for r in (ratio([ax[rng.randrange(len(ax))] for _ in ax],
+                                       [ay[rng.randrange(len(ay))] for _ in ay])
+                                 for _ in range(bench.BOOTSTRAP_RESAMPLES)) if r is not None)
+    lo = samples[int(len(samples) * (1 - level) / 2)]
+    hi = samples[min(len(samples) - 1, int(len(samples) * (1 + level) / 2))]
+    return point, (lo, hi)
+
+
 def together_summary(rounds, labels):
     added = added_by_turn(rounds, labels)
     cases = sorted({l[0] for l in labels})
@@ -138,7 +179,18 @@ def together_summary(rounds, labels):
     return L
 
 
+def compare_main(argv):
+    """instances.py --ratio X_REPORT X Y_REPORT Y: the ratio of added CPU across two runs."""
+    x_report, x, y_report, y = argv
+    point, (lo, hi) = ratio_across_reports(x_report, x, y_report, y)
+    print("(%s)/(%s): %.2f× (90%% interval %.2f–%.2f×; %s against %s, rounds of each resampled)"
+          % (x, y, point, lo, hi, os.path.basename(x_report), os.path.basename(y_report)))
+    return 0
+
+
 def main():
+    if sys.argv[1:2] == ["--ratio"] and len(sys.argv) == 6:
+        return compare_main(sys.argv[2:])
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cases", default="hhhbbb")
     ap.add_argument("--turns", type=int, default=15)

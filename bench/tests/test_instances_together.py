@@ -44,3 +44,28 @@ def test_summary_names_a_missed_target():
     rounds = [round_at([1.0, 1.1], 20.0, 40.0) for _ in range(4)]
     text = "\n".join(instances.together_summary(rounds, LABELS))
     assert "| (h)/(b) | 2.00× | 2.00–2.00× | ≤ 1.30×: missed |" in text
+
+
+def write_report(path, rounds):
+    lines = ["# CPU per request by Envoy instance", "", "| round | instance | median µs/req | t1 | t2 |",
+             "| ---: | --- | ---: | ---: | ---: |"]
+    for r, cpu in enumerate(rounds):
+        for label, values in cpu.items():
+            lines.append("| %d | %s | %.1f | %s |" % (r + 1, label, sum(values) / len(values),
+                                                     " | ".join("%.1f" % v for v in values)))
+    path.write_text("\n".join(lines) + "\n")
+
+
+def test_ratio_across_two_reports(tmp_path):
+    # (b) in one run, (j) in another, each at its own speeds: added 20 and 26 µs at speed 1.
+    b_rounds = [{"a1": [100.0, 150.0], "b2": [120.0, 180.0]} for _ in range(4)]
+    j_rounds = [{"a1": [100.0, 120.0], "j2": [126.0, 151.2]} for _ in range(4)]
+    write_report(tmp_path / "ab.md", b_rounds)
+    write_report(tmp_path / "aj.md", j_rounds)
+    rounds, labels = instances.read_report(str(tmp_path / "aj.md"))
+    assert labels == ["a1", "j2"] and rounds[0]["j2"] == [126.0, 151.2]
+    point, (lo, hi) = instances.ratio_across_reports(str(tmp_path / "aj.md"), "j",
+                                                     str(tmp_path / "ab.md"), "b")
+    # Medians of added: (j) 26.0 and 31.2 → 28.6; (b) 20 and 30 → 25.
+    assert abs(point - 28.6 / 25.0) < 1e-9
+    assert lo <= point <= hi
