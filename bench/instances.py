@@ -96,24 +96,39 @@ def added_by_turn(rounds, labels):
     return out
 
 
-def ratio_with_interval(added, x, y, level=bench.INTERVAL_LEVEL):
-    """median(x added) / median(y added) over every turn of every round, and a bootstrap
-    interval that resamples whole rounds (a round's turns share its instances)."""
-    def ratio(rounds):
-        xs = [v for r in rounds for v in r[x]]
-        ys = [v for r in rounds for v in r[y]]
-        my = statistics.median(ys)
-        return statistics.median(xs) / my if my > 0 else None
+def median_ratio(x_rounds, y_rounds):
+    """median of x's added CPU over median of y's, each over every turn of the rounds given."""
+    my = statistics.median(v for r in y_rounds for v in r)
+    return statistics.median(v for r in x_rounds for v in r) / my if my > 0 else None
 
-    point = ratio(added)
-    if point is None or len(added) < 3:
-        return point, None
+
+def bootstrap_interval(x_rounds, y_rounds, paired, level=bench.INTERVAL_LEVEL):
+    """A bootstrap interval for median_ratio that resamples whole rounds (a round's turns share
+    its instances): the same rounds for x and y when they ran together (`paired`), each run's
+    own otherwise."""
     rng = random.Random(20261124)
-    samples = sorted(r for r in (ratio([added[rng.randrange(len(added))] for _ in added])
-                                 for _ in range(bench.BOOTSTRAP_RESAMPLES)) if r is not None)
+
+    def draw(n):
+        return [rng.randrange(n) for _ in range(n)]
+
+    samples = []
+    for _ in range(bench.BOOTSTRAP_RESAMPLES):
+        ix = draw(len(x_rounds))
+        iy = ix if paired else draw(len(y_rounds))
+        samples.append(median_ratio([x_rounds[i] for i in ix], [y_rounds[i] for i in iy]))
+    samples = sorted(r for r in samples if r is not None)
     lo = samples[int(len(samples) * (1 - level) / 2)]
     hi = samples[min(len(samples) - 1, int(len(samples) * (1 + level) / 2))]
-    return point, (lo, hi)
+    return lo, hi
+
+
+def ratio_with_interval(added, x, y):
+    """(x added)/(y added) of one --together run, with its interval (None under 3 rounds)."""
+    xr, yr = [r[x] for r in added], [r[y] for r in added]
+    point = median_ratio(xr, yr)
+    if point is None or len(added) < 3:
+        return point, None
+    return point, bootstrap_interval(xr, yr, paired=True)
 
 
 def read_report(path):
@@ -130,27 +145,15 @@ def read_report(path):
     return [rounds[r] for r in sorted(rounds)], labels
 
 
-def ratio_across_reports(x_report, x, y_report, y, level=bench.INTERVAL_LEVEL):
-    """median(x added) / median(y added) where x and y were measured in different --together
-    runs (each against its own turns' (a)); the interval resamples each run's rounds on its own."""
+def ratio_across_reports(x_report, x, y_report, y):
+    """(x added)/(y added) where x and y were measured in different --together runs, each
+    against its own turns' (a); the interval resamples each run's rounds on its own."""
     def added(report, case):
         rounds, labels = read_report(report)
         return [r[case] for r in added_by_turn(rounds, labels)]
 
-    ax, ay = added(x_report, x), added(y_report, y)
-
-    def ratio(xs, ys):
-        my = statistics.median(v for r in ys for v in r)
-        return statistics.median(v for r in xs for v in r) / my if my > 0 else None
-
-    point = ratio(ax, ay)
-    rng = random.Random(20261124)
-    samples = sorted(r for r in (ratio([ax[rng.randrange(len(ax))] for _ in ax],
-                                       [ay[rng.randrange(len(ay))] for _ in ay])
-                                 for _ in range(bench.BOOTSTRAP_RESAMPLES)) if r is not None)
-    lo = samples[int(len(samples) * (1 - level) / 2)]
-    hi = samples[min(len(samples) - 1, int(len(samples) * (1 + level) / 2))]
-    return point, (lo, hi)
+    xr, yr = added(x_report, x), added(y_report, y)
+    return median_ratio(xr, yr), bootstrap_interval(xr, yr, paired=False)
 
 
 def together_summary(rounds, labels):
@@ -189,7 +192,9 @@ def compare_main(argv):
 
 
 def main():
-    if sys.argv[1:2] == ["--ratio"] and len(sys.argv) == 6:
+    if sys.argv[1:2] == ["--ratio"]:
+        if len(sys.argv) != 6:
+            sys.exit("usage: instances.py --ratio X_REPORT X Y_REPORT Y")
         return compare_main(sys.argv[2:])
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cases", default="hhhbbb")
