@@ -23,7 +23,8 @@ compare cases with each other, not with bench.py's.
 
 `instances.py --ratio X_REPORT X Y_REPORT Y` gives the ratio of added CPU of case X in one
 --together report to case Y in another (two cases at once each, say), with an interval that
-resamples each run's rounds on its own.
+resamples each run's rounds on its own. `instances.py --pooled X Y REPORT...` pools the rounds
+of several reports of the same cases into one sample.
 
 Prints the per-turn table and each instance's median; writes bench/results/instances.md
 (together.md with --together, or --out).
@@ -191,7 +192,29 @@ def compare_main(argv):
     return 0
 
 
+def pooled_main(argv):
+    """instances.py --pooled X Y REPORT...: (x added)/(y added) over the rounds of several
+    --together runs of the same cases, resampled as one run's (the rounds of each run are
+    independent instances)."""
+    x, y, reports = argv[0], argv[1], argv[2:]
+    rounds, labels = [], None
+    for report in reports:
+        more, these = read_report(report)
+        if labels is not None and these != labels:
+            sys.exit("%s has instances %s, not %s" % (report, " ".join(these), " ".join(labels)))
+        rounds, labels = rounds + more, these
+    point, iv = ratio_with_interval(added_by_turn(rounds, labels), x, y)
+    print("(%s)/(%s): %.2f× (90%% interval %s; %d rounds of %s)"
+          % (x, y, point, "%.2f–%.2f×" % iv if iv else "–", len(rounds),
+             ", ".join(os.path.basename(r) for r in reports)))
+    return 0
+
+
 def main():
+    if sys.argv[1:2] == ["--pooled"]:
+        if len(sys.argv) < 5:
+            sys.exit("usage: instances.py --pooled X Y REPORT...")
+        return pooled_main(sys.argv[2:])
     if sys.argv[1:2] == ["--ratio"]:
         if len(sys.argv) != 6:
             sys.exit("usage: instances.py --ratio X_REPORT X Y_REPORT Y")

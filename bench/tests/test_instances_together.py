@@ -69,3 +69,14 @@ def test_ratio_across_two_reports(tmp_path):
     # Medians of added: (j) 26.0 and 31.2 → 28.6; (b) 20 and 30 → 25.
     assert abs(point - 28.6 / 25.0) < 1e-9
     assert lo <= point <= hi
+
+
+def test_pooled_reports_are_one_sample(tmp_path, capsys):
+    first = [{"a1": [100.0, 100.0], "b2": [120.0, 120.0], "j3": [124.0, 124.0]} for _ in range(2)]
+    second = [{"a1": [100.0, 100.0], "b2": [120.0, 120.0], "j3": [128.0, 128.0]} for _ in range(2)]
+    write_report(tmp_path / "one.md", first)
+    write_report(tmp_path / "two.md", second)
+    assert instances.pooled_main(["j", "b", str(tmp_path / "one.md"), str(tmp_path / "two.md")]) == 0
+    out = capsys.readouterr().out
+    # (j) added 24 and 28 over four rounds: median 26 over (b)'s 20.
+    assert out.startswith("(j)/(b): 1.30× (90% interval 1.20–1.40×; 4 rounds of one.md, two.md)")
