@@ -200,9 +200,10 @@ def lua_str(s):
     return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def write_wrk_script(path, mix, result_path, route=None):
+def write_wrk_script(path, mix, route=None):
     """A wrk script cycling through the mix (requests pre-formatted in init, so wrk spends no
-    time building them); done() writes the summary as JSON to result_path."""
+    time building them); done() writes the summary as JSON to the file start_wrk names in
+    SWITCHYARD_WRK_OUT (one per wrk, so several can run one script at once)."""
     rows = []
     for i, h in enumerate(mix):
         hs = dict(h)
@@ -230,14 +231,13 @@ function request()
 end
 function done(summary, latency, requests)
   local e = summary.errors
-  -- run_wrk names the file, so several wrk can run one script at once (instances.py --together).
-  local f = io.open(os.getenv("SWITCHYARD_WRK_OUT") or %s, "w")
+  local f = io.open(os.getenv("SWITCHYARD_WRK_OUT"), "w")
   f:write(string.format('{"requests":%%d,"duration_us":%%d,"bytes":%%d,"connect":%%d,"read":%%d,"write":%%d,"status":%%d,"timeout":%%d,"p50_us":%%d,"p90_us":%%d,"p99_us":%%d,"mean_us":%%f,"max_us":%%d}',
     summary.requests, summary.duration, summary.bytes, e.connect, e.read, e.write, e.status, e.timeout,
     latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.mean, latency.max))
   f:close()
 end
-""" % (",\n".join(rows), lua_str(REQUEST_BODY), lua_str(HOST), lua_str(PATH), lua_str(result_path))
+""" % (",\n".join(rows), lua_str(REQUEST_BODY), lua_str(HOST), lua_str(PATH))
     with open(path, "w") as f:
         f.write(script)
 
@@ -639,8 +639,7 @@ def wrk_scripts(workdir, cases, mix, route_a):
     scripts = {}
     for case in cases:
         scripts[case] = os.path.join(workdir, "wrk-%s.lua" % case)
-        write_wrk_script(scripts[case], mix, scripts[case] + ".out.json",
-                         route=route_a if case == "a" else None)
+        write_wrk_script(scripts[case], mix, route=route_a if case == "a" else None)
     return scripts
 
 
