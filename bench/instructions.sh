@@ -85,6 +85,7 @@ print("%s\t%d\t%d\t%d" % (name, total / n, jit / n, (total - jit) / n))
 ' "$name" "$N")")
 }
 run_case floor "$WASM_DIR/switchyard_floor_filter.wasm" -
+run_case floor-lean "$WASM_DIR/switchyard_floor_filter_lean.wasm" -
 run_case switchyard-example "$WASM_DIR/switchyard_plugin.wasm" "$REPO/examples/support-copilot/policy.json"
 run_case switchyard-large "$WASM_DIR/switchyard_plugin.wasm" "$OUT/large-policy.json"
 
@@ -131,7 +132,7 @@ native_case switchyard-large "$OUT/large-policy.json"
   for row in "${rows[@]}"; do
     IFS=$'\t' read -r name total jit host <<<"$row"
     [ -n "$floor_jit" ] || floor_jit="$jit"
-    if [ "$name" = floor ]; then added="–"; else added="+$((jit - floor_jit))"; fi
+    if [ "$name" = floor ]; then added="–"; else added="$(printf '%+d' $((jit - floor_jit)))"; fi
     echo "| $name | $jit | $added | $host | $total |"
   done
   echo
@@ -144,6 +145,6 @@ native_case switchyard-large "$OUT/large-policy.json"
     echo "| $name | $all | $ev | $oj | $ee | $eh |"
   done
   echo
-  echo "- .wasm sizes: switchyard_plugin.wasm $(stat -c %s "$WASM_DIR/switchyard_plugin.wasm") bytes (sha256 $(sha256sum "$WASM_DIR/switchyard_plugin.wasm" | cut -c1-12)…), switchyard_floor_filter.wasm $(stat -c %s "$WASM_DIR/switchyard_floor_filter.wasm") bytes"
+  echo "- .wasm sizes: switchyard_plugin.wasm $(stat -c %s "$WASM_DIR/switchyard_plugin.wasm") bytes (sha256 $(sha256sum "$WASM_DIR/switchyard_plugin.wasm" | cut -c1-12)…), switchyard_floor_filter.wasm $(stat -c %s "$WASM_DIR/switchyard_floor_filter.wasm") bytes, switchyard_floor_filter_lean.wasm (bench/floor-filter/build.sh) $(stat -c %s "$WASM_DIR/switchyard_floor_filter_lean.wasm") bytes"
 } | tee "$HERE/results/instructions.md"
 say "callgrind files: $OUT/callgrind.*.out (callgrind_annotate FILE)"
