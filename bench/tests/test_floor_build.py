@@ -52,9 +52,10 @@ def test_the_lean_floor_is_entered_for_the_same_callbacks_as_the_request_only_mo
     sdk = function_exports(os.path.join(RELEASE, "switchyard_floor_filter.wasm"))
     lean = function_exports(os.path.join(RELEASE, "switchyard_floor_filter_lean.wasm"))
     request_only = function_exports(os.path.join(RELEASE, "switchyard_plugin_request_only.wasm"))
-    callbacks = {name for name in lean | request_only if name.startswith("proxy_on_")}
-    assert {n for n in lean if n.startswith("proxy_on_")} == \
-        {n for n in request_only if n.startswith("proxy_on_")}, callbacks
+    def callbacks(exports):
+        return {name for name in exports if name.startswith("proxy_on_")}
+
+    assert callbacks(lean) == callbacks(request_only), callbacks(lean) ^ callbacks(request_only)
     assert "proxy_on_request_headers" in lean
     assert "proxy_on_response_headers" not in lean
     assert "proxy_on_request_body" not in lean
