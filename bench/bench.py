@@ -1004,9 +1004,14 @@ def ratio_interval(runs, x, y, key="cpu_us", level=INTERVAL_LEVEL):
             ratios.append(statistics.median(ax[i] for i in idx) / my)
     if len(ratios) < BOOTSTRAP_RESAMPLES // 2:
         return None
-    ratios.sort()
-    lo = ratios[int(len(ratios) * (1 - level) / 2)]
-    hi = ratios[min(len(ratios) - 1, int(len(ratios) * (1 + level) / 2))]
+    return central_interval(ratios, level)
+
+
+def central_interval(samples, level=INTERVAL_LEVEL):
+    """The central `level` share of the bootstrap samples: (low, high)."""
+    samples = sorted(samples)
+    lo = samples[int(len(samples) * (1 - level) / 2)]
+    hi = samples[min(len(samples) - 1, int(len(samples) * (1 + level) / 2))]
     return lo, hi
 
 

@@ -118,10 +118,7 @@ def bootstrap_interval(x_rounds, y_rounds, paired, level=bench.INTERVAL_LEVEL):
         ix = draw(len(x_rounds))
         iy = ix if paired else draw(len(y_rounds))
         samples.append(median_ratio([x_rounds[i] for i in ix], [y_rounds[i] for i in iy]))
-    samples = sorted(r for r in samples if r is not None)
-    lo = samples[int(len(samples) * (1 - level) / 2)]
-    hi = samples[min(len(samples) - 1, int(len(samples) * (1 + level) / 2))]
-    return lo, hi
+    return bench.central_interval([r for r in samples if r is not None], level)
 
 
 def ratio_with_interval(added, x, y):
