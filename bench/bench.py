@@ -14,10 +14,11 @@ Cases (same front-Envoy bootstrap for all; only the HTTP filter before the route
   e  Envoy Lua filter making (c)'s decision by hand (bench/lua/switchyard_peer.lua)
   f  (c) with exposure_state and exposure_event off
   g  (c)'s policy padded to (d)'s size, the extra flags out of scope (policy size alone)
-  h  (c) with the lean settings (LEAN_SETTINGS: route and exposure header only)
+  h  examples/lean-routing/policy.json: (c) with the lean settings (route and exposure header only)
   i  (d) with the lean settings
   j  (h) on the request-only module (switchyard_plugin_request_only.wasm: no response callback)
   k  (i) on the request-only module
+  l  (b) built as the request-only module is built (its unused callbacks not exported)
   z  (c)'s policy on an earlier module (--baseline-wasm)
   y  (h) on that earlier module
   x  (d) on that earlier module
@@ -58,6 +59,7 @@ LEAN_FLOOR_WASM = os.path.join(REPO, "target", "wasm32-wasip1", "release",
                                "switchyard_floor_filter_lean.wasm")
 CLI = os.path.join(REPO, "target", "release", "switchyard")
 EXAMPLE_POLICY = os.path.join(REPO, "examples", "support-copilot", "policy.json")
+LEAN_POLICY = os.path.join(REPO, "examples", "lean-routing", "policy.json")
 LUA_PEER = os.path.join(HERE, "lua", "switchyard_peer.lua")
 ROUTE_HEADER = "x-switchyard-cluster"
 DEFAULT_CLUSTER = "default_upstream"
@@ -84,8 +86,9 @@ CASES = {
 }
 # The settings that leave switchyard the route header and the exposure list: no filter state,
 # no version or plain attribute headers, no per-variation response counters or histograms.
-LEAN_SETTINGS = {"exposure_state": False, "exposure_event": False, "version_header": False,
-                 "attribute_headers": False, "upstream_metrics": False}
+# Those of the example a user copies (examples/lean-routing/), so (h) and (j) measure it.
+with open(LEAN_POLICY, encoding="utf-8") as _f:
+    LEAN_SETTINGS = json.load(_f)["settings"]
 FLOOR_CONFIG = ""  # --floor-config: extra host calls for case b, to price them
 BASELINE_WASM = None  # --baseline-wasm: an earlier build, to compare with (c) in the same run
 UPSTREAM_BODY = json.dumps({
@@ -405,7 +408,13 @@ def front_filters(case, large_policy_text, vm_suffix=""):
         filters = [wasm("switchyard", module, large_policy_text)]
     elif case == "g":
         filters = [wasm("switchyard", SWITCHYARD_WASM, padded_example_policy(large_policy_text))]
-    elif case in "fhijky":
+    elif case in "hjy":
+        # The lean example as a user copies it (examples/lean-routing/policy.json, verbatim).
+        with open(LEAN_POLICY, encoding="utf-8") as f:
+            text = f.read()
+        module = {"y": BASELINE_WASM, "j": REQUEST_ONLY_WASM}.get(case, SWITCHYARD_WASM)
+        filters = [wasm("switchyard", module, text)]
+    elif case in "fik":
         if case in "ik":
             policy = json.loads(large_policy_text)
         else:
@@ -416,8 +425,7 @@ def front_filters(case, large_policy_text, vm_suffix=""):
             settings.update({"exposure_state": False, "exposure_event": False})
         else:
             settings.update(LEAN_SETTINGS)
-        module = {"y": BASELINE_WASM, "j": REQUEST_ONLY_WASM,
-                  "k": REQUEST_ONLY_WASM}.get(case, SWITCHYARD_WASM)
+        module = REQUEST_ONLY_WASM if case == "k" else SWITCHYARD_WASM
         filters = [wasm("switchyard", module, json.dumps(policy))]
     elif case == "z":
         with open(EXAMPLE_POLICY) as f:

@@ -303,7 +303,7 @@ def render(policy_text, wasm_path, upstreams, default_upstream=None, listener_po
            admin_port=9901, access_log_path="/dev/stdout", route_header=None,
            listen_address="127.0.0.1", admin_address="127.0.0.1", node_id="local",
            extra_clusters=(), ecds_path=None, ecds_watch_dir=None, ecds_name=ECDS_NAME,
-           event_log_path=None, node_metadata=None, policy_as="string"):
+           event_log_path=None, node_metadata=None, policy_as="string", evidence_logs=True):
     """Return the bootstrap YAML text.
 
     upstreams: {cluster: (host, port)} for the policy's clusters (missing ones raise);
@@ -318,7 +318,9 @@ def render(policy_text, wasm_path, upstreams, default_upstream=None, listener_po
     node_metadata: {key: string} for the bootstrap's node.metadata (switchyard reads
     switchyard_environment and switchyard_pseudonym_key there);
     policy_as: "string" (the policy text verbatim, a google.protobuf.StringValue) or "struct"
-    (the policy written as YAML, a google.protobuf.Struct; not with ecds_path).
+    (the policy written as YAML, a google.protobuf.Struct; not with ecds_path);
+    evidence_logs: False leaves out what logs the filter state (the access log's `exposure`
+    field and the event log), for a policy with the lean settings, which writes none.
     The clusters a policy's `source`/`consent_source` name are emitted too (their addresses
     must be in upstreams)."""
     if event_log_path is None:
@@ -343,6 +345,8 @@ def render(policy_text, wasm_path, upstreams, default_upstream=None, listener_po
         a = text.index(_STATIC_FILTER_START)
         b = text.index(_STATIC_FILTER_END, a)
         text = text[:a] + _ECDS_FILTER + text[b:]
+    if not evidence_logs:
+        text = without_evidence_logs(text)
     tmpl = string.Template(text)
     text = tmpl.substitute(
         ecds_name=json.dumps(ecds_name),
@@ -367,6 +371,22 @@ def render(policy_text, wasm_path, upstreams, default_upstream=None, listener_po
     elif policy_as != "string":
         raise ValueError("policy_as must be 'string' or 'struct', not %r" % policy_as)
     return with_node_metadata(text, node_id, node_metadata)
+
+
+# What logs the filter state in the template: the access log's field and the event log's block.
+_EXPOSURE_FIELD = '                  exposure: "%FILTER_STATE(wasm.switchyard_exposure:PLAIN)%"\n'
+_EVENT_LOG_START = "          # Exposure events:"
+_EVENT_LOG_END = "          route_config:\n"
+
+
+def without_evidence_logs(text):
+    """The template text without the access log's `exposure` field and the event log."""
+    if _EXPOSURE_FIELD not in text:
+        raise ValueError("the template has no access-log exposure field")
+    text = text.replace(_EXPOSURE_FIELD, "", 1)
+    a = text.index(_EVENT_LOG_START)
+    b = text.index(_EVENT_LOG_END, a)
+    return text[:a] + text[b:]
 
 
 def policy_source_clusters(policy_text):
@@ -423,6 +443,9 @@ def main(argv=None):
     ap.add_argument("--policy-as", choices=("string", "struct"), default="string",
                     help="give the policy verbatim as a google.protobuf.StringValue (default), "
                     "or written as YAML, a google.protobuf.Struct")
+    ap.add_argument("--no-evidence-logs", action="store_true",
+                    help="leave out the access log's exposure field and the event log (for a "
+                         "policy with the lean settings, which writes no filter state)")
     ap.add_argument("-o", "--output", help="output file (default: standard output)")
     args = ap.parse_args(argv)
 
@@ -445,7 +468,7 @@ def main(argv=None):
                       ecds_path=args.ecds_path, ecds_watch_dir=args.ecds_watch_dir,
                       event_log_path=args.event_log,
                       node_metadata=dict(m.partition("=")[::2] for m in args.node_metadata),
-                      policy_as=args.policy_as)
+                      policy_as=args.policy_as, evidence_logs=not args.no_evidence_logs)
     except ValueError as e:
         ap.error(str(e))
     if args.header_comment:

@@ -40,6 +40,7 @@ REQUEST_ONLY_WASM = os.environ.get("SWITCHYARD_REQUEST_ONLY_WASM") or os.path.jo
     REPO, "target", "wasm32-wasip1", "release", "switchyard_plugin_request_only.wasm")
 CLI = os.environ.get("SWITCHYARD_CLI") or os.path.join(REPO, "target", "release", "switchyard")
 EXAMPLE_POLICY = os.path.join(REPO, "examples", "support-copilot", "policy.json")
+LEAN_EXAMPLE_POLICY = os.path.join(REPO, "examples", "lean-routing", "policy.json")
 sys.path.insert(0, HERE)
 import genconfig  # noqa: E402
 

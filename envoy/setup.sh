@@ -85,7 +85,8 @@ say "building the filter (wasm32-wasip1, release)"
 bash plugin/build.sh
 say "building the switchyard CLI (release)"
 cargo build --release -p switchyard-policy >&2
-for f in target/wasm32-wasip1/release/switchyard_plugin.wasm target/release/switchyard; do
+for f in target/wasm32-wasip1/release/switchyard_plugin.wasm \
+         target/wasm32-wasip1/release/switchyard_plugin_request_only.wasm target/release/switchyard; do
   [ -f "$f" ] || { say "missing $f after build"; exit 1; }
 done
-say "done: target/wasm32-wasip1/release/switchyard_plugin.wasm, target/release/switchyard"
+say "done: target/wasm32-wasip1/release/switchyard_plugin.wasm (and _request_only.wasm), target/release/switchyard"

@@ -5,6 +5,7 @@ nothing else: no other switchyard header upstream, no filter state, no upstream 
 request-only module (no response callback) does the same, and refuses a policy that needs the
 response."""
 
+import json
 import re
 import time
 
@@ -22,11 +23,23 @@ LEAN = {"exposure_state": False, "exposure_event": False, "version_header": Fals
 MODULES = {"full": harness.WASM, "request-only": harness.REQUEST_ONLY_WASM}
 
 
+def load_lean_example():
+    with open(harness.LEAN_EXAMPLE_POLICY, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def test_the_lean_example_is_the_example_with_the_lean_settings():
+    """examples/lean-routing/policy.json, which the suite below and the benchmark's cases (h)
+    and (j) run, is the support-copilot policy with these settings and nothing else changed."""
+    lean = load_lean_example()
+    assert lean.pop("settings") == LEAN
+    assert lean == load_example()
+
+
 @pytest.fixture(scope="module", params=sorted(MODULES))
 def lean_envoy(request, artifacts, mocks, workdir):
-    policy = load_example()
-    policy["settings"] = dict(LEAN)
-    path = write_policy(workdir, "lean-policy.json", policy)
+    path = harness.LEAN_EXAMPLE_POLICY
+    policy = load_lean_example()
     e = harness.Envoy(path, mocks, workdir=workdir, concurrency=2, wasm=MODULES[request.param],
                       name="lean-" + request.param)
     e.start()

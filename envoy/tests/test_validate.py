@@ -150,3 +150,33 @@ def test_generator_writes_any_policy_as_yaml_that_reads_back():
         y = genconfig.render(json.dumps(doc), "/x.wasm", mocks_addr, policy_as="struct")
         conf = _wasm_value(yaml.safe_load(y))["configuration"]
         assert conf["value"] == doc, y
+
+
+LEAN_EXAMPLE_YAML = os.path.join(REPO, "examples", "lean-routing", "envoy.yaml")
+
+
+def test_lean_example_is_the_lean_policy_on_the_request_only_module_and_up_to_date():
+    """The lean example embeds its policy.json verbatim, loads the request-only module (its
+    validation, in test_committed_yaml_validates, runs the module's check of the policy), and
+    logs no filter state, which a policy with the lean settings never writes."""
+    import subprocess
+    with open(LEAN_EXAMPLE_YAML) as f:
+        text = f.read()
+    cfg = _wasm_value(yaml.safe_load(text))
+    with open(harness.LEAN_EXAMPLE_POLICY) as f:
+        assert cfg["configuration"]["value"] == f.read()
+    assert cfg["vm_config"]["code"]["local"]["filename"] == \
+        "target/wasm32-wasip1/release/switchyard_plugin_request_only.wasm"
+    assert "FILTER_STATE" not in text
+    doc = yaml.safe_load(text)
+    hcm = doc["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+    assert len(hcm["access_log"]) == 1
+    fields = hcm["access_log"][0]["typed_config"]["log_format"]["json_format"]
+    with open(EXAMPLE_YAML) as f:
+        full = yaml.safe_load(f)
+    full_hcm = full["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+    full_fields = full_hcm["typed_config"]["access_log"][0]["typed_config"]["log_format"]["json_format"]
+    assert {k: v for k, v in full_fields.items() if k != "exposure"} == fields
+    out = subprocess.run(["bash", os.path.join(REPO, "envoy", "make_example.sh"), "--stdout-lean"],
+                         stdout=subprocess.PIPE, check=True).stdout.decode()
+    assert text == out, "run envoy/make_example.sh"
