@@ -5,6 +5,7 @@ import glob
 import json
 import os
 import random
+import subprocess
 
 import pytest
 import yaml
@@ -28,6 +29,11 @@ def _wasm_value(doc):
                     if hf["name"] == "envoy.filters.http.wasm":
                         return hf["typed_config"]["config"]
     raise AssertionError("no wasm filter")
+
+
+def _hcm(doc):
+    """The first listener's HTTP connection manager configuration."""
+    return doc["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
 
 
 def test_there_are_committed_yamls():
@@ -69,7 +75,7 @@ def test_example_has_routes_clusters_access_log_and_stats_tags():
     clusters = {c["name"] for c in doc["static_resources"]["clusters"]}
     assert {"support_model_a", "support_model_b", "support_rules", "agent_model",
             "default_upstream"} <= clusters
-    hcm = doc["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+    hcm = _hcm(doc)
     routes = hcm["route_config"]["virtual_hosts"][0]["routes"]
     assert routes[0]["route"]["cluster_header"] == "x-switchyard-cluster"
     assert routes[0]["match"]["headers"][0] == {"name": "x-switchyard-cluster", "present_match": True}
@@ -99,7 +105,6 @@ def test_generator_embeds_policy_text_verbatim():
 
 
 def test_example_yaml_is_up_to_date():
-    import subprocess
     out = subprocess.run(["bash", os.path.join(REPO, "envoy", "make_example.sh"), "--stdout"],
                          stdout=subprocess.PIPE, check=True).stdout.decode()
     with open(EXAMPLE_YAML) as f:
@@ -110,7 +115,6 @@ STRUCT_EXAMPLE_YAML = os.path.join(REPO, "examples", "support-copilot", "envoy-y
 
 
 def test_struct_example_is_the_same_policy_and_up_to_date():
-    import subprocess
     with open(STRUCT_EXAMPLE_YAML) as f:
         text = f.read()
     cfg = _wasm_value(yaml.safe_load(text))
@@ -159,7 +163,6 @@ def test_lean_example_is_the_lean_policy_on_the_request_only_module_and_up_to_da
     """The lean example embeds its policy.json verbatim, loads the request-only module (its
     validation, in test_committed_yaml_validates, runs the module's check of the policy), and
     logs no filter state, which a policy with the lean settings never writes."""
-    import subprocess
     with open(LEAN_EXAMPLE_YAML) as f:
         text = f.read()
     cfg = _wasm_value(yaml.safe_load(text))
@@ -168,14 +171,12 @@ def test_lean_example_is_the_lean_policy_on_the_request_only_module_and_up_to_da
     assert cfg["vm_config"]["code"]["local"]["filename"] == \
         "target/wasm32-wasip1/release/switchyard_plugin_request_only.wasm"
     assert "FILTER_STATE" not in text
-    doc = yaml.safe_load(text)
-    hcm = doc["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+    hcm = _hcm(yaml.safe_load(text))
     assert len(hcm["access_log"]) == 1
     fields = hcm["access_log"][0]["typed_config"]["log_format"]["json_format"]
     with open(EXAMPLE_YAML) as f:
-        full = yaml.safe_load(f)
-    full_hcm = full["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
-    full_fields = full_hcm["typed_config"]["access_log"][0]["typed_config"]["log_format"]["json_format"]
+        full_hcm = _hcm(yaml.safe_load(f))
+    full_fields = full_hcm["access_log"][0]["typed_config"]["log_format"]["json_format"]
     assert {k: v for k, v in full_fields.items() if k != "exposure"} == fields
     out = subprocess.run(["bash", os.path.join(REPO, "envoy", "make_example.sh"), "--stdout-lean"],
                          stdout=subprocess.PIPE, check=True).stdout.decode()
