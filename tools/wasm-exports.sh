@@ -3,6 +3,7 @@
 # export, and the wasm-metadce step that stops exporting them. Needs `say` defined.
 #
 #   ensure_binaryen                 installs binaryen with apt when missing (warns otherwise)
+#   module_exports WASM             prints the names WASM exports, one a line (needs wasm-opt)
 #   strip_unused_callbacks WASM [EXTRA...]
 #                                   stops exporting UNUSED_CALLBACKS and EXTRA from WASM, in place
 #
@@ -37,6 +38,10 @@ ensure_binaryen() {
     "callbacks still exported; it works, but it is not the module the tests check"
 }
 
+module_exports() {
+  wasm-opt --print "${FEATURES[@]}" "$1" 2>/dev/null | sed -n 's/^ (export "\([^"]*\)".*/\1/p'
+}
+
 # Removes UNUSED_CALLBACKS (and EXTRA) from the module's exports, and the code only they reach,
 # with binaryen's wasm-metadce; every other export is kept, so an export a newer SDK adds
 # survives.
@@ -46,8 +51,7 @@ strip_unused_callbacks() {
   command -v wasm-metadce >/dev/null || { say "no wasm-metadce: unused callbacks stay exported"; return 0; }
   local unused="$UNUSED_CALLBACKS $*"
   local graph="$wasm.graph.json"
-  wasm-opt --print "${FEATURES[@]}" "$wasm" 2>/dev/null | sed -n 's/^ (export "\([^"]*\)".*/\1/p' \
-    | python3 -c '
+  module_exports "$wasm" | python3 -c '
 import json, sys
 unused = set(sys.argv[1].split())
 keep = [name for name in sys.stdin.read().split() if name not in unused]
