@@ -25,6 +25,7 @@
 mod abi;
 mod audit;
 mod config;
+mod consent_merge;
 mod headers;
 mod metrics;
 mod node;

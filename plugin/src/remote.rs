@@ -64,12 +64,12 @@ use std::time::{Duration, UNIX_EPOCH};
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{BufferType, LogLevel, MetricType, Status};
 use switchyard_policy::limits::MAX_DOCUMENT_BYTES;
-use switchyard_policy::tree::Value;
 use switchyard_policy::{
-    content_hash, read_json_unique, summarize_change, Awaiting, CompiledPolicy, LoadOptions,
-    RemoteSource, UntilFetched,
+    content_hash, summarize_change, Awaiting, CompiledPolicy, LoadOptions, RemoteSource,
+    UntilFetched,
 };
 
+use crate::consent_merge::merge_consent;
 use crate::{abi, headers, log, warn};
 
 pub const FETCH_FAILURES: &str = "switchyard.policy.fetch_failures";
@@ -827,39 +827,6 @@ impl Remote {
     }
 }
 
-/// The policy with `consent.tenants` replaced by the consent document's `tenants`.
-pub fn merge_consent(policy: &str, consent: &str) -> Result<String, String> {
-    // Read strictly: a repeated key would otherwise vanish here, before the policy's own
-    // check could refuse it (a second, empty record for a tenant would undo an opt-out).
-    let mut doc = read_json_unique(policy.strip_prefix('\u{feff}').unwrap_or(policy))
-        .map_err(|e| format!("the policy {e}"))?;
-    let consent = read_json_unique(consent.strip_prefix('\u{feff}').unwrap_or(consent))
-        .map_err(|e| format!("the consent document {e}"))?;
-    let Value::Object(mut records) = consent else {
-        return Err("the consent document must be an object {\"tenants\": {...}}".to_string());
-    };
-    if let Some(unknown) = records.keys().find(|k| *k != "tenants") {
-        return Err(format!(
-            "the consent document has an unknown field {} (expected: tenants)",
-            switchyard_policy::quoted(unknown)
-        ));
-    }
-    let tenants = records
-        .remove("tenants")
-        .ok_or_else(|| "the consent document has no \"tenants\"".to_string())?;
-    match doc.get_mut("consent") {
-        Some(Value::Object(section)) => {
-            section.insert("tenants", tenants);
-        }
-        _ => {
-            return Err(
-                "the policy has no consent section to take the fetched consent records".to_string(),
-            )
-        }
-    }
-    serde_json::to_string(&doc).map_err(|e| format!("cannot serialize the merged policy: {e}"))
-}
-
 fn read_response(num_headers: usize, body_size: usize) -> Result<Fetched, String> {
     if num_headers == 0 {
         return Err("no response (connection failure, reset or timeout)".to_string());
@@ -934,25 +901,5 @@ mod tests {
         }
         assert_eq!(LivePair::decode(b"switchyard-live/1 5 -\nshort"), None);
         assert_eq!(LivePair::decode(b"switchyard/1\n"), None);
-    }
-
-    #[test]
-    fn consent_replaces_tenants() {
-        let policy = r#"{"version": "1", "consent": {"tenant_attribute": "t", "classes": {}, "tenants": {"a": {}}}, "flags": []}"#;
-        let merged = merge_consent(policy, r#"{"tenants": {"b": {}}}"#).unwrap_or_default();
-        let v: serde_json::Value = serde_json::from_str(&merged).unwrap_or_default();
-        assert_eq!(v["consent"]["tenants"], serde_json::json!({"b": {}}));
-        assert_eq!(v["version"], "1");
-        assert!(merge_consent(policy, r#"{"tenants": {}, "x": 1}"#).is_err());
-        assert!(merge_consent(policy, "[]").is_err());
-        let repeated = r#"{"tenants": {"b": {"c": {"state": "opt_out"}}, "b": {}}}"#;
-        assert_eq!(
-            merge_consent(policy, repeated).err().as_deref(),
-            Some("the consent document repeats a key within an object at tenants.b; the copies would silently replace each other")
-        );
-        let repeated_policy = policy.replacen('{', r#"{"version": "0", "#, 1);
-        assert!(merge_consent(&repeated_policy, r#"{"tenants": {}}"#)
-            .is_err_and(|e| e.starts_with("the policy repeats a key within an object at version")));
-        assert!(merge_consent(r#"{"version": "1", "flags": []}"#, r#"{"tenants": {}}"#).is_err());
     }
 }

@@ -7,7 +7,12 @@ use std::collections::{HashMap, HashSet};
 
 use crate::document::{field, index, is_printable_ascii};
 use crate::error::{quoted, PolicyErrors};
-use crate::matching::{CompiledClause, FastMap, Test, ValueSet};
+use crate::matching::{CompiledClause, FastBuild, FastMap, Test, ValueSet};
+
+/// Where each of the policy's own names (consent classes, segments, variations, attributes)
+/// sits, looked up while compiling: one per consent record of the table, so xxh3 rather than
+/// SipHash (the names are the policy's own, as for [`FastMap`]).
+type NameIndex = HashMap<String, usize, FastBuild>;
 use crate::model::*;
 use crate::names::NameSet;
 use crate::outcome::RuleRef;
@@ -329,7 +334,7 @@ pub fn compile(
     let mut c = Compiler {
         reader_errors: errors.len(),
         errors,
-        attr_index: HashMap::new(),
+        attr_index: NameIndex::default(),
         attributes: Vec::new(),
         clauses: Vec::new(),
         clause_ids: HashMap::new(),
@@ -393,10 +398,10 @@ pub fn compile(
             let (compiled, classes) = c.consent(consent);
             (compiled, classes)
         }
-        None => (None, HashMap::new()),
+        None => (None, NameIndex::default()),
     };
 
-    let mut segment_index = HashMap::new();
+    let mut segment_index = NameIndex::default();
     let mut segments = Vec::with_capacity(doc.segments.len());
     for (name, clauses) in &doc.segments {
         let compiled = clauses.iter().filter_map(|cl| c.clause(cl)).collect();
@@ -533,7 +538,7 @@ struct Compiler {
     /// How many of `errors` the reader found: the structural ones, which can explain why a
     /// name is missing from the model.
     reader_errors: usize,
-    attr_index: HashMap<String, usize>,
+    attr_index: NameIndex,
     attributes: Vec<AttrSource>,
     clauses: Vec<CompiledClause>,
     /// Clause identity (attribute, operator, negation, values) → interned id.
@@ -612,10 +617,10 @@ impl Compiler {
         }
     }
 
-    fn consent(&mut self, consent: &Consent) -> (Option<CompiledConsent>, HashMap<String, usize>) {
+    fn consent(&mut self, consent: &Consent) -> (Option<CompiledConsent>, NameIndex) {
         let tenant_attribute =
             self.attribute(&consent.tenant_attribute, "consent.tenant_attribute");
-        let class_index: HashMap<String, usize> = consent
+        let class_index: NameIndex = consent
             .classes
             .iter()
             .enumerate()
@@ -625,13 +630,12 @@ impl Compiler {
         let mut tenants: FastMap<Box<[ConsentState]>> = FastMap::default();
         tenants.reserve(consent.tenants.len());
         for (tenant, records) in &consent.tenants {
-            let place = field("consent.tenants", tenant);
             let mut states = vec![ConsentState::Unset; modes.len()].into_boxed_slice();
             for record in records {
                 match class_index.get(&record.class) {
                     Some(&ci) => states[ci] = record.state,
                     None => self.undefined_written_at(
-                        &field(&place, &record.class),
+                        &field(&field("consent.tenants", tenant), &record.class),
                         None,
                         &["consent", "consent.classes"],
                         &record.class,
@@ -768,8 +772,8 @@ impl Compiler {
         flag: &Flag,
         place: &str,
         settings: &SettingsDoc,
-        class_index: &HashMap<String, usize>,
-        segment_index: &HashMap<String, usize>,
+        class_index: &NameIndex,
+        segment_index: &NameIndex,
     ) -> Option<CompiledFlag> {
         let start_errors = self.errors.len();
         if !is_printable_ascii(&flag.key) {
@@ -779,7 +783,7 @@ impl Compiler {
             );
         }
         let vplace = field(place, "variations");
-        let variation_index: HashMap<String, usize> = flag
+        let variation_index: NameIndex = flag
             .variations
             .iter()
             .enumerate()
@@ -971,7 +975,7 @@ impl Compiler {
         serve: &Serve,
         place: &str,
         flag: &Flag,
-        variations: &HashMap<String, usize>,
+        variations: &NameIndex,
     ) -> Option<CompiledServe> {
         match serve {
             Serve::Variation(name) => match variations.get(name) {

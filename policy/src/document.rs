@@ -61,17 +61,35 @@ pub fn field(place: &str, key: &str) -> String {
     let plain = !key.is_empty()
         && key.len() <= MAX_NAME_LEN
         && key
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    // Built with pushes, not `format!`: a place is built for every record of a consent table
+    // that may hold tens of thousands, and `core::fmt` cost a third of loading such a policy.
+    let quoted_key = if plain { None } else { Some(quoted(key)) };
+    let key = quoted_key.as_deref().unwrap_or(key);
+    let mut out = String::with_capacity(place.len() + key.len() + 2);
+    out.push_str(place);
     match (place.is_empty(), plain) {
-        (true, true) => key.to_string(),
-        (false, true) => format!("{place}.{key}"),
-        (_, false) => format!("{place}[{}]", quoted(key)),
+        (true, true) => {}
+        (false, true) => out.push('.'),
+        (_, false) => out.push('['),
     }
+    out.push_str(key);
+    if !plain {
+        out.push(']');
+    }
+    out
 }
 
 pub fn index(place: &str, i: usize) -> String {
-    format!("{place}[{i}]")
+    let mut digits = itoa::Buffer::new();
+    let i = digits.format(i);
+    let mut out = String::with_capacity(place.len() + i.len() + 2);
+    out.push_str(place);
+    out.push('[');
+    out.push_str(i);
+    out.push(']');
+    out
 }
 
 struct Reader {
@@ -168,7 +186,9 @@ impl Reader {
     }
 
     fn check_name(&mut self, s: &str, place: &str) -> bool {
-        if s.is_empty() {
+        if name_fits(s) {
+            true
+        } else if s.is_empty() {
             self.err(place, "must not be empty");
             false
         } else if s.len() > MAX_NAME_LEN {
@@ -178,7 +198,7 @@ impl Reader {
             );
             false
         } else {
-            true
+            false
         }
     }
 
@@ -484,24 +504,11 @@ impl Reader {
             if let Some(tmap) = self.named_map(tv, "consent.tenants", MAX_CONSENT_TENANTS) {
                 tenants.reserve(tmap.len());
                 for (tenant, records) in tmap {
-                    let place = field("consent.tenants", tenant);
-                    if !self.check_name(tenant, &place) {
-                        continue;
+                    let list = well_formed_records(tenant, records)
+                        .or_else(|| self.tenant_records(tenant, records));
+                    if let Some(list) = list {
+                        tenants.push((tenant.to_string(), list));
                     }
-                    let Some(rmap) = self.named_map(records, &place, MAX_CONSENT_CLASSES) else {
-                        continue;
-                    };
-                    let mut list = Vec::with_capacity(rmap.len());
-                    for (class, record) in rmap {
-                        let rplace = field(&place, class);
-                        if let Some(state) = self.consent_record(record, &rplace) {
-                            list.push(ConsentRecord {
-                                class: class.to_string(),
-                                state,
-                            });
-                        }
-                    }
-                    tenants.push((tenant.to_string(), list));
                 }
             }
         }
@@ -510,6 +517,27 @@ impl Reader {
             classes,
             tenants,
         })
+    }
+
+    /// A tenant's records, each problem reported with its place: the path for a tenant that
+    /// [`well_formed_records`] does not accept. `None` leaves the tenant out.
+    fn tenant_records(&mut self, tenant: &str, records: &Value) -> Option<Vec<ConsentRecord>> {
+        let place = field("consent.tenants", tenant);
+        if !self.check_name(tenant, &place) {
+            return None;
+        }
+        let rmap = self.named_map(records, &place, MAX_CONSENT_CLASSES)?;
+        let mut list = Vec::with_capacity(rmap.len());
+        for (class, record) in rmap {
+            let rplace = field(&place, class);
+            if let Some(state) = self.consent_record(record, &rplace) {
+                list.push(ConsentRecord {
+                    class: class.to_string(),
+                    state,
+                });
+            }
+        }
+        Some(list)
     }
 
     fn consent_record(&mut self, v: &Value, place: &str) -> Option<ConsentState> {
@@ -539,26 +567,20 @@ impl Reader {
             }
         }
         let state_place = field(place, "state");
-        match self
+        let state = self
             .required(map, "state", place)
-            .and_then(|s| self.string(s, &state_place))
-            .as_deref()
-        {
-            Some("opt_in") => Some(ConsentState::OptIn),
-            Some("opt_out") => Some(ConsentState::OptOut),
-            Some("unset") => Some(ConsentState::Unset),
-            Some(other) => {
-                self.err(
-                    &state_place,
-                    format!(
-                        "{} is not a consent state (expected opt_in, opt_out or unset)",
-                        quoted(other)
-                    ),
-                );
-                None
-            }
-            None => None,
+            .and_then(|s| self.string(s, &state_place))?;
+        let parsed = consent_state(&state);
+        if parsed.is_none() {
+            self.err(
+                &state_place,
+                format!(
+                    "{} is not a consent state (expected opt_in, opt_out or unset)",
+                    quoted(&state)
+                ),
+            );
         }
+        parsed
     }
 
     fn segments(&mut self, v: &Value) -> Vec<(String, Vec<Clause>)> {
@@ -1306,6 +1328,56 @@ const CLIENT_HEADERS: [&str; 13] = [
 
 /// A non-negative whole number, written `5` or `5.0`: JSON does not tell them apart, nor does
 /// JSON Schema's `integer` (schema/policy.schema.json), and a generator may print either.
+/// A name [`Reader::check_name`] accepts.
+fn name_fits(s: &str) -> bool {
+    !s.is_empty() && s.len() <= MAX_NAME_LEN
+}
+
+fn consent_state(s: &str) -> Option<ConsentState> {
+    match s {
+        "opt_in" => Some(ConsentState::OptIn),
+        "opt_out" => Some(ConsentState::OptOut),
+        "unset" => Some(ConsentState::Unset),
+        _ => None,
+    }
+}
+
+/// A tenant's consent records when the tenant's name and every record are well formed, read
+/// without building a place; `None` for anything [`Reader::consent`] would report, which then
+/// reads them again to say where. A consent table may hold tens of thousands of records, and
+/// building their places (`consent.tenants.acme.support_copilot.actor`, five per record) was
+/// the largest part of reading such a policy: every worker does it on each consent change,
+/// while its requests wait.
+fn well_formed_records(tenant: &str, records: &Value) -> Option<Vec<ConsentRecord>> {
+    let Value::Object(classes) = records else {
+        return None;
+    };
+    if !name_fits(tenant) || classes.len() > MAX_CONSENT_CLASSES {
+        return None;
+    }
+    classes
+        .iter()
+        .map(|(class, record)| {
+            let Value::Object(fields) = record else {
+                return None;
+            };
+            let (mut state, mut actor, mut at) = (None, false, false);
+            for (key, value) in fields {
+                match (key, value.as_str()) {
+                    ("state", Some(s)) => state = consent_state(s),
+                    ("actor", Some(s)) => actor = !s.trim().is_empty(),
+                    ("at", Some(s)) => at = is_rfc3339(s),
+                    _ => return None,
+                }
+            }
+            Some(ConsentRecord {
+                class: class.to_string(),
+                state: state.filter(|_| actor && at)?,
+            })
+        })
+        .collect()
+}
+
 fn whole(n: &serde_json::Number) -> Option<u64> {
     // Beyond 2^53 a float is not exact; every limit here is far below it.
     const EXACT: f64 = 9_007_199_254_740_992.0;
@@ -1436,6 +1508,63 @@ mod tests {
             "yesterday",
         ] {
             assert!(!is_rfc3339(bad), "{bad}");
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2_000))]
+
+        /// The fast path for consent records accepts exactly what the reporting path reads
+        /// without a problem, with the same records. Records are drawn near the valid one
+        /// (each field valid, wrong or missing), so both paths are taken often.
+        #[test]
+        fn well_formed_records_agree_with_the_reporting_path(
+            tenant in proptest::sample::select(vec!["acme", "acme", "", "t ü"]),
+            records in proptest::collection::vec(
+                (
+                    proptest::sample::select(vec!["c1", "c2", ""]),
+                    proptest::sample::select(vec!["\"opt_in\"", "\"opt_out\"", "\"unset\"", "\"on\"", "1", ""]),
+                    proptest::sample::select(vec!["\"admin\"", "\"admin\"", "\" \"", "null", ""]),
+                    proptest::sample::select(vec![
+                        "\"2026-05-12T09:00:00Z\"", "\"2026-05-12T09:00:00Z\"",
+                        "\"2026-02-30T09:00:00Z\"", "[]", "",
+                    ]),
+                    proptest::sample::select(vec!["", "", "", "\"mode\": 1"]),
+                ),
+                0..3,
+            ),
+            as_list in proptest::bool::weighted(0.1),
+        ) {
+            let body = |(state, actor, at, extra): &(&str, &str, &str, &str)| {
+                let members: Vec<String> = [("state", state), ("actor", actor), ("at", at)]
+                    .iter()
+                    .filter(|(_, v)| !v.is_empty())
+                    .map(|(k, v)| format!("\"{k}\": {v}"))
+                    .chain((!extra.is_empty()).then(|| extra.to_string()))
+                    .collect();
+                format!("{{{}}}", members.join(", "))
+            };
+            let text = if as_list {
+                let items: Vec<String> =
+                    records.iter().map(|(_, a, b, c, d)| body(&(*a, *b, *c, *d))).collect();
+                format!("[{}]", items.join(", "))
+            } else {
+                let members: Vec<String> = records
+                    .iter()
+                    .map(|(class, a, b, c, d)| format!("\"{class}\": {}", body(&(*a, *b, *c, *d))))
+                    .collect();
+                format!("{{{}}}", members.join(", "))
+            };
+            let (value, repeats) = crate::repeated_keys::parse(&text).unwrap();
+            proptest::prop_assume!(repeats.places.is_empty());
+            let mut reader = Reader { errors: PolicyErrors::default() };
+            let reported = reader.tenant_records(tenant, &value);
+            let fast = well_formed_records(tenant, &value);
+            if reader.errors.is_empty() {
+                proptest::prop_assert_eq!(fast, reported, "{}", text);
+            } else {
+                proptest::prop_assert_eq!(fast, None, "{}: {:?}", text, reader.errors);
+            }
         }
     }
 

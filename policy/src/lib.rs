@@ -89,22 +89,12 @@ pub fn load_with(json: &str, options: &LoadOptions) -> Result<CompiledPolicy, Po
     }
 }
 
-/// Reads a JSON document as `serde_json` does, but refuses one that repeats a key within an
-/// object (`serde_json` would silently keep the last copy), naming the place of each repeat.
-/// For JSON a host combines before [`load`] sees it, such as a fetched consent document; held
-/// in the compact [`tree`] the policy reader uses, and written back with `serde_json`.
-pub fn read_json_unique(text: &str) -> Result<tree::Value<'_>, String> {
-    match repeated_keys::parse(text) {
-        Err(e) => Err(format!("not valid JSON: {e}")),
-        Ok((value, repeats)) if repeats.places.is_empty() => Ok(value),
-        Ok((_, repeats)) => Err(format!(
-            "repeats a key within an object at {}{}; the copies would silently replace each other",
-            repeats.places.join(", "),
-            match repeats.unlisted {
-                0 => String::new(),
-                n => format!(" and {n} more place(s)"),
-            }
-        )),
+/// The text of a JSON string literal (`"caf\u00e9"` → `café`), read by the policy reader's
+/// own parser; `None` for anything else.
+pub fn json_string(literal: &str) -> Option<String> {
+    match repeated_keys::parse(literal) {
+        Ok((tree::Value::String(text), _)) => Some(text.into_owned()),
+        _ => None,
     }
 }
 

@@ -42,7 +42,7 @@ pub enum ConsentState {
     Unset,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConsentRecord {
     pub class: String,
     pub state: ConsentState,

@@ -16,7 +16,7 @@ use std::cell::RefCell;
 use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
 use std::fmt;
-use std::hash::BuildHasher;
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 
 use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 
@@ -165,12 +165,8 @@ impl<'de> Visitor<'de> for Reader<'_, '_> {
                 at: &at,
                 repeats: self.repeats,
             })?;
-            match members.slot(&key) {
-                Some(slot) => {
-                    *slot = value;
-                    self.repeats.borrow_mut().note(&at);
-                }
-                None => members.push(key, value),
+            if members.put(key.clone(), value) {
+                self.repeats.borrow_mut().note(&at);
             }
         }
         Ok(Value::Object(Object::from_distinct(members.list)))
@@ -216,44 +212,70 @@ struct Members<'de> {
     /// Past [`Members::SCANNED`] members: a key's hash → where the first key with that hash
     /// sits, so a table of ten thousand tenants is not scanned for each. Dropped with the
     /// object; the tree keeps only the list.
-    index: Option<(RandomState, HashMap<u64, usize>)>,
+    index: Option<(RandomState, KeyIndex)>,
+}
+
+/// A key's hash → where the first key with that hash sits.
+type KeyIndex = HashMap<u64, usize, BuildHasherDefault<Prehashed>>;
+
+/// The index's keys are already hashes, keyed by the index's own `RandomState` (so a document
+/// cannot be written to make its keys collide): the table uses them as they are instead of
+/// hashing them a second time.
+#[derive(Default)]
+struct Prehashed(u64);
+
+impl Hasher for Prehashed {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+    fn write_u64(&mut self, hash: u64) {
+        self.0 = hash;
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
 }
 
 impl<'de> Members<'de> {
     /// Up to this many members a key is looked for by scanning: most objects in a policy.
     const SCANNED: usize = 16;
 
-    /// The value of `key`, if it is already a member: a repeat.
-    fn slot(&mut self, key: &str) -> Option<&mut Value<'de>> {
+    /// Adds a member, or, for a key that is already a member, replaces its value and returns
+    /// `true`: a repeat.
+    fn put(&mut self, key: Cow<'de, str>, value: Value<'de>) -> bool {
         if self.index.is_none() && self.list.len() >= Self::SCANNED {
             let state = RandomState::new();
-            let mut index = HashMap::with_capacity(self.list.len() * 2);
+            let mut index = HashMap::with_capacity_and_hasher(self.list.len() * 2, <_>::default());
             for (i, (k, _)) in self.list.iter().enumerate() {
                 index.entry(state.hash_one(&**k)).or_insert(i);
             }
             self.index = Some((state, index));
         }
-        let scan = |list: &[(Cow<str>, Value)]| list.iter().position(|(k, _)| k == key);
-        let at = match &self.index {
+        let scan = |list: &[(Cow<str>, Value)]| list.iter().position(|(k, _)| *k == key);
+        let at = match &mut self.index {
             None => scan(&self.list),
-            Some((state, index)) => match index.get(&state.hash_one(key)) {
-                Some(&i) if self.list.get(i).is_some_and(|(k, _)| k == key) => Some(i),
-                // Another key with this hash: rare enough to scan for.
-                Some(_) => scan(&self.list),
-                None => None,
-            },
+            Some((state, index)) => {
+                let next = self.list.len();
+                match *index.entry(state.hash_one(&*key)).or_insert(next) {
+                    i if i == next => None,
+                    i if self.list.get(i).is_some_and(|(k, _)| *k == key) => Some(i),
+                    // Another key with this hash: rare enough to scan for.
+                    _ => scan(&self.list),
+                }
+            }
         };
-        self.list.get_mut(at?).map(|(_, v)| v)
-    }
-
-    /// Adds a member whose key is not there yet.
-    fn push(&mut self, key: Cow<'de, str>, value: Value<'de>) {
-        if let Some((state, index)) = &mut self.index {
-            index
-                .entry(state.hash_one(&*key))
-                .or_insert(self.list.len());
+        match at.and_then(|i| self.list.get_mut(i)) {
+            Some((_, slot)) => {
+                *slot = value;
+                true
+            }
+            None => {
+                self.list.push((key, value));
+                false
+            }
         }
-        self.list.push((key, value));
     }
 }
 

@@ -15,7 +15,6 @@
 
 use std::borrow::Cow;
 
-use serde::ser::{Serialize, SerializeMap, Serializer};
 pub use serde_json::Number;
 
 /// One JSON value, its strings borrowed from the text it was read from where they can be.
@@ -143,21 +142,28 @@ impl<'o, 'a> IntoIterator for &'o Object<'a> {
     }
 }
 
-/// Written as `serde_json` writes its own `Value`, members in order.
-impl Serialize for Value<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        match self {
-            Value::Null => s.serialize_unit(),
-            Value::Bool(b) => s.serialize_bool(*b),
-            Value::Number(n) => n.serialize(s),
-            Value::String(text) => s.serialize_str(text),
-            Value::Array(items) => s.collect_seq(items.iter()),
-            Value::Object(map) => {
-                let mut out = s.serialize_map(Some(map.len()))?;
-                for (k, v) in map {
-                    out.serialize_entry(k, v)?;
+/// Written as `serde_json` writes its own `Value`, members in order: the tests compare what
+/// the reader holds with what `serde_json` reads.
+#[cfg(test)]
+mod serialize {
+    use super::Value;
+    use serde::ser::{Serialize, SerializeMap, Serializer};
+
+    impl Serialize for Value<'_> {
+        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            match self {
+                Value::Null => s.serialize_unit(),
+                Value::Bool(b) => s.serialize_bool(*b),
+                Value::Number(n) => n.serialize(s),
+                Value::String(text) => s.serialize_str(text),
+                Value::Array(items) => s.collect_seq(items.iter()),
+                Value::Object(map) => {
+                    let mut out = s.serialize_map(Some(map.len()))?;
+                    for (k, v) in map {
+                        out.serialize_entry(k, v)?;
+                    }
+                    out.end()
                 }
-                out.end()
             }
         }
     }
