@@ -7,6 +7,7 @@
 #                [--dump-instr]
 #   bench/run.sh --memory [--cases bcd] [--workers 1,2,4]
 #   bench/run.sh --instances [--together] [--cases hhhbbb] [--rounds R] [--turns N] [--seconds S]
+#   bench/run.sh --swap [--cases dc] [--baseline-wasm FILE] [--rounds R] [--changes N]
 #
 # The second form counts instructions per request of the same front Envoy under callgrind
 # (bench/envoy_instructions.py; installs valgrind too): slow, but the same on every run; with
@@ -16,6 +17,8 @@
 # The fourth loads several front Envoys in turn to show how CPU per request differs between
 # instances of one case (bench/instances.py); with --together it loads them all at once, so
 # that on an unsteady machine each case's added CPU is taken at the same moment as (a)'s.
+# The fifth changes a consent_source's document under traffic and reports the longest request
+# after each change: how long a worker stalls to merge and check the new policy (bench/swap.py).
 #
 # Installs what it needs (wrk with apt-get if missing, Envoy via envoy/setup.sh), builds the
 # switchyard filter, the floor filter and the switchyard CLI, generates the large policy, then
@@ -28,13 +31,15 @@ REPO="$(cd "$HERE/.." && pwd)"
 cd "$REPO"
 say() { printf '[bench] %s\n' "$*" >&2; }
 
-case "${1:-}" in -h|--help) sed -n '2,22p' "$0"; exit 0 ;; esac
+case "${1:-}" in -h|--help) sed -n '2,25p' "$0"; exit 0 ;; esac
 INSTRUCTIONS=
 MEMORY=
 INSTANCES=
+SWAP=
 if [ "${1:-}" = --instructions ]; then INSTRUCTIONS=1; shift; fi
 if [ "${1:-}" = --memory ]; then MEMORY=1; shift; fi
 if [ "${1:-}" = --instances ]; then INSTANCES=1; shift; fi
+if [ "${1:-}" = --swap ]; then SWAP=1; shift; fi
 
 . tools/apt.sh
 # need TOOL PACKAGE: installs PACKAGE with apt-get when TOOL is missing.
@@ -65,6 +70,9 @@ target/release/switchyard check "$LARGE" >&2
 
 if [ -n "$INSTANCES" ]; then
   exec python3 "$HERE/instances.py" --large-policy "$LARGE" "$@"
+fi
+if [ -n "$SWAP" ]; then
+  exec python3 "$HERE/swap.py" --large-policy "$LARGE" "$@"
 fi
 if [ -n "$MEMORY" ]; then
   exec python3 "$HERE/memory.py" --large-policy "$LARGE" "$@"
