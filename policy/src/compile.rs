@@ -337,7 +337,7 @@ pub fn compile(
         attr_index: NameIndex::default(),
         attributes: Vec::new(),
         clauses: Vec::new(),
-        clause_ids: HashMap::new(),
+        clause_ids: HashMap::default(),
         regexes: crate::matching::Regexes::default(),
     };
     if let Some(declared) = &options.environment {
@@ -533,6 +533,20 @@ pub fn compile(
     c.errors.into_result(policy)
 }
 
+/// What makes two clauses the same: attribute, operator, negation and [`values_key`].
+type ClauseKey = (usize, Op, bool, Box<[u8]>);
+
+/// A clause's values as one key for interning: each value's length, then its bytes. Compared
+/// instead of a copy of the list: a segment of 5,000 values made 5,000 allocations.
+fn values_key(values: &[String]) -> Box<[u8]> {
+    let mut key = Vec::with_capacity(values.iter().map(|v| v.len() + 8).sum());
+    for v in values {
+        key.extend_from_slice(&(v.len() as u64).to_le_bytes());
+        key.extend_from_slice(v.as_bytes());
+    }
+    key.into_boxed_slice()
+}
+
 struct Compiler {
     errors: PolicyErrors,
     /// How many of `errors` the reader found: the structural ones, which can explain why a
@@ -542,7 +556,7 @@ struct Compiler {
     attributes: Vec<AttrSource>,
     clauses: Vec<CompiledClause>,
     /// Clause identity (attribute, operator, negation, values) → interned id.
-    clause_ids: HashMap<(usize, Op, bool, Vec<String>), usize>,
+    clause_ids: HashMap<ClauseKey, usize, FastBuild>,
     regexes: crate::matching::Regexes,
 }
 
@@ -744,7 +758,12 @@ impl Compiler {
                 return None;
             }
         }
-        let key = (attribute, clause.op, clause.negate, clause.values.clone());
+        let key = (
+            attribute,
+            clause.op,
+            clause.negate,
+            values_key(&clause.values),
+        );
         if let Some(&id) = self.clause_ids.get(&key) {
             return Some(id);
         }

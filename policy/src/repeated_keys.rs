@@ -51,6 +51,7 @@ pub fn parse(json: &str) -> Result<(Value<'_>, Repeats), serde_json::Error> {
     let value = Reader {
         at: &Step::Root,
         repeats: &repeats,
+        stacks: &RefCell::default(),
     }
     .deserialize(&mut de)?;
     de.end()?;
@@ -64,6 +65,7 @@ impl<'de> serde::Deserialize<'de> for Value<'de> {
         Reader {
             at: &Step::Root,
             repeats: &RefCell::default(),
+            stacks: &RefCell::default(),
         }
         .deserialize(deserializer)
     }
@@ -88,12 +90,25 @@ impl Step<'_> {
 }
 
 #[derive(Clone, Copy)]
-struct Reader<'a, 'r> {
+struct Reader<'a, 'r, 'de> {
     at: &'a Step<'a>,
     repeats: &'r RefCell<Repeats>,
+    stacks: &'r RefCell<Stacks<'de>>,
 }
 
-impl<'de> DeserializeSeed<'de> for Reader<'_, '_> {
+type Member<'de> = (Cow<'de, str>, Value<'de>);
+
+/// The members and items of the objects and lists being read, innermost last, shared by the
+/// whole document: a finished object or list moves its own off the top into one allocation of
+/// its exact size, instead of growing a vector of its own and shrinking it to a boxed slice
+/// (two or three allocations each, for each of a consent table's tens of thousands).
+#[derive(Default)]
+struct Stacks<'de> {
+    members: Vec<Member<'de>>,
+    items: Vec<Value<'de>>,
+}
+
+impl<'de> DeserializeSeed<'de> for Reader<'_, '_, 'de> {
     type Value = Value<'de>;
 
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Value<'de>, D::Error> {
@@ -101,7 +116,7 @@ impl<'de> DeserializeSeed<'de> for Reader<'_, '_> {
     }
 }
 
-impl<'de> Visitor<'de> for Reader<'_, '_> {
+impl<'de> Visitor<'de> for Reader<'_, '_, 'de> {
     type Value = Value<'de>;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
@@ -142,34 +157,39 @@ impl<'de> Visitor<'de> for Reader<'_, '_> {
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value<'de>, A::Error> {
-        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+        let base = self.stacks.borrow().items.len();
         loop {
-            let at = Step::Index(self.at, items.len());
-            let reader = Reader {
-                at: &at,
-                repeats: self.repeats,
-            };
+            let at = Step::Index(self.at, self.stacks.borrow().items.len() - base);
+            let reader = Reader { at: &at, ..self };
             match seq.next_element_seed(reader)? {
-                Some(item) => items.push(item),
-                // Boxed: the list's spare room goes back before the next value is read.
-                None => return Ok(Value::Array(items.into_boxed_slice())),
+                Some(item) => self.stacks.borrow_mut().items.push(item),
+                None => {
+                    let items: Vec<_> = self.stacks.borrow_mut().items.drain(base..).collect();
+                    return Ok(Value::Array(items.into_boxed_slice()));
+                }
             }
         }
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value<'de>, A::Error> {
-        let mut members = Members::default();
+        let mut members = Members {
+            base: self.stacks.borrow().members.len(),
+            index: None,
+        };
         while let Some(key) = map.next_key_seed(Key)? {
             let at = Step::Key(self.at, &key);
-            let value = map.next_value_seed(Reader {
-                at: &at,
-                repeats: self.repeats,
-            })?;
-            if members.put(key.clone(), value) {
+            let value = map.next_value_seed(Reader { at: &at, ..self })?;
+            if members.put(&mut self.stacks.borrow_mut().members, key.clone(), value) {
                 self.repeats.borrow_mut().note(&at);
             }
         }
-        Ok(Value::Object(Object::from_distinct(members.list)))
+        let list = self
+            .stacks
+            .borrow_mut()
+            .members
+            .drain(members.base..)
+            .collect();
+        Ok(Value::Object(Object::from_distinct(list)))
     }
 }
 
@@ -205,10 +225,10 @@ impl<'de> Visitor<'de> for Key {
     }
 }
 
-/// An object's members as they are read: a key that comes again replaces its value in place.
-#[derive(Default)]
-struct Members<'de> {
-    list: Vec<(Cow<'de, str>, Value<'de>)>,
+/// An object's members as they are read (on [`Stacks::members`], from `base`): a key that
+/// comes again replaces its value in place.
+struct Members {
+    base: usize,
     /// Past [`Members::SCANNED`] members: a key's hash → where the first key with that hash
     /// sits, so a table of ten thousand tenants is not scanned for each. Dropped with the
     /// object; the tree keeps only the list.
@@ -238,41 +258,47 @@ impl Hasher for Prehashed {
     }
 }
 
-impl<'de> Members<'de> {
+impl Members {
     /// Up to this many members a key is looked for by scanning: most objects in a policy.
     const SCANNED: usize = 16;
 
     /// Adds a member, or, for a key that is already a member, replaces its value and returns
     /// `true`: a repeat.
-    fn put(&mut self, key: Cow<'de, str>, value: Value<'de>) -> bool {
-        if self.index.is_none() && self.list.len() >= Self::SCANNED {
+    fn put<'de>(
+        &mut self,
+        stack: &mut Vec<Member<'de>>,
+        key: Cow<'de, str>,
+        value: Value<'de>,
+    ) -> bool {
+        let list = stack.get_mut(self.base..).unwrap_or_default();
+        if self.index.is_none() && list.len() >= Self::SCANNED {
             let state = RandomState::new();
-            let mut index = HashMap::with_capacity_and_hasher(self.list.len() * 2, <_>::default());
-            for (i, (k, _)) in self.list.iter().enumerate() {
+            let mut index = HashMap::with_capacity_and_hasher(list.len() * 2, <_>::default());
+            for (i, (k, _)) in list.iter().enumerate() {
                 index.entry(state.hash_one(&**k)).or_insert(i);
             }
             self.index = Some((state, index));
         }
         let scan = |list: &[(Cow<str>, Value)]| list.iter().position(|(k, _)| *k == key);
         let at = match &mut self.index {
-            None => scan(&self.list),
+            None => scan(list),
             Some((state, index)) => {
-                let next = self.list.len();
+                let next = list.len();
                 match *index.entry(state.hash_one(&*key)).or_insert(next) {
                     i if i == next => None,
-                    i if self.list.get(i).is_some_and(|(k, _)| *k == key) => Some(i),
+                    i if list.get(i).is_some_and(|(k, _)| *k == key) => Some(i),
                     // Another key with this hash: rare enough to scan for.
-                    _ => scan(&self.list),
+                    _ => scan(list),
                 }
             }
         };
-        match at.and_then(|i| self.list.get_mut(i)) {
+        match at.and_then(|i| list.get_mut(i)) {
             Some((_, slot)) => {
                 *slot = value;
                 true
             }
             None => {
-                self.list.push((key, value));
+                stack.push((key, value));
                 false
             }
         }
