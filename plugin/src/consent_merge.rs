@@ -159,11 +159,15 @@ fn check_json(text: &str, what: &str) -> Result<(), String> {
 }
 
 /// The policy with `consent.tenants` replaced by the consent document's `tenants`.
-pub fn merge_consent(policy: &str, consent: &str) -> Result<String, String> {
+/// `policy_loaded`: the policy text is one the engine has already accepted (the bootstrap), so
+/// it is not checked to be JSON again on every consent change.
+pub fn merge_consent(policy: &str, consent: &str, policy_loaded: bool) -> Result<String, String> {
     let policy = policy.strip_prefix('\u{feff}').unwrap_or(policy);
     let consent = consent.strip_prefix('\u{feff}').unwrap_or(consent);
     check_json(consent, "the consent document")?;
-    check_json(policy, "the policy")?;
+    if !policy_loaded {
+        check_json(policy, "the policy")?;
+    }
     let records = Members::of(consent, 0..consent.len())
         .ok_or("the consent document must be an object {\"tenants\": {...}}")?;
     if let Some((unknown, _)) = records.0.iter().find(|(k, _)| k != "tenants") {
@@ -212,22 +216,39 @@ mod tests {
     #[test]
     fn consent_replaces_tenants() {
         let policy = r#"{"version": "1", "consent": {"tenant_attribute": "t", "classes": {}, "tenants": {"a": {}}}, "flags": []}"#;
-        let merged = merge_consent(policy, r#"{"tenants": {"b": {}}}"#).unwrap_or_default();
+        let merged = merge_consent(policy, r#"{"tenants": {"b": {}}}"#, false).unwrap_or_default();
         assert_eq!(
             merged,
             r#"{"version": "1", "consent": {"tenant_attribute": "t", "classes": {}, "tenants": {"b": {}}}, "flags": []}"#
         );
-        assert!(merge_consent(policy, r#"{"tenants": {}, "x": 1}"#)
+        assert!(merge_consent(policy, r#"{"tenants": {}, "x": 1}"#, false)
             .is_err_and(|e| e.contains("unknown field \"x\"")));
-        assert!(merge_consent(policy, "[]").is_err_and(|e| e.contains("must be an object")));
-        assert!(merge_consent(policy, "{").is_err_and(|e| e.contains("not valid JSON")));
-        assert!(merge_consent(policy, "{}").is_err_and(|e| e.contains("no \"tenants\"")));
+        assert!(merge_consent(policy, "[]", false).is_err_and(|e| e.contains("must be an object")));
+        assert!(merge_consent(policy, "{", false).is_err_and(|e| e.contains("not valid JSON")));
+        assert!(merge_consent(policy, "{}", false).is_err_and(|e| e.contains("no \"tenants\"")));
+        assert!(merge_consent(
+            r#"{"version": "1", "flags": []}"#,
+            r#"{"tenants": {}}"#,
+            false
+        )
+        .is_err_and(|e| e.contains("no consent section")));
         assert!(
-            merge_consent(r#"{"version": "1", "flags": []}"#, r#"{"tenants": {}}"#)
+            merge_consent(r#"{"consent": []}"#, r#"{"tenants": {}}"#, false)
                 .is_err_and(|e| e.contains("no consent section"))
         );
-        assert!(merge_consent(r#"{"consent": []}"#, r#"{"tenants": {}}"#)
-            .is_err_and(|e| e.contains("no consent section")));
+    }
+
+    #[test]
+    fn only_a_policy_not_loaded_before_is_checked_to_be_json() {
+        let broken = r#"{"consent": {"tenants": {}}, "x": }"#;
+        let consent = r#"{"tenants": {"b": {}}}"#;
+        assert!(merge_consent(broken, consent, false)
+            .is_err_and(|e| e.starts_with("the policy is not valid JSON")));
+        // A loaded policy is JSON: not read again (this one would be refused by the engine).
+        assert_eq!(
+            merge_consent(broken, consent, true).as_deref(),
+            Ok(r#"{"consent": {"tenants": {"b": {}}}, "x": }"#)
+        );
     }
 
     #[test]
@@ -236,7 +257,7 @@ mod tests {
         let policy = "\u{feff}{ \"a\\u0062\": [1, {\"tenants\": 2}],\n  \"consent\" : {\n    \"tenants\" :\t{\"x\": {\"c\": {\"state\": \"opt_in\"}}} , \"classes\": {}\n  }\n}";
         let consent =
             "{\"tenants\": {\"caf\\u00e9\": {}, \"y\": {\"c\": {\"state\": \"opt_out\"}}}}";
-        let merged = merge_consent(policy, consent).unwrap_or_default();
+        let merged = merge_consent(policy, consent, false).unwrap_or_default();
         assert_eq!(
             merged,
             "{ \"a\\u0062\": [1, {\"tenants\": 2}],\n  \"consent\" : {\n    \"tenants\" :\t{\"caf\\u00e9\": {}, \"y\": {\"c\": {\"state\": \"opt_out\"}}} , \"classes\": {}\n  }\n}"
@@ -260,7 +281,7 @@ mod tests {
                 r#"{"consent": {"tenants":{"b": {}} }}"#,
             ),
         ] {
-            let merged = merge_consent(policy, consent).unwrap_or_default();
+            let merged = merge_consent(policy, consent, false).unwrap_or_default();
             assert_eq!(merged, want);
             assert_eq!(tenants_of(&merged), serde_json::json!({"b": {}}));
         }
@@ -357,7 +378,7 @@ mod tests {
         // A second, empty record for a tenant would undo an opt-out if one copy vanished here.
         let policy = r#"{"version": "1", "consent": {"tenant_attribute": "t", "classes": {"c": {"mode": "opt_in"}}}, "flags": []}"#;
         let repeated = r#"{"tenants": {"b": {"c": {"state": "opt_out", "actor": "x", "at": "2026-01-01T00:00:00Z"}}, "b": {}}}"#;
-        let merged = merge_consent(policy, repeated).unwrap_or_default();
+        let merged = merge_consent(policy, repeated, false).unwrap_or_default();
         let refused = switchyard_policy::load(&merged).err().unwrap_or_default();
         assert!(
             refused

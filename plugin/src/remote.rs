@@ -659,14 +659,15 @@ impl Remote {
     /// Merges and compiles a pair; an error says why after "refused": ` (2 problems); …` or
     /// `: the consent document …`.
     fn check(&self, pair: &LivePair) -> Result<(CompiledPolicy, String), String> {
-        let policy = pair
-            .policy
-            .as_ref()
-            .map_or(self.bootstrap.as_str(), |p| p.body.as_str());
+        // The bootstrap has loaded already: it is JSON, and is not checked again per change.
+        let (policy, loaded) = match &pair.policy {
+            Some(fetched) => (fetched.body.as_str(), false),
+            None => (self.bootstrap.as_str(), true),
+        };
         let text = match &pair.consent {
             None => policy.to_string(),
             Some(consent) => {
-                merge_consent(policy, &consent.body).map_err(|why| format!(": {why}"))?
+                merge_consent(policy, &consent.body, loaded).map_err(|why| format!(": {why}"))?
             }
         };
         let options = LoadOptions {
