@@ -21,12 +21,12 @@ use std::ops::Range;
 struct Members<'a>(Vec<(Cow<'a, str>, Range<usize>)>);
 
 impl<'a> Members<'a> {
-    /// The members of the object at `span` of `text`, a JSON text already checked; `None` when
-    /// the value there is not an object.
-    fn of(text: &'a str, span: Range<usize>) -> Option<Members<'a>> {
+    /// The members of the object that starts at `start` of `text` (after whitespace), a JSON
+    /// text already checked; `None` when the value there is not an object.
+    fn of(text: &'a str, start: usize) -> Option<Members<'a>> {
         let mut at = Cursor {
             text: text.as_bytes(),
-            at: span.start,
+            at: start,
         };
         at.skip_whitespace();
         if at.next() != Some(b'{') {
@@ -168,7 +168,7 @@ pub fn merge_consent(policy: &str, consent: &str, policy_loaded: bool) -> Result
     if !policy_loaded {
         check_json(policy, "the policy")?;
     }
-    let records = Members::of(consent, 0..consent.len())
+    let records = Members::of(consent, 0)
         .ok_or("the consent document must be an object {\"tenants\": {...}}")?;
     if let Some((unknown, _)) = records.0.iter().find(|(k, _)| k != "tenants") {
         return Err(format!(
@@ -181,26 +181,26 @@ pub fn merge_consent(policy: &str, consent: &str, policy_loaded: bool) -> Result
         .and_then(|span| consent.get(span))
         .ok_or("the consent document has no \"tenants\"")?;
     let no_section = "the policy has no consent section to take the fetched consent records";
-    let section = Members::of(policy, 0..policy.len())
+    let section = Members::of(policy, 0)
         .ok_or("the policy must be an object")?
         .get("consent")
         .ok_or(no_section)?;
-    let section_members = Members::of(policy, section.clone()).ok_or(no_section)?;
-    let (before, after) = match section_members.get("tenants") {
-        Some(old) => (old.start, old.end),
-        // The section has no records of its own: they go in as its first member.
-        None => (section.start + 1, section.start + 1),
+    let section_members = Members::of(policy, section.start).ok_or(no_section)?;
+    // Without records of its own, the section takes them as its first member.
+    let (cut, first_member) = match section_members.get("tenants") {
+        Some(old) => (old, false),
+        None => (section.start + 1..section.start + 1, true),
     };
     let mut merged = String::with_capacity(policy.len() + tenants.len() + 16);
-    merged.push_str(policy.get(..before).ok_or(no_section)?);
-    if before == after {
+    merged.push_str(policy.get(..cut.start).ok_or(no_section)?);
+    if first_member {
         merged.push_str("\"tenants\":");
     }
     merged.push_str(tenants);
-    if before == after && !section_members.0.is_empty() {
+    if first_member && !section_members.0.is_empty() {
         merged.push(',');
     }
-    merged.push_str(policy.get(after..).ok_or(no_section)?);
+    merged.push_str(policy.get(cut.end..).ok_or(no_section)?);
     Ok(merged)
 }
 
@@ -316,7 +316,7 @@ mod tests {
     }
 
     fn located(text: &str) -> Option<Vec<(String, String)>> {
-        let members = Members::of(text, 0..text.len())?;
+        let members = Members::of(text, 0)?;
         Some(
             members
                 .0
@@ -366,7 +366,7 @@ mod tests {
             // Inside: each member's value, located again from its own span.
             for (_, inner) in want.unwrap_or_default() {
                 let at = text.find(&inner).unwrap_or(0);
-                let nested = Members::of(&text, at..at + inner.len()).map(|m| m.0.len());
+                let nested = Members::of(&text, at).map(|m| m.0.len());
                 let want = serde_json::from_str::<RawMembers>(&inner).ok().map(|m| m.0.len());
                 proptest::prop_assert_eq!(nested, want, "{}", inner);
             }

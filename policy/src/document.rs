@@ -58,24 +58,22 @@ pub fn parse(json: &str) -> (Option<PolicyDoc>, PolicyErrors) {
 /// quoted, and one longer than any valid name is cut (`t["kkk… (1000000 bytes)"]`): it is
 /// refused anyway, and a place is built for every problem under it.
 pub fn field(place: &str, key: &str) -> String {
-    let plain = !key.is_empty()
-        && key.len() <= MAX_NAME_LEN
+    let plain = name_fits(key)
         && key
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
     // Built with pushes, not `format!`: a place is built for every record of a consent table
     // that may hold tens of thousands, and `core::fmt` cost a third of loading such a policy.
-    let quoted_key = if plain { None } else { Some(quoted(key)) };
-    let key = quoted_key.as_deref().unwrap_or(key);
-    let mut out = String::with_capacity(place.len() + key.len() + 2);
+    let mut out = String::with_capacity(place.len() + key.len() + 4);
     out.push_str(place);
-    match (place.is_empty(), plain) {
-        (true, true) => {}
-        (false, true) => out.push('.'),
-        (_, false) => out.push('['),
-    }
-    out.push_str(key);
-    if !plain {
+    if plain {
+        if !place.is_empty() {
+            out.push('.');
+        }
+        out.push_str(key);
+    } else {
+        out.push('[');
+        out.push_str(&quoted(key));
         out.push(']');
     }
     out
@@ -187,19 +185,17 @@ impl Reader {
 
     fn check_name(&mut self, s: &str, place: &str) -> bool {
         if name_fits(s) {
-            true
-        } else if s.is_empty() {
+            return true;
+        }
+        if s.is_empty() {
             self.err(place, "must not be empty");
-            false
-        } else if s.len() > MAX_NAME_LEN {
+        } else {
             self.err(
                 place,
                 format!("is {} bytes long; the limit is {MAX_NAME_LEN}", s.len()),
             );
-            false
-        } else {
-            false
         }
+        false
     }
 
     fn boolean(&mut self, v: &Value, place: &str) -> Option<bool> {
