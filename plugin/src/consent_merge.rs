@@ -4,15 +4,19 @@
 //! Every worker merges each new pair of documents before it checks it, while its requests
 //! wait. Reading both documents into trees and writing the policy back took about as long as
 //! checking the result (1.28 MB with 10,000 consent records: 21 ms natively, about half of a
-//! worker's stall per consent change in Envoy). Here both documents are checked to be JSON
-//! (`serde_json`, building nothing), only the members on the way to `tenants` are located, and
-//! the rest of both is copied as it was written. The engine then checks the merged text whole,
-//! as any policy: a key repeated anywhere in it, the consent records included, refuses it with
-//! its place, so a second record for a tenant cannot silently replace an opt-out.
+//! worker's stall per consent change in Envoy). So nothing is built and little is walked:
+//! - where the policy takes the records ([`Splice`]) is found once per policy text by a scanner
+//!   that locates only the members on the way to `consent.tenants` ([`Members::of`], a few
+//!   lines over bytes rather than `serde_json`'s `RawValue`, which did the same with 11 KB more
+//!   module; the tests hold it to `RawValue`'s answers);
+//! - the consent document is checked to be JSON and exactly `{"tenants": ...}` in one
+//!   `serde_json` pass that builds nothing: the text from the key's colon to the closing brace
+//!   must be one JSON value, the records, so they are not walked again to find where they end;
+//! - the rest of both is copied as it was written.
 //!
-//! The members are located by [`Members::of`], a few lines over bytes rather than
-//! `serde_json`'s `RawValue`, which did the same with 11 KB more module; the tests hold it to
-//! `RawValue`'s answers.
+//! The engine then checks the merged text whole, as any policy: a key repeated anywhere in it,
+//! the consent records included, refuses it with its place, so a second record for a tenant
+//! cannot silently replace an opt-out.
 
 use std::borrow::Cow;
 use std::ops::Range;
@@ -158,50 +162,150 @@ fn check_json(text: &str, what: &str) -> Result<(), String> {
         .map_err(|e| format!("{what} is not valid JSON: {e}"))
 }
 
-/// The policy with `consent.tenants` replaced by the consent document's `tenants`.
-/// `policy_loaded`: the policy text is one the engine has already accepted (the bootstrap), so
-/// it is not checked to be JSON again on every consent change.
-pub fn merge_consent(policy: &str, consent: &str, policy_loaded: bool) -> Result<String, String> {
-    let policy = policy.strip_prefix('\u{feff}').unwrap_or(policy);
-    let consent = consent.strip_prefix('\u{feff}').unwrap_or(consent);
-    check_json(consent, "the consent document")?;
-    if !policy_loaded {
-        check_json(policy, "the policy")?;
+/// Where `text[..end]` ends without its trailing JSON whitespace (and nothing else:
+/// `str::trim` would take more).
+fn before_whitespace(text: &[u8], mut end: usize) -> usize {
+    while let Some(b' ' | b'\t' | b'\n' | b'\r') = text.get(end.wrapping_sub(1)) {
+        end -= 1;
     }
-    let records = Members::of(consent, 0)
+    end
+}
+
+/// Where a policy's text takes the fetched consent records. The policy stays the same across
+/// consent changes, so a host finds this once per policy text, not on every change: finding
+/// it walks the policy's own consent table, as long as the fetched one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Splice {
+    /// The value of the section's `tenants`, replaced; or, when the section has none, the
+    /// empty place just inside its `{`, where the records go in as its first member.
+    cut: Range<usize>,
+    first_member: bool,
+    /// The section has other members, which a first member is separated from by a comma.
+    more_members: bool,
+}
+
+impl Splice {
+    /// Where `policy` takes consent records. `policy_loaded`: the engine has accepted this
+    /// text already (the bootstrap), so it is not checked to be JSON again.
+    pub fn find(policy: &str, policy_loaded: bool) -> Result<Splice, String> {
+        if !policy_loaded {
+            check_json(
+                policy.strip_prefix('\u{feff}').unwrap_or(policy),
+                "the policy",
+            )?;
+        }
+        let no_section = "the policy has no consent section to take the fetched consent records";
+        let start = policy.len() - policy.strip_prefix('\u{feff}').unwrap_or(policy).len();
+        let section = Members::of(policy, start)
+            .ok_or("the policy must be an object")?
+            .get("consent")
+            .ok_or(no_section)?;
+        let members = Members::of(policy, section.start).ok_or(no_section)?;
+        let more_members = !members.0.is_empty();
+        Ok(match members.get("tenants") {
+            Some(cut) => Splice {
+                cut,
+                first_member: false,
+                more_members,
+            },
+            None => Splice {
+                cut: section.start + 1..section.start + 1,
+                first_member: true,
+                more_members,
+            },
+        })
+    }
+
+    /// `policy` (the text this splice was found in) with the consent document's records in
+    /// place of its own.
+    pub fn merge(&self, policy: &str, consent: &str) -> Result<String, String> {
+        let tenants = consent_tenants(consent)?;
+        let broken = "the policy changed since its consent section was located";
+        let (before, after) = (
+            policy.get(..self.cut.start).ok_or(broken)?,
+            policy.get(self.cut.end..).ok_or(broken)?,
+        );
+        let before = before.strip_prefix('\u{feff}').unwrap_or(before);
+        let mut merged = String::with_capacity(before.len() + tenants.len() + after.len() + 12);
+        merged.push_str(before);
+        if self.first_member {
+            merged.push_str("\"tenants\":");
+        }
+        merged.push_str(tenants);
+        if self.first_member && self.more_members {
+            merged.push(',');
+        }
+        merged.push_str(after);
+        Ok(merged)
+    }
+}
+
+/// The policy with `consent.tenants` replaced by the consent document's `tenants`, its splice
+/// found anew (a host keeps the [`Splice`] instead).
+#[cfg(test)]
+fn merge_consent(policy: &str, consent: &str, policy_loaded: bool) -> Result<String, String> {
+    Splice::find(policy, policy_loaded)?.merge(policy, consent)
+}
+
+/// The text of the consent document's `tenants` value, once the document is checked to be
+/// JSON and exactly `{"tenants": ...}`.
+///
+/// Fast path, for a document written as expected: it opens with `{"tenants":`, and the text
+/// from there to its closing brace is one JSON value (`serde_json` refuses anything after a
+/// value, such as a second member). That proves the document whole in one pass that builds
+/// nothing, without walking the records a second time to find where they end. Anything else is
+/// read again by the slow path, which says what is wrong.
+fn consent_tenants(consent: &str) -> Result<&str, String> {
+    let consent = consent.strip_prefix('\u{feff}').unwrap_or(consent);
+    match written_as_expected(consent) {
+        Some(records) => Ok(records),
+        None => consent_tenants_slowly(consent),
+    }
+}
+
+/// [`consent_tenants`]'s fast path: the records of a document that opens with `{"tenants":`
+/// and is one JSON value from there to its closing brace; `None` for anything else.
+fn written_as_expected(consent: &str) -> Option<&str> {
+    let mut at = Cursor {
+        text: consent.as_bytes(),
+        at: 0,
+    };
+    at.skip_whitespace();
+    (at.next()? == b'{').then_some(())?;
+    at.skip_whitespace();
+    let key = b"\"tenants\"";
+    (consent.as_bytes().get(at.at..at.at + key.len())? == key).then_some(())?;
+    at.at += key.len();
+    at.skip_whitespace();
+    (at.next()? == b':').then_some(())?;
+    at.skip_whitespace();
+    let text = consent.as_bytes();
+    let close = before_whitespace(text, text.len()).checked_sub(1)?;
+    (*text.get(close)? == b'}').then_some(())?;
+    let value = consent.get(at.at..before_whitespace(text, close))?;
+    check_json(value, "").ok()?;
+    Some(value)
+}
+
+/// [`consent_tenants`] for a document its fast path did not prove: why it is refused, or its
+/// records where they are (escaped keys, say).
+fn consent_tenants_slowly(consent: &str) -> Result<&str, String> {
+    check_json(consent, "the consent document")?;
+    let members = Members::of(consent, 0)
         .ok_or("the consent document must be an object {\"tenants\": {...}}")?;
-    if let Some((unknown, _)) = records.0.iter().find(|(k, _)| k != "tenants") {
+    if let Some((unknown, _)) = members.0.iter().find(|(k, _)| k != "tenants") {
         return Err(format!(
             "the consent document has an unknown field {} (expected: tenants)",
             switchyard_policy::quoted(unknown)
         ));
     }
-    let tenants = records
-        .get("tenants")
-        .and_then(|span| consent.get(span))
-        .ok_or("the consent document has no \"tenants\"")?;
-    let no_section = "the policy has no consent section to take the fetched consent records";
-    let section = Members::of(policy, 0)
-        .ok_or("the policy must be an object")?
-        .get("consent")
-        .ok_or(no_section)?;
-    let section_members = Members::of(policy, section.start).ok_or(no_section)?;
-    // Without records of its own, the section takes them as its first member.
-    let (cut, first_member) = match section_members.get("tenants") {
-        Some(old) => (old, false),
-        None => (section.start + 1..section.start + 1, true),
-    };
-    let mut merged = String::with_capacity(policy.len() + tenants.len() + 16);
-    merged.push_str(policy.get(..cut.start).ok_or(no_section)?);
-    if first_member {
-        merged.push_str("\"tenants\":");
+    match members.0.as_slice() {
+        [] => Err("the consent document has no \"tenants\"".to_string()),
+        [(_, span)] => consent
+            .get(span.clone())
+            .ok_or_else(|| "the consent document could not be read".to_string()),
+        _ => Err("the consent document has \"tenants\" more than once; keep one".to_string()),
     }
-    merged.push_str(tenants);
-    if first_member && !section_members.0.is_empty() {
-        merged.push(',');
-    }
-    merged.push_str(policy.get(cut.end..).ok_or(no_section)?);
-    Ok(merged)
 }
 
 #[cfg(test)]
@@ -226,6 +330,14 @@ mod tests {
         assert!(merge_consent(policy, "[]", false).is_err_and(|e| e.contains("must be an object")));
         assert!(merge_consent(policy, "{", false).is_err_and(|e| e.contains("not valid JSON")));
         assert!(merge_consent(policy, "{}", false).is_err_and(|e| e.contains("no \"tenants\"")));
+        assert!(
+            merge_consent(policy, r#"{"tenants": {}, "tenants": {"b": {}}}"#, false)
+                .is_err_and(|e| e.contains("\"tenants\" more than once"))
+        );
+        assert!(merge_consent(policy, r#"{"tenants": {}} x"#, false)
+            .is_err_and(|e| e.contains("not valid JSON")));
+        assert!(merge_consent(policy, r#"{"tenants": {"b": }}"#, false)
+            .is_err_and(|e| e.contains("not valid JSON")));
         assert!(merge_consent(
             r#"{"version": "1", "flags": []}"#,
             r#"{"tenants": {}}"#,
@@ -285,6 +397,48 @@ mod tests {
             assert_eq!(merged, want);
             assert_eq!(tenants_of(&merged), serde_json::json!({"b": {}}));
         }
+    }
+
+    #[test]
+    fn the_consent_records_are_found_by_their_key_and_the_closing_brace() {
+        // What the fast path leaves to the slow one, which reads them or says what is wrong.
+        for odd in [
+            r#"{"ten\u0061nts": {}}"#,
+            r#"{"tenants": {}, "x": 1}"#,
+            r#"{"tenants": {}} x"#,
+            r#"{"x": 1, "tenants": {}}"#,
+            r#"{"tenants": {}, "tenants": {}}"#,
+            r#"["tenants", {}]"#,
+        ] {
+            assert_eq!(written_as_expected(odd), None, "{odd}");
+        }
+        for (consent, want) in [
+            ("{\"tenants\":{}}", "{}"),
+            (
+                "\u{feff} \n{ \"ten\\u0061nts\" :\t[1, \"}\"] \r\n}\n ",
+                "[1, \"}\"]",
+            ),
+            ("{\"tenants\": \"a \\\" b\"}", "\"a \\\" b\""),
+        ] {
+            assert_eq!(consent_tenants(consent).as_deref(), Ok(want), "{consent}");
+        }
+    }
+
+    #[test]
+    fn a_splice_found_once_serves_every_consent_document() {
+        let policy = "\u{feff}{\"consent\": {\"tenants\": {\"a\": {}}, \"classes\": {}}}";
+        let splice = Splice::find(policy, false).unwrap_or_else(|e| panic!("{e}"));
+        for records in [r#"{"b": {}}"#, "{}", r#"{"c": {"x": {}}}"#] {
+            let consent = format!("{{\"tenants\": {records}}}");
+            assert_eq!(
+                splice.merge(policy, &consent).as_deref(),
+                Ok(
+                    format!("{{\"consent\": {{\"tenants\": {records}, \"classes\": {{}}}}}}")
+                        .as_str()
+                )
+            );
+        }
+        assert!(splice.merge("{}", "{\"tenants\": {}}").is_err());
     }
 
     /// An object's members as `serde_json` finds them: each key and its value's text.
@@ -370,6 +524,28 @@ mod tests {
                 let want = serde_json::from_str::<RawMembers>(&inner).ok().map(|m| m.0.len());
                 proptest::prop_assert_eq!(nested, want, "{}", inner);
             }
+        }
+
+        /// The consent document's records are `serde_json`'s value of `tenants`, whatever
+        /// the value and the spacing around it.
+        #[test]
+        fn consent_records_are_where_serde_json_finds_them(
+            value in json_value(),
+            pretty in proptest::bool::ANY,
+        ) {
+            let document = serde_json::json!({"tenants": value});
+            let text = if pretty {
+                serde_json::to_string_pretty(&document).unwrap_or_default()
+            } else {
+                serde_json::to_string(&document).unwrap_or_default()
+            };
+            let want = serde_json::from_str::<RawMembers>(&text)
+                .ok()
+                .and_then(|m| m.0.into_iter().next())
+                .map(|(_, raw)| raw);
+            proptest::prop_assert_eq!(consent_tenants(&text).ok().map(str::to_string), want.clone(), "{}", text);
+            // And found by the fast path, which a document written as expected takes.
+            proptest::prop_assert_eq!(written_as_expected(&text).map(str::to_string), want, "{}", text);
         }
     }
 

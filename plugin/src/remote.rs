@@ -69,7 +69,7 @@ use switchyard_policy::{
     UntilFetched,
 };
 
-use crate::consent_merge::merge_consent;
+use crate::consent_merge::Splice;
 use crate::{abi, headers, log, warn};
 
 pub const FETCH_FAILURES: &str = "switchyard.policy.fetch_failures";
@@ -335,6 +335,11 @@ pub struct Remote {
     /// document costs a download and a hash each interval, not a check (a 1 MB policy takes
     /// tens of milliseconds to check, on the worker that fetched it). The most recent last.
     refused: Vec<(PairId, String)>,
+    /// Where the last policy text merged with a consent document takes the records, by the
+    /// policy's hash (`None`: the bootstrap). A consent change leaves the policy as it was, so
+    /// this is found once per policy, not on every change: finding it walks the policy's own
+    /// consent table, and every worker merges every change while its requests wait.
+    splice: Option<(Option<String>, Splice)>,
     failures: Option<u32>,
     swaps: Option<u32>,
     age: Option<u32>,
@@ -391,6 +396,7 @@ impl Remote {
             live_awaiting: Awaiting::default(),
             loaded_at_ms: now_ms(),
             refused: Vec::new(),
+            splice: None,
             failures: crate::metrics::define(MetricType::Counter, FETCH_FAILURES),
             swaps: crate::metrics::define(MetricType::Counter, SWAPS),
             age: crate::metrics::define(MetricType::Gauge, AGE_SECONDS),
@@ -643,7 +649,7 @@ impl Remote {
                 "{subject} refused{why} (the same documents as refused before, not checked again)"
             ));
         }
-        match self.check(pair) {
+        match self.check(pair, &id) {
             Ok(compiled) => Ok(compiled),
             Err(why) => {
                 if self.refused.len() == REMEMBERED_REFUSALS {
@@ -656,18 +662,37 @@ impl Remote {
         }
     }
 
-    /// Merges and compiles a pair; an error says why after "refused": ` (2 problems); …` or
-    /// `: the consent document …`.
-    fn check(&self, pair: &LivePair) -> Result<(CompiledPolicy, String), String> {
-        // The bootstrap has loaded already: it is JSON, and is not checked again per change.
-        let (policy, loaded) = match &pair.policy {
-            Some(fetched) => (fetched.body.as_str(), false),
-            None => (self.bootstrap.as_str(), true),
-        };
+    /// The policy document of a pair: the fetched one, else the bootstrap.
+    fn policy_text<'a>(&'a self, pair: &'a LivePair) -> &'a str {
+        pair.policy
+            .as_ref()
+            .map_or(self.bootstrap.as_str(), |fetched| fetched.body.as_str())
+    }
+
+    /// Where the pair's policy takes consent records: remembered from the last merge when the
+    /// policy is the same text, else found (and a fetched policy checked to be JSON; the
+    /// bootstrap has loaded already).
+    fn splice(&mut self, pair: &LivePair, id: &PairId) -> Result<Splice, String> {
+        if let Some((policy, splice)) = &self.splice {
+            if *policy == id.0 {
+                return Ok(splice.clone());
+            }
+        }
+        let splice = Splice::find(self.policy_text(pair), pair.policy.is_none())?;
+        self.splice = Some((id.0.clone(), splice.clone()));
+        Ok(splice)
+    }
+
+    /// Merges and compiles a pair (`id`: its documents' hashes); an error says why after
+    /// "refused": ` (2 problems); …` or `: the consent document …`.
+    fn check(&mut self, pair: &LivePair, id: &PairId) -> Result<(CompiledPolicy, String), String> {
         let text = match &pair.consent {
-            None => policy.to_string(),
+            None => self.policy_text(pair).to_string(),
             Some(consent) => {
-                merge_consent(policy, &consent.body, loaded).map_err(|why| format!(": {why}"))?
+                let splice = self.splice(pair, id).map_err(|why| format!(": {why}"))?;
+                splice
+                    .merge(self.policy_text(pair), &consent.body)
+                    .map_err(|why| format!(": {why}"))?
             }
         };
         let options = LoadOptions {
