@@ -327,7 +327,7 @@ impl CompiledPolicy {
 /// Resolves names and compiles; every unresolved reference is reported with its place, after
 /// the structural errors already found in `errors`.
 pub fn compile(
-    doc: PolicyDoc,
+    mut doc: PolicyDoc,
     errors: PolicyErrors,
     options: &crate::LoadOptions,
 ) -> Result<CompiledPolicy, PolicyErrors> {
@@ -393,7 +393,7 @@ pub fn compile(
         c.add_attribute(name, source);
     }
 
-    let (consent, class_index) = match &doc.consent {
+    let (consent, class_index) = match &mut doc.consent {
         Some(consent) => {
             let (compiled, classes) = c.consent(consent);
             (compiled, classes)
@@ -631,7 +631,9 @@ impl Compiler {
         }
     }
 
-    fn consent(&mut self, consent: &Consent) -> (Option<CompiledConsent>, NameIndex) {
+    /// The consent table. Its tenants are moved out of `consent`: with many thousands, copying
+    /// each name and state list (and freeing the model's) was a large part of compiling.
+    fn consent(&mut self, consent: &mut Consent) -> (Option<CompiledConsent>, NameIndex) {
         let tenant_attribute =
             self.attribute(&consent.tenant_attribute, "consent.tenant_attribute");
         let class_index: NameIndex = consent
@@ -643,24 +645,30 @@ impl Compiler {
         let modes: Vec<ConsentMode> = consent.classes.iter().map(|(_, m)| *m).collect();
         let mut tenants: FastMap<Box<[ConsentState]>> = FastMap::default();
         tenants.reserve(consent.tenants.len());
-        for (tenant, records) in &consent.tenants {
-            let mut states = vec![ConsentState::Unset; modes.len()].into_boxed_slice();
-            for record in records {
-                match class_index.get(&record.class) {
-                    Some(&ci) => states[ci] = record.state,
-                    None => self.undefined_written_at(
-                        &field(&field("consent.tenants", tenant), &record.class),
-                        None,
-                        &["consent", "consent.classes"],
-                        &record.class,
-                        format!(
-                            "consent class {} is not defined in consent.classes",
-                            quoted(&record.class)
-                        ),
-                    ),
+        for (tenant, records) in std::mem::take(&mut consent.tenants) {
+            let states = match records {
+                TenantConsent::States(states) => states,
+                TenantConsent::Records(records) => {
+                    let mut states = vec![ConsentState::Unset; modes.len()].into_boxed_slice();
+                    for record in records {
+                        match class_index.get(&record.class) {
+                            Some(&ci) => states[ci] = record.state,
+                            None => self.undefined_written_at(
+                                &field(&field("consent.tenants", &tenant), &record.class),
+                                None,
+                                &["consent", "consent.classes"],
+                                &record.class,
+                                format!(
+                                    "consent class {} is not defined in consent.classes",
+                                    quoted(&record.class)
+                                ),
+                            ),
+                        }
+                    }
+                    states
                 }
-            }
-            tenants.insert(tenant.as_str().into(), states);
+            };
+            tenants.insert(tenant.into_boxed_str(), states);
         }
         let compiled = tenant_attribute.map(|tenant_attribute| CompiledConsent {
             tenant_attribute,

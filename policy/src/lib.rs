@@ -92,8 +92,8 @@ pub fn load_with(json: &str, options: &LoadOptions) -> Result<CompiledPolicy, Po
 /// The text of a JSON string literal (`"caf\u00e9"` → `café`), read by the policy reader's
 /// own parser; `None` for anything else.
 pub fn json_string(literal: &str) -> Option<String> {
-    match repeated_keys::parse(literal) {
-        Ok((tree::Value::String(text), _)) => Some(text.into_owned()),
+    match repeated_keys::parse(literal, &bumpalo::Bump::new()) {
+        Ok((tree::Value::String(text), _)) => Some(text.to_string()),
         _ => None,
     }
 }

@@ -53,7 +53,19 @@ pub struct Consent {
     pub tenant_attribute: String,
     pub classes: Vec<(String, ConsentMode)>,
     /// Tenant id and its records, in document order.
-    pub tenants: Vec<(String, Vec<ConsentRecord>)>,
+    pub tenants: Vec<(String, TenantConsent)>,
+}
+
+/// A tenant's consent records as read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TenantConsent {
+    /// Every record well formed and its class defined: the state per class, indexed like
+    /// [`Consent::classes`], as the compiled policy keeps it. A consent table is nearly all
+    /// such tenants, and this is moved into the compiled table as it is.
+    States(Box<[ConsentState]>),
+    /// The records as written, for the compiler to resolve their classes and report those
+    /// not defined.
+    Records(Vec<ConsentRecord>),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

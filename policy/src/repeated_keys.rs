@@ -11,13 +11,13 @@
 //! repeat, so reading costs what `serde_json`'s own `Value` reader costs. Nesting depth stays
 //! bounded by `serde_json`'s recursion limit, which applies to any visitor.
 
-use std::borrow::Cow;
 use std::cell::RefCell;
 use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
 use std::fmt;
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 
+use bumpalo::Bump;
 use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 
 use crate::tree::{Number, Object, Value};
@@ -44,31 +44,23 @@ impl Repeats {
     }
 }
 
-/// Parses `json`; also returns where keys repeat.
-pub fn parse(json: &str) -> Result<(Value<'_>, Repeats), serde_json::Error> {
+/// Parses `json` into a tree whose objects, lists and unescaped strings are allocated in
+/// `arena`; also returns where keys repeat.
+pub fn parse<'a>(
+    json: &'a str,
+    arena: &'a Bump,
+) -> Result<(Value<'a>, Repeats), serde_json::Error> {
     let repeats = RefCell::new(Repeats::default());
     let mut de = serde_json::Deserializer::from_str(json);
     let value = Reader {
         at: &Step::Root,
         repeats: &repeats,
         stacks: &RefCell::default(),
+        arena,
     }
     .deserialize(&mut de)?;
     de.end()?;
     Ok((value, repeats.into_inner()))
-}
-
-/// A value inside a larger document (a request line's header value): read as [`parse`] reads,
-/// repeats not reported.
-impl<'de> serde::Deserialize<'de> for Value<'de> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Value<'de>, D::Error> {
-        Reader {
-            at: &Step::Root,
-            repeats: &RefCell::default(),
-            stacks: &RefCell::default(),
-        }
-        .deserialize(deserializer)
-    }
 }
 
 /// Where a value sits: its parent's place and the key or index under it.
@@ -94,14 +86,15 @@ struct Reader<'a, 'r, 'de> {
     at: &'a Step<'a>,
     repeats: &'r RefCell<Repeats>,
     stacks: &'r RefCell<Stacks<'de>>,
+    arena: &'de Bump,
 }
 
-type Member<'de> = (Cow<'de, str>, Value<'de>);
+type Member<'de> = (&'de str, Value<'de>);
 
 /// The members and items of the objects and lists being read, innermost last, shared by the
-/// whole document: a finished object or list moves its own off the top into one allocation of
-/// its exact size, instead of growing a vector of its own and shrinking it to a boxed slice
-/// (two or three allocations each, for each of a consent table's tens of thousands).
+/// whole document: a finished object or list moves its own off the top into the arena, in one
+/// slice of its exact size, instead of growing a vector of its own (two or three allocations
+/// each, for each of a consent table's tens of thousands).
 #[derive(Default)]
 struct Stacks<'de> {
     members: Vec<Member<'de>>,
@@ -141,15 +134,11 @@ impl<'de> Visitor<'de> for Reader<'_, '_, 'de> {
     }
 
     fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Value<'de>, E> {
-        Ok(Value::String(Cow::Borrowed(v)))
+        Ok(Value::String(v))
     }
 
     fn visit_str<E>(self, v: &str) -> Result<Value<'de>, E> {
-        Ok(Value::String(Cow::Owned(v.to_owned())))
-    }
-
-    fn visit_string<E>(self, v: String) -> Result<Value<'de>, E> {
-        Ok(Value::String(Cow::Owned(v)))
+        Ok(Value::String(self.arena.alloc_str(v)))
     }
 
     fn visit_unit<E>(self) -> Result<Value<'de>, E> {
@@ -164,8 +153,9 @@ impl<'de> Visitor<'de> for Reader<'_, '_, 'de> {
             match seq.next_element_seed(reader)? {
                 Some(item) => self.stacks.borrow_mut().items.push(item),
                 None => {
-                    let items: Vec<_> = self.stacks.borrow_mut().items.drain(base..).collect();
-                    return Ok(Value::Array(items.into_boxed_slice()));
+                    let mut stacks = self.stacks.borrow_mut();
+                    let items = self.arena.alloc_slice_fill_iter(stacks.items.drain(base..));
+                    return Ok(Value::Array(items));
                 }
             }
         }
@@ -176,52 +166,46 @@ impl<'de> Visitor<'de> for Reader<'_, '_, 'de> {
             base: self.stacks.borrow().members.len(),
             index: None,
         };
-        while let Some(key) = map.next_key_seed(Key)? {
-            let at = Step::Key(self.at, &key);
+        while let Some(key) = map.next_key_seed(Key(self.arena))? {
+            let at = Step::Key(self.at, key);
             let value = map.next_value_seed(Reader { at: &at, ..self })?;
-            if members.put(&mut self.stacks.borrow_mut().members, key.clone(), value) {
+            if members.put(&mut self.stacks.borrow_mut().members, key, value) {
                 self.repeats.borrow_mut().note(&at);
             }
         }
+        let mut stacks = self.stacks.borrow_mut();
         let list = self
-            .stacks
-            .borrow_mut()
-            .members
-            .drain(members.base..)
-            .collect();
+            .arena
+            .alloc_slice_fill_iter(stacks.members.drain(members.base..));
         Ok(Value::Object(Object::from_distinct(list)))
     }
 }
 
-/// An object key, borrowed from the text unless it had escapes to undo (serde's own
-/// `Cow<str>` always copies).
-struct Key;
+/// An object key, borrowed from the text unless it had escapes to undo (then copied into the
+/// arena; serde's own `Cow<str>` always copies).
+struct Key<'de>(&'de Bump);
 
-impl<'de> DeserializeSeed<'de> for Key {
-    type Value = Cow<'de, str>;
+impl<'de> DeserializeSeed<'de> for Key<'de> {
+    type Value = &'de str;
 
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
         deserializer.deserialize_str(self)
     }
 }
 
-impl<'de> Visitor<'de> for Key {
-    type Value = Cow<'de, str>;
+impl<'de> Visitor<'de> for Key<'de> {
+    type Value = &'de str;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("an object key")
     }
 
     fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
-        Ok(Cow::Borrowed(v))
+        Ok(v)
     }
 
     fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
-        Ok(Cow::Owned(v.to_owned()))
-    }
-
-    fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
-        Ok(Cow::Owned(v))
+        Ok(self.0.alloc_str(v))
     }
 }
 
@@ -264,27 +248,22 @@ impl Members {
 
     /// Adds a member, or, for a key that is already a member, replaces its value and returns
     /// `true`: a repeat.
-    fn put<'de>(
-        &mut self,
-        stack: &mut Vec<Member<'de>>,
-        key: Cow<'de, str>,
-        value: Value<'de>,
-    ) -> bool {
+    fn put<'de>(&mut self, stack: &mut Vec<Member<'de>>, key: &'de str, value: Value<'de>) -> bool {
         let list = stack.get_mut(self.base..).unwrap_or_default();
         if self.index.is_none() && list.len() >= Self::SCANNED {
             let state = RandomState::new();
             let mut index = HashMap::with_capacity_and_hasher(list.len() * 2, <_>::default());
             for (i, (k, _)) in list.iter().enumerate() {
-                index.entry(state.hash_one(&**k)).or_insert(i);
+                index.entry(state.hash_one(*k)).or_insert(i);
             }
             self.index = Some((state, index));
         }
-        let scan = |list: &[(Cow<str>, Value)]| list.iter().position(|(k, _)| *k == key);
+        let scan = |list: &[Member]| list.iter().position(|(k, _)| *k == key);
         let at = match &mut self.index {
             None => scan(list),
             Some((state, index)) => {
                 let next = list.len();
-                match *index.entry(state.hash_one(&*key)).or_insert(next) {
+                match *index.entry(state.hash_one(key)).or_insert(next) {
                     i if i == next => None,
                     i if list.get(i).is_some_and(|(k, _)| *k == key) => Some(i),
                     // Another key with this hash: rare enough to scan for.
@@ -308,6 +287,11 @@ impl Members {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Parses with an arena of its own, leaked: a test's trees are small.
+    fn parse(json: &str) -> Result<(Value<'_>, Repeats), serde_json::Error> {
+        super::parse(json, Box::leak(Box::new(Bump::new())))
+    }
 
     #[test]
     fn reads_what_serde_json_reads() {

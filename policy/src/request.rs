@@ -388,7 +388,57 @@ struct RequestLine<'a> {
     #[serde(default)]
     source_ip: String,
     #[serde(default, borrow, deserialize_with = "header_pairs")]
-    headers: Vec<(String, crate::tree::Value<'a>)>,
+    headers: Vec<(String, HeaderValue<'a>)>,
+}
+
+/// A header's value in a request line: its text, or what the line has instead, for the
+/// message that refuses it.
+enum HeaderValue<'a> {
+    Text(std::borrow::Cow<'a, str>),
+    Not(&'static str),
+}
+
+impl<'de> serde::Deserialize<'de> for HeaderValue<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
+        use serde::de::{IgnoredAny, MapAccess, SeqAccess};
+        struct Kind;
+        impl<'de> serde::de::Visitor<'de> for Kind {
+            type Value = HeaderValue<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a header value")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(HeaderValue::Text(v.into()))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(HeaderValue::Text(v.to_string().into()))
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+                Ok(HeaderValue::Not("a boolean"))
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+                Ok(HeaderValue::Not("a number"))
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+                Ok(HeaderValue::Not("a number"))
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+                Ok(HeaderValue::Not("a number"))
+            }
+            fn visit_unit<E>(self) -> Result<Self::Value, E> {
+                Ok(HeaderValue::Not("null"))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(HeaderValue::Not("an array"))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(HeaderValue::Not("an object"))
+            }
+        }
+        de.deserialize_any(Kind)
+    }
 }
 
 /// The `headers` object's entries in order, a repeated name kept twice: a request can carry a
@@ -396,10 +446,10 @@ struct RequestLine<'a> {
 /// last copy).
 fn header_pairs<'de, D: serde::Deserializer<'de>>(
     de: D,
-) -> Result<Vec<(String, crate::tree::Value<'de>)>, D::Error> {
+) -> Result<Vec<(String, HeaderValue<'de>)>, D::Error> {
     struct Pairs;
     impl<'de> serde::de::Visitor<'de> for Pairs {
-        type Value = Vec<(String, crate::tree::Value<'de>)>;
+        type Value = Vec<(String, HeaderValue<'de>)>;
         fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
             f.write_str("an object of header names and values")
         }
@@ -428,14 +478,11 @@ impl Request<'static> {
         let mut headers = Vec::with_capacity(line.headers.len());
         for (name, value) in line.headers {
             match value {
-                crate::tree::Value::String(v) => {
-                    headers.push((name.into(), String::from(v).into()))
-                }
-                other => {
+                HeaderValue::Text(v) => headers.push((name.into(), String::from(v).into())),
+                HeaderValue::Not(kind) => {
                     return Err(format!(
-                        "header {} must have a string value, found {}",
+                        "header {} must have a string value, found {kind}",
                         crate::error::quoted(&name),
-                        crate::document::kind(&other)
                     ))
                 }
             }

@@ -1,6 +1,10 @@
 //! A JSON document as the policy reader holds it: objects as ordered slices of (key, value)
-//! pairs, lists as boxed slices, and strings borrowed from the document's text where they
-//! need no unescaping (nearly all of a policy's keys and names).
+//! pairs, lists as slices, and strings borrowed from the document's text where they need no
+//! unescaping (nearly all of a policy's keys and names). Everything else is allocated in an
+//! arena ([`bumpalo::Bump`]) that the reader drops whole once it has read the tree: a consent
+//! table's tens of thousands of small objects cost a pointer bump each instead of an
+//! allocation, and nothing to free one by one (freeing them was a fifth of reading a large
+//! policy, on every worker and every consent change).
 //!
 //! `serde_json`'s `Value` with `preserve_order` (which the reader needs: variations, splits
 //! and errors follow the document's order) gives every object an index map, a hash table
@@ -13,25 +17,24 @@
 //! Lookups by key scan the pairs: a policy's objects with fixed fields are small, and its
 //! large ones (tenants, segments, variations) are read in order, not searched.
 
-use std::borrow::Cow;
-
 pub use serde_json::Number;
 
-/// One JSON value, its strings borrowed from the text it was read from where they can be.
+/// One JSON value, its strings borrowed from the text it was read from where they can be,
+/// and from the reader's arena where they had escapes to undo. Nothing in it needs dropping.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Value<'a> {
     Null,
     Bool(bool),
     Number(Number),
-    String(Cow<'a, str>),
-    Array(Box<[Value<'a>]>),
+    String(&'a str),
+    Array(&'a [Value<'a>]),
     Object(Object<'a>),
 }
 
 /// A JSON object: its members in document order. A key appears once (the reader keeps the
 /// last copy of a repeated key at the place of the first, as `serde_json` does).
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct Object<'a>(Box<[(Cow<'a, str>, Value<'a>)]>);
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Object<'a>(&'a [(&'a str, Value<'a>)]);
 
 impl<'a> Value<'a> {
     pub fn as_array(&self) -> Option<&[Value<'a>]> {
@@ -59,58 +62,20 @@ impl<'a> Value<'a> {
     pub fn get(&self, key: &str) -> Option<&Value<'a>> {
         self.as_object()?.get(key)
     }
-
-    pub fn get_mut(&mut self, key: &str) -> Option<&mut Value<'a>> {
-        match self {
-            Value::Object(map) => map.get_mut(key),
-            _ => None,
-        }
-    }
 }
 
 impl<'a> Object<'a> {
     /// An object from members whose keys are known to be distinct.
-    pub(crate) fn from_distinct(members: Vec<(Cow<'a, str>, Value<'a>)>) -> Self {
-        Object(members.into_boxed_slice())
+    pub(crate) fn from_distinct(members: &'a [(&'a str, Value<'a>)]) -> Self {
+        Object(members)
     }
 
-    /// Where `key` is among the members, for `get_mut` and `remove`. `get` keeps its own
-    /// `find`: the reader calls it in dozens of places, and through this it added 1.9 KB to
-    /// the module.
-    fn position(&self, key: &str) -> Option<usize> {
-        self.0.iter().position(|(k, _)| &**k == key)
-    }
-
-    pub fn get(&self, key: &str) -> Option<&Value<'a>> {
-        self.0.iter().find(|(k, _)| &**k == key).map(|(_, v)| v)
-    }
-
-    pub fn get_mut(&mut self, key: &str) -> Option<&mut Value<'a>> {
-        let at = self.position(key)?;
-        self.0.get_mut(at).map(|(_, v)| v)
+    pub fn get(&self, key: &str) -> Option<&'a Value<'a>> {
+        self.0.iter().find(|(k, _)| *k == key).map(|(_, v)| v)
     }
 
     pub fn contains_key(&self, key: &str) -> bool {
         self.get(key).is_some()
-    }
-
-    /// Sets `key` to `value`: in place if it is there, else last.
-    pub fn insert(&mut self, key: &str, value: Value<'a>) {
-        if let Some(slot) = self.get_mut(key) {
-            *slot = value;
-            return;
-        }
-        let mut members = std::mem::take(&mut self.0).into_vec();
-        members.push((Cow::Owned(key.to_string()), value));
-        self.0 = members.into_boxed_slice();
-    }
-
-    pub fn remove(&mut self, key: &str) -> Option<Value<'a>> {
-        let at = self.position(key)?;
-        let mut members = std::mem::take(&mut self.0).into_vec();
-        let (_, value) = members.remove(at);
-        self.0 = members.into_boxed_slice();
-        Some(value)
     }
 
     pub fn len(&self) -> usize {
@@ -121,8 +86,8 @@ impl<'a> Object<'a> {
         self.0.is_empty()
     }
 
-    pub fn keys(&self) -> impl Iterator<Item = &str> {
-        self.0.iter().map(|(k, _)| &**k)
+    pub fn keys(&self) -> impl Iterator<Item = &'a str> {
+        self.0.iter().map(|(k, _)| *k)
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&str, &Value<'a>)> {
@@ -133,12 +98,12 @@ impl<'a> Object<'a> {
 impl<'o, 'a> IntoIterator for &'o Object<'a> {
     type Item = (&'o str, &'o Value<'a>);
     type IntoIter = std::iter::Map<
-        std::slice::Iter<'o, (Cow<'a, str>, Value<'a>)>,
-        fn(&'o (Cow<'a, str>, Value<'a>)) -> (&'o str, &'o Value<'a>),
+        std::slice::Iter<'o, (&'a str, Value<'a>)>,
+        fn(&'o (&'a str, Value<'a>)) -> (&'o str, &'o Value<'a>),
     >;
 
     fn into_iter(self) -> Self::IntoIter {
-        self.0.iter().map(|(k, v)| (&**k, v))
+        self.0.iter().map(|(k, v)| (*k, v))
     }
 }
 
@@ -173,53 +138,46 @@ mod serialize {
 mod tests {
     use super::*;
 
-    fn object<'a>(pairs: &[(&'a str, Value<'a>)]) -> Object<'a> {
-        Object::from_distinct(
-            pairs
-                .iter()
-                .map(|(k, v)| ((*k).into(), v.clone()))
-                .collect(),
-        )
-    }
-
     #[test]
     fn small_values_stay_small() {
         // The point of the tree: less than half of serde_json's `Value` with `preserve_order`,
         // and no hash table per object.
         assert!(std::mem::size_of::<Value>() <= 32);
         assert!(std::mem::size_of::<Value>() * 2 <= std::mem::size_of::<serde_json::Value>());
-        assert!(std::mem::size_of::<(Cow<str>, Value)>() <= 56);
+        assert!(std::mem::size_of::<(&str, Value)>() <= 48);
+        assert!(
+            !std::mem::needs_drop::<Value>(),
+            "the arena drops nothing one by one"
+        );
     }
 
     #[test]
     fn strings_without_escapes_are_borrowed_from_the_text() {
         let text = r#"{"plain": "value", "esc\u0061ped": "a\"b"}"#;
-        let (tree, _) = crate::repeated_keys::parse(text).unwrap();
+        let arena = bumpalo::Bump::new();
+        let (tree, _) = crate::repeated_keys::parse(text, &arena).unwrap();
         let map = tree.as_object().unwrap();
-        let borrowed = |s: &Cow<str>| matches!(s, Cow::Borrowed(_));
-        assert!(borrowed(&map.0[0].0));
-        assert!(matches!(&map.0[0].1, Value::String(s) if borrowed(s) && s == "value"));
-        assert!(!borrowed(&map.0[1].0) && map.0[1].0 == "escaped");
-        assert!(matches!(&map.0[1].1, Value::String(s) if !borrowed(s) && s == "a\"b"));
+        let in_text = |s: &str| text.as_bytes().as_ptr_range().contains(&s.as_ptr());
+        assert!(in_text(map.0[0].0));
+        assert!(matches!(map.0[0].1, Value::String(s) if in_text(s) && s == "value"));
+        assert!(!in_text(map.0[1].0) && map.0[1].0 == "escaped");
+        assert!(matches!(map.0[1].1, Value::String(s) if !in_text(s) && s == "a\"b"));
     }
 
     #[test]
-    fn objects_keep_order_and_replace_in_place() {
-        let mut map = object(&[("b", Value::Bool(true)), ("a", Value::Null)]);
-        map.insert("b", Value::Bool(false));
-        map.insert("c", Value::String("x".into()));
-        assert_eq!(map.keys().collect::<Vec<_>>(), ["b", "a", "c"]);
-        assert_eq!(map.get("b"), Some(&Value::Bool(false)));
-        assert_eq!(map.remove("a"), Some(Value::Null));
-        assert_eq!(map.remove("a"), None);
-        assert_eq!(map.keys().collect::<Vec<_>>(), ["b", "c"]);
-        assert!(map.contains_key("c") && !map.contains_key("a") && map.len() == 2);
+    fn objects_keep_order() {
+        let members = [("b", Value::Bool(true)), ("a", Value::Null)];
+        let map = Object::from_distinct(&members);
+        assert_eq!(map.keys().collect::<Vec<_>>(), ["b", "a"]);
+        assert_eq!(map.get("b"), Some(&Value::Bool(true)));
+        assert!(map.contains_key("a") && !map.contains_key("c") && map.len() == 2);
     }
 
     #[test]
     fn serializes_as_serde_json_does() {
         let text = r#"{"z":[1,-2,3.5,"q\"",null,true,{}],"a":{"k":"v"},"e":[]}"#;
-        let (tree, _) = crate::repeated_keys::parse(text).unwrap();
+        let arena = bumpalo::Bump::new();
+        let (tree, _) = crate::repeated_keys::parse(text, &arena).unwrap();
         assert_eq!(serde_json::to_string(&tree).unwrap(), text);
     }
 }

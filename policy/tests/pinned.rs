@@ -197,6 +197,32 @@ fn a_bad_headers_field_says_what_was_expected() {
     );
 }
 
+/// A header value that is not a string is refused with what it is; a string, escaped or not, is
+/// read.
+#[test]
+fn a_header_value_must_be_a_string() {
+    for (value, kind) in [
+        ("1", "a number"),
+        ("-1", "a number"),
+        ("1.5", "a number"),
+        ("true", "a boolean"),
+        ("null", "null"),
+        ("[\"a\", {\"b\": []}]", "an array"),
+        ("{\"a\": [1]}", "an object"),
+    ] {
+        let err =
+            Request::from_json(&format!(r#"{{"headers": {{"x-plan": {value}}}}}"#)).unwrap_err();
+        assert_eq!(
+            err,
+            format!("header \"x-plan\" must have a string value, found {kind}")
+        );
+    }
+    let request =
+        Request::from_json(r#"{"headers": {"x-plan": "pro", "x-region": "e\u0075"}}"#).unwrap();
+    assert_eq!(request.header("x-plan"), Some("pro"));
+    assert_eq!(request.header("x-region"), Some("eu"));
+}
+
 /// The 403 body names the flag and the reason (contract: "JSON body naming flag and reason").
 #[test]
 fn the_reject_body_names_flag_and_reason() {
