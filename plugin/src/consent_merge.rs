@@ -240,13 +240,6 @@ impl Splice {
     }
 }
 
-/// The policy with `consent.tenants` replaced by the consent document's `tenants`, its splice
-/// found anew (a host keeps the [`Splice`] instead).
-#[cfg(test)]
-fn merge_consent(policy: &str, consent: &str, policy_loaded: bool) -> Result<String, String> {
-    Splice::find(policy, policy_loaded)?.merge(policy, consent)
-}
-
 /// The text of the consent document's `tenants` value, once the document is checked to be
 /// JSON and exactly `{"tenants": ...}`.
 ///
@@ -311,6 +304,12 @@ fn consent_tenants_slowly(consent: &str) -> Result<&str, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The policy with `consent.tenants` replaced by the consent document's `tenants`, its splice
+    /// found anew (a host keeps the [`Splice`] instead).
+    fn merge_consent(policy: &str, consent: &str, policy_loaded: bool) -> Result<String, String> {
+        Splice::find(policy, policy_loaded)?.merge(policy, consent)
+    }
 
     fn tenants_of(merged: &str) -> serde_json::Value {
         let v: serde_json::Value = serde_json::from_str(merged).unwrap_or_default();
