@@ -174,7 +174,7 @@ fn before_whitespace(text: &[u8], mut end: usize) -> usize {
 /// Where a policy's text takes the fetched consent records. The policy stays the same across
 /// consent changes, so a host finds this once per policy text, not on every change: finding
 /// it walks the policy's own consent table, as long as the fetched one.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Splice {
     /// The value of the section's `tenants`, replaced; or, when the section has none, the
     /// empty place just inside its `{`, where the records go in as its first member.
@@ -188,14 +188,12 @@ impl Splice {
     /// Where `policy` takes consent records. `policy_loaded`: the engine has accepted this
     /// text already (the bootstrap), so it is not checked to be JSON again.
     pub fn find(policy: &str, policy_loaded: bool) -> Result<Splice, String> {
+        let body = policy.strip_prefix('\u{feff}').unwrap_or(policy);
         if !policy_loaded {
-            check_json(
-                policy.strip_prefix('\u{feff}').unwrap_or(policy),
-                "the policy",
-            )?;
+            check_json(body, "the policy")?;
         }
         let no_section = "the policy has no consent section to take the fetched consent records";
-        let start = policy.len() - policy.strip_prefix('\u{feff}').unwrap_or(policy).len();
+        let start = policy.len() - body.len();
         let section = Members::of(policy, start)
             .ok_or("the policy must be an object")?
             .get("consent")
@@ -259,20 +257,17 @@ fn consent_tenants(consent: &str) -> Result<&str, String> {
 /// [`consent_tenants`]'s fast path: the records of a document that opens with `{"tenants":`
 /// and is one JSON value from there to its closing brace; `None` for anything else.
 fn written_as_expected(consent: &str) -> Option<&str> {
-    let mut at = Cursor {
-        text: consent.as_bytes(),
-        at: 0,
-    };
+    let text = consent.as_bytes();
+    let mut at = Cursor { text, at: 0 };
     at.skip_whitespace();
     (at.next()? == b'{').then_some(())?;
     at.skip_whitespace();
     let key = b"\"tenants\"";
-    (consent.as_bytes().get(at.at..at.at + key.len())? == key).then_some(())?;
+    (text.get(at.at..at.at + key.len())? == key).then_some(())?;
     at.at += key.len();
     at.skip_whitespace();
     (at.next()? == b':').then_some(())?;
     at.skip_whitespace();
-    let text = consent.as_bytes();
     let close = before_whitespace(text, text.len()).checked_sub(1)?;
     (*text.get(close)? == b'}').then_some(())?;
     let value = consent.get(at.at..before_whitespace(text, close))?;
@@ -426,7 +421,9 @@ mod tests {
     #[test]
     fn a_splice_found_once_serves_every_consent_document() {
         let policy = "\u{feff}{\"consent\": {\"tenants\": {\"a\": {}}, \"classes\": {}}}";
-        let splice = Splice::find(policy, false).unwrap_or_else(|e| panic!("{e}"));
+        let found = Splice::find(policy, false);
+        assert!(found.is_ok(), "{found:?}");
+        let splice = found.unwrap_or_default();
         for records in [r#"{"b": {}}"#, "{}", r#"{"c": {"x": {}}}"#] {
             let consent = format!("{{\"tenants\": {records}}}");
             assert_eq!(

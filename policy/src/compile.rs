@@ -8,16 +8,16 @@ use std::collections::{HashMap, HashSet};
 use crate::document::{field, index, is_printable_ascii};
 use crate::error::{quoted, PolicyErrors};
 use crate::matching::{CompiledClause, FastBuild, FastMap, Test, ValueSet};
-
-/// Where each of the policy's own names (consent classes, segments, variations, attributes)
-/// sits, looked up while compiling: one per consent record of the table, so xxh3 rather than
-/// SipHash (the names are the policy's own, as for [`FastMap`]).
-type NameIndex = HashMap<String, usize, FastBuild>;
 use crate::model::*;
 use crate::names::NameSet;
 use crate::outcome::RuleRef;
 use crate::owned::OwnedNames;
 use crate::render;
+
+/// Where each of the policy's own names (consent classes, segments, variations, attributes)
+/// sits, looked up while compiling: one per consent record of the table, so xxh3 rather than
+/// SipHash (the names are the policy's own, as for [`FastMap`]).
+type NameIndex = HashMap<String, usize, FastBuild>;
 
 /// Header-name prefix that switchyard owns outright: a client copy of any header starting with
 /// it is removed before anything reads the request.
@@ -394,10 +394,7 @@ pub fn compile(
     }
 
     let (consent, class_index) = match &mut doc.consent {
-        Some(consent) => {
-            let (compiled, classes) = c.consent(consent);
-            (compiled, classes)
-        }
+        Some(consent) => c.consent(consent),
         None => (None, NameIndex::default()),
     };
 

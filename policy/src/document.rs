@@ -1328,8 +1328,6 @@ const CLIENT_HEADERS: [&str; 13] = [
     "traceparent",
 ];
 
-/// A non-negative whole number, written `5` or `5.0`: JSON does not tell them apart, nor does
-/// JSON Schema's `integer` (schema/policy.schema.json), and a generator may print either.
 /// A name [`Reader::check_name`] accepts.
 fn name_fits(s: &str) -> bool {
     !s.is_empty() && s.len() <= MAX_NAME_LEN
@@ -1383,6 +1381,8 @@ fn well_formed_records(
     Some(states)
 }
 
+/// A non-negative whole number, written `5` or `5.0`: JSON does not tell them apart, nor does
+/// JSON Schema's `integer` (schema/policy.schema.json), and a generator may print either.
 fn whole(n: &serde_json::Number) -> Option<u64> {
     // Beyond 2^53 a float is not exact; every limit here is far below it.
     const EXACT: f64 = 9_007_199_254_740_992.0;
