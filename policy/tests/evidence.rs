@@ -278,3 +278,81 @@ fn swap_summary_names_what_changed() {
         summarize_change(None, &old).starts_with("first policy: 2 flag(s), 2 consent record(s)")
     );
 }
+
+/// Flags that share a unit share its pseudonym within a request (the engine hashes each unit
+/// once per request), and each flag's pseudonym is the one it gets when it is alone in the
+/// policy: for six distinct units in mixed order, more than the engine keeps per request.
+#[test]
+fn each_flag_gets_its_own_units_pseudonym() {
+    let units = [
+        "user",
+        "conversation",
+        "user",
+        "tenant",
+        "plan",
+        "region",
+        "app",
+        "conversation",
+        "app",
+    ];
+    let flag = |i: usize, unit: &str| {
+        json!({
+            "key": format!("f{i}"),
+            "unit": unit,
+            "variations": {"a": {}, "b": {}},
+            "off_variation": "a",
+            "default": {"split": [{"variation": "a", "weight": 1}, {"variation": "b", "weight": 1}]}
+        })
+    };
+    let policy_of = |flags: Vec<Value>| {
+        let p = json!({
+            "version": "units-1",
+            "context": {
+                "tenant": {"header": "x-tenant-id"},
+                "user": {"header": "x-user-id"},
+                "conversation": {"header": "x-conversation-id"},
+                "plan": {"header": "x-plan"},
+                "region": {"header": "x-region"},
+                "app": {"header": "x-app"}
+            },
+            "settings": {"pseudonym_key": KEY},
+            "flags": flags
+        });
+        load(&p.to_string()).unwrap()
+    };
+    let req = Request {
+        path: "/v1/chat/completions".into(),
+        headers: [
+            ("x-tenant-id", "acme"),
+            ("x-user-id", "u-1"),
+            ("x-conversation-id", "c-1"),
+            ("x-plan", "pro"),
+            ("x-region", "eu"),
+            ("x-app", "web"),
+        ]
+        .iter()
+        .map(|(k, v)| ((*k).into(), (*v).into()))
+        .collect(),
+        ..Request::default()
+    };
+    let all = policy_of(units.iter().enumerate().map(|(i, u)| flag(i, u)).collect());
+    let together = all.evaluate(&req);
+    assert_eq!(together.decisions.len(), units.len());
+    for (i, unit) in units.iter().enumerate() {
+        let alone = policy_of(vec![flag(i, unit)]);
+        let alone = alone.evaluate(&req);
+        let expected = alone.decisions[0].unit_pseudonym;
+        assert!(expected.is_some(), "flag {i} has no pseudonym");
+        assert_eq!(
+            together.decisions[i].unit_pseudonym, expected,
+            "flag {i} ({unit})"
+        );
+    }
+    // Distinct units, distinct pseudonyms; the same unit, the same one.
+    let of = |i: usize| together.decisions[i].unit_pseudonym;
+    assert_eq!(of(0), of(2));
+    assert_eq!(of(1), of(7));
+    assert_eq!(of(6), of(8));
+    let distinct: std::collections::HashSet<_> = (0..units.len()).map(of).collect();
+    assert_eq!(distinct.len(), 6);
+}
