@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Instructions per request of the filter in the host tests' wasmtime host (a stable count,
 # unlike CPU time): bench/run.sh's request mix, driven through the floor filter and through
-# switchyard (example and large policy) under `valgrind --tool=callgrind`.
+# switchyard (example and large policy, each also with a pseudonym key set) under
+# `valgrind --tool=callgrind`.
 #
 #   bench/instructions.sh [N]        N measured requests per case (default 1000)
 #
@@ -58,6 +59,16 @@ rustc --edition 2021 -C opt-level=1 -C debuginfo=1 --crate-type bin --crate-name
   -L "dependency=$(dirname "$RLIB")/deps" -o "$OUT/drive" >&2
 cargo run --release -q -p switchyard-policy --example large-policy > "$OUT/large-policy.json"
 python3 "$HERE/bench.py" --write-mix "$OUT/mix.tsv"
+# The same policies with a pseudonym key, as a deployment that joins exposure per unit sets one
+# (settings.pseudonym_key or node metadata): every decision's event then carries a keyed hash.
+keyed() {  # keyed POLICY OUT
+  python3 -c 'import json, sys
+p = json.load(open(sys.argv[1]))
+p.setdefault("settings", {})["pseudonym_key"] = "00112233445566778899aabbccddeeff"
+json.dump(p, open(sys.argv[2], "w"))' "$1" "$2"
+}
+keyed "$REPO/examples/support-copilot/policy.json" "$OUT/example-policy-keyed.json"
+keyed "$OUT/large-policy.json" "$OUT/large-policy-keyed.json"
 
 WASM_DIR="$REPO/target/wasm32-wasip1/release"
 rows=()
@@ -88,6 +99,8 @@ run_case floor "$WASM_DIR/switchyard_floor_filter.wasm" -
 run_case floor-lean "$WASM_DIR/switchyard_floor_filter_lean.wasm" -
 run_case switchyard-example "$WASM_DIR/switchyard_plugin.wasm" "$REPO/examples/support-copilot/policy.json"
 run_case switchyard-large "$WASM_DIR/switchyard_plugin.wasm" "$OUT/large-policy.json"
+run_case switchyard-example-keyed "$WASM_DIR/switchyard_plugin.wasm" "$OUT/example-policy-keyed.json"
+run_case switchyard-large-keyed "$WASM_DIR/switchyard_plugin.wasm" "$OUT/large-policy-keyed.json"
 
 # Native breakdown of the engine calls the filter makes per request (symbols; wasm has none).
 say "building switchyard-policy natively with symbols (target/bench/native) and the native driver"
@@ -119,6 +132,7 @@ print("\t".join([name] + [str(got.get(c, 0) // calls) for c in cols]))
 }
 native_case switchyard-example "$REPO/examples/support-copilot/policy.json"
 native_case switchyard-large "$OUT/large-policy.json"
+native_case switchyard-large-keyed "$OUT/large-policy-keyed.json"
 
 {
   echo "# Instructions per request in the host tests' wasmtime host"
