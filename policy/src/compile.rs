@@ -133,8 +133,9 @@ pub(crate) enum CompiledCondition {
 #[derive(Debug, Clone)]
 pub(crate) struct CompiledRule {
     pub name: Option<String>,
-    /// The rule as decisions name it in JSON: its name as a JSON string, or its index.
-    pub json: String,
+    /// The rule as decisions name it in JSON (its name as a JSON string, or its index), then
+    /// `,"bucket":`, which follows it in both JSON outputs: one copy per decision, not two.
+    pub json_then_bucket: String,
     /// The exposure item's parameter: `;rule="name"` (an RFC 8941 String) or `;rule=INDEX`.
     pub exposure_param: String,
     pub conditions: Vec<CompiledCondition>,
@@ -159,7 +160,8 @@ pub(crate) struct CompiledFlag {
     pub key: String,
     /// The key as a JSON string; the unit name as one (or `null`).
     pub key_json: String,
-    pub unit_json: String,
+    /// The event's `,"unit":U` (the unit's name as a JSON string, or `null`).
+    pub event_unit: String,
     /// Decision JSON parts for a consent reject (no variation).
     pub no_variation_json: crate::json_out::VariationJson,
     pub enabled: bool,
@@ -937,9 +939,10 @@ impl Compiler {
                 let rule_ref = RuleRef::of(rule.name.as_deref(), rules.len());
                 let (mut json, mut exposure_param) = (String::new(), String::new());
                 crate::json_out::push_rule_ref(&mut json, rule_ref);
+                json.push_str(crate::json_out::BUCKET_KEY);
                 crate::render::push_exposure_rule_param(&mut exposure_param, rule_ref);
                 rules.push(CompiledRule {
-                    json,
+                    json_then_bucket: json,
                     exposure_param,
                     name: rule.name.clone(),
                     conditions,
@@ -968,10 +971,7 @@ impl Compiler {
         }
         Some(CompiledFlag {
             key_json: crate::json_out::literal(&flag.key),
-            unit_json: flag
-                .unit
-                .as_deref()
-                .map_or_else(|| "null".to_string(), crate::json_out::literal),
+            event_unit: crate::json_out::event_unit(flag.unit.as_deref()),
             no_variation_json: crate::json_out::VariationJson::new(&flag.key, None, None, &[]),
             key: flag.key.clone(),
             enabled: flag.enabled,

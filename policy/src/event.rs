@@ -10,7 +10,7 @@
 
 use crate::compile::CompiledPolicy;
 use crate::digits::{push_padded, push_u64};
-use crate::outcome::{Outcome, Reason};
+use crate::outcome::Outcome;
 
 /// What the host adds to an event.
 #[derive(Debug, Clone, Default)]
@@ -35,8 +35,11 @@ pub struct UpstreamResult {
     pub fallback_used: Option<bool>,
 }
 
-/// OpenTelemetry spells reasons in lower case.
-pub(crate) fn otel_reason(reason: Reason) -> &'static str {
+/// OpenTelemetry spells reasons in lower case. (The event's writer has them in its own table of
+/// pieces, `json_out::event_reason`, checked against this.)
+#[cfg(test)]
+pub(crate) fn otel_reason(reason: crate::outcome::Reason) -> &'static str {
+    use crate::outcome::Reason;
     match reason {
         Reason::TargetingMatch => "targeting_match",
         Reason::Split => "split",

@@ -10,8 +10,8 @@ use std::fmt::Write;
 
 use crate::compile::{CompiledFlag, CompiledPolicy, CompiledVariation};
 use crate::digits::{push_hex_u128, push_u64};
-use crate::event::{otel_reason, push_rfc3339_millis, trace_id, EventInfo};
-use crate::outcome::{Decision, Outcome, RuleRef};
+use crate::event::{push_rfc3339_millis, trace_id, EventInfo};
+use crate::outcome::{Decision, ErrorCode, Outcome, Reason, RuleRef};
 
 /// `s` as a JSON string, escaped as serde_json escapes (`"`, `\`, control characters).
 pub fn json_str(out: &mut String, s: &str) {
@@ -52,7 +52,10 @@ fn opt_literal(s: Option<&str>) -> String {
     s.map_or_else(|| "null".to_string(), literal)
 }
 
-/// The fixed parts of a variation's decision objects.
+/// The fixed parts of a variation's decision objects. The renderers below append few, long
+/// pieces: in V8 each copy whose length the compiler does not know leaves the module for a C
+/// function (`bench/README.md`, "Where a case's extra Envoy instructions go"), so pieces fixed
+/// per flag, variation, rule, reason or error are joined at load or in constant tables.
 #[derive(Debug, Clone, Default)]
 pub struct VariationJson {
     /// `{"flag":F,"variation":V,"cluster":C`
@@ -61,8 +64,77 @@ pub struct VariationJson {
     pub event_head: String,
     /// `"C"` or `null`
     pub cluster: String,
-    /// `{"name":"value",...}`
+    /// The event's `,"cluster":C,"rule":`
+    pub event_cluster: String,
+    /// `,"attributes":{"name":"value",...}`
     pub attributes: String,
+}
+
+/// What follows a decision's rule in both JSON outputs.
+pub(crate) const BUCKET_KEY: &str = ",\"bucket\":";
+
+/// The event's `,"unit":U` for a flag's unit name (or `null`).
+pub(crate) fn event_unit(unit: Option<&str>) -> String {
+    format!(",\"unit\":{}", opt_literal(unit))
+}
+
+/// The `eval` line's `,"reason":R,"error":E,"rule":` for the pairs the engine makes (an error
+/// code comes only with `ERROR`); `None` for any other pair.
+fn outcome_reason_error(reason: Reason, error: Option<ErrorCode>) -> Option<&'static str> {
+    Some(match (reason, error) {
+        (Reason::TargetingMatch, None) => {
+            ",\"reason\":\"TARGETING_MATCH\",\"error\":null,\"rule\":"
+        }
+        (Reason::Split, None) => ",\"reason\":\"SPLIT\",\"error\":null,\"rule\":",
+        (Reason::Default, None) => ",\"reason\":\"DEFAULT\",\"error\":null,\"rule\":",
+        (Reason::Disabled, None) => ",\"reason\":\"DISABLED\",\"error\":null,\"rule\":",
+        (Reason::ConsentDenied, None) => ",\"reason\":\"CONSENT_DENIED\",\"error\":null,\"rule\":",
+        (Reason::Error, None) => ",\"reason\":\"ERROR\",\"error\":null,\"rule\":",
+        (Reason::Error, Some(ErrorCode::TargetingKeyMissing)) => {
+            ",\"reason\":\"ERROR\",\"error\":\"TARGETING_KEY_MISSING\",\"rule\":"
+        }
+        (Reason::Error, Some(ErrorCode::ProviderNotReady)) => {
+            ",\"reason\":\"ERROR\",\"error\":\"PROVIDER_NOT_READY\",\"rule\":"
+        }
+        _ => return None,
+    })
+}
+
+/// The event's `,"feature_flag.result.reason":R,"feature_flag.context.id":`.
+fn event_reason(reason: Reason) -> &'static str {
+    match reason {
+        Reason::TargetingMatch => {
+            ",\"feature_flag.result.reason\":\"targeting_match\",\"feature_flag.context.id\":"
+        }
+        Reason::Split => ",\"feature_flag.result.reason\":\"split\",\"feature_flag.context.id\":",
+        Reason::Default => {
+            ",\"feature_flag.result.reason\":\"default\",\"feature_flag.context.id\":"
+        }
+        Reason::Disabled => {
+            ",\"feature_flag.result.reason\":\"disabled\",\"feature_flag.context.id\":"
+        }
+        Reason::ConsentDenied => {
+            ",\"feature_flag.result.reason\":\"consent_denied\",\"feature_flag.context.id\":"
+        }
+        Reason::Error => ",\"feature_flag.result.reason\":\"error\",\"feature_flag.context.id\":",
+    }
+}
+
+/// The event's `,"error":E` (the `attributes` that follow are the variation's own piece). The
+/// usual `null` is pushed as a literal: the compiler writes a short one in place, while a piece
+/// from a table is a copy (`memory.copy`) whose length it does not know.
+fn push_event_error(out: &mut String, error: Option<ErrorCode>) {
+    match error {
+        None => out.push_str(",\"error\":null"),
+        Some(error) => out.push_str(event_error(error)),
+    }
+}
+
+fn event_error(error: ErrorCode) -> &'static str {
+    match error {
+        ErrorCode::TargetingKeyMissing => ",\"error\":\"TARGETING_KEY_MISSING\"",
+        ErrorCode::ProviderNotReady => ",\"error\":\"PROVIDER_NOT_READY\"",
+    }
 }
 
 impl VariationJson {
@@ -73,7 +145,7 @@ impl VariationJson {
         attrs: &[(String, String)],
     ) -> Self {
         let (flag, variation, cluster) = (literal(flag), opt_literal(name), opt_literal(cluster));
-        let mut attributes = String::from("{");
+        let mut attributes = String::from(",\"attributes\":{");
         for (i, (k, v)) in attrs.iter().enumerate() {
             if i > 0 {
                 attributes.push(',');
@@ -88,6 +160,7 @@ impl VariationJson {
             event_head: format!(
                 "{{\"feature_flag.key\":{flag},\"feature_flag.result.variant\":{variation}"
             ),
+            event_cluster: format!(",\"cluster\":{cluster},\"rule\":"),
             cluster,
             attributes,
         }
@@ -103,13 +176,17 @@ pub(crate) fn push_rule_ref(out: &mut String, rule: RuleRef<'_>) {
     }
 }
 
-fn rule(out: &mut String, flag: &CompiledFlag, d: &Decision<'_>) {
+/// The decision's rule, then `,"bucket":`.
+fn rule_then_bucket(out: &mut String, flag: &CompiledFlag, d: &Decision<'_>) {
     match (d.rule_index.and_then(|i| flag.rules.get(i)), d.rule) {
-        (Some(r), _) => out.push_str(&r.json),
+        (Some(r), _) => out.push_str(&r.json_then_bucket),
         // Not reached for the engine's own decisions (a rule reference always comes with its
         // index); kept so a hand-made decision still renders.
-        (None, Some(rule)) => push_rule_ref(out, rule),
-        (None, None) => out.push_str("null"),
+        (None, Some(rule)) => {
+            push_rule_ref(out, rule);
+            out.push_str(BUCKET_KEY);
+        }
+        (None, None) => out.push_str("null,\"bucket\":"),
     }
 }
 
@@ -215,15 +292,18 @@ impl CompiledPolicy {
         out.push_str(",\"decisions\":[");
         self.each_decision(out, outcome, |out, flag, v, d| {
             out.push_str(&v.eval_head);
-            out.push_str(",\"reason\":\"");
-            out.push_str(d.reason.as_str());
-            out.push_str("\",\"error\":");
-            opt_static(out, d.error.map(|e| e.as_str()));
-            out.push_str(",\"rule\":");
-            rule(out, flag, d);
-            out.push_str(",\"bucket\":");
+            match outcome_reason_error(d.reason, d.error) {
+                Some(piece) => out.push_str(piece),
+                None => {
+                    out.push_str(",\"reason\":\"");
+                    out.push_str(d.reason.as_str());
+                    out.push_str("\",\"error\":");
+                    opt_static(out, d.error.map(|e| e.as_str()));
+                    out.push_str(",\"rule\":");
+                }
+            }
+            rule_then_bucket(out, flag, d);
             opt_u64(out, d.bucket);
-            out.push_str(",\"attributes\":");
             out.push_str(&v.attributes);
             if let Some(id) = &d.unit_id {
                 out.push_str(",\"unit_id\":");
@@ -264,9 +344,7 @@ impl CompiledPolicy {
         out.push_str(",\"decisions\":[");
         self.each_decision(out, outcome, |out, flag, v, d| {
             out.push_str(&v.event_head);
-            out.push_str(",\"feature_flag.result.reason\":\"");
-            out.push_str(otel_reason(d.reason));
-            out.push_str("\",\"feature_flag.context.id\":");
+            out.push_str(event_reason(d.reason));
             match d.unit_pseudonym {
                 Some(p) => {
                     out.push('"');
@@ -275,21 +353,15 @@ impl CompiledPolicy {
                 }
                 None => out.push_str("null"),
             }
-            out.push_str(",\"unit\":");
-            out.push_str(&flag.unit_json);
+            out.push_str(&flag.event_unit);
             if let Some(id) = &d.unit_id {
                 out.push_str(",\"unit_id\":");
                 json_str(out, id);
             }
-            out.push_str(",\"cluster\":");
-            out.push_str(&v.cluster);
-            out.push_str(",\"rule\":");
-            rule(out, flag, d);
-            out.push_str(",\"bucket\":");
+            out.push_str(&v.event_cluster);
+            rule_then_bucket(out, flag, d);
             opt_u64(out, d.bucket);
-            out.push_str(",\"error\":");
-            opt_static(out, d.error.map(|e| e.as_str()));
-            out.push_str(",\"attributes\":");
+            push_event_error(out, d.error);
             out.push_str(&v.attributes);
             out.push('}');
         });
@@ -349,6 +421,76 @@ mod tests {
             }
         }
         assert!(checked >= 90);
+    }
+
+    /// The tables of joined pieces say what writing each piece on its own says.
+    #[test]
+    fn joined_pieces_match_the_pieces() {
+        let errors = [
+            None,
+            Some(ErrorCode::TargetingKeyMissing),
+            Some(ErrorCode::ProviderNotReady),
+        ];
+        let quoted =
+            |e: Option<ErrorCode>| e.map_or("null".to_string(), |e| format!("\"{}\"", e.as_str()));
+        for reason in Reason::ALL {
+            for error in errors {
+                let piecewise = format!(
+                    ",\"reason\":\"{}\",\"error\":{},\"rule\":",
+                    reason.as_str(),
+                    quoted(error)
+                );
+                match outcome_reason_error(reason, error) {
+                    Some(piece) => assert_eq!(piece, piecewise),
+                    None => assert!(reason != Reason::Error && error.is_some()),
+                }
+            }
+            assert_eq!(
+                event_reason(reason),
+                format!(
+                    ",\"feature_flag.result.reason\":\"{}\",\"feature_flag.context.id\":",
+                    crate::event::otel_reason(reason)
+                )
+            );
+        }
+        for error in errors {
+            let mut piece = String::new();
+            push_event_error(&mut piece, error);
+            assert_eq!(piece, format!(",\"error\":{}", quoted(error)));
+        }
+    }
+
+    /// A decision no evaluation makes (an error code with another reason, a rule known only by
+    /// reference) still renders as serde renders it.
+    #[test]
+    fn hand_made_decisions_render_like_serde() {
+        let text = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../examples/support-copilot/policy.json"
+        ))
+        .unwrap();
+        let policy = crate::load(&text).unwrap();
+        let req = crate::Request::from_json(
+            r#"{"path": "/v1/chat/completions", "headers": {"x-tenant-id": "acme", "x-conversation-id": "c1"}}"#,
+        )
+        .unwrap();
+        let mut outcome = policy.evaluate(&req);
+        assert!(!outcome.decisions.is_empty());
+        for d in &mut outcome.decisions {
+            d.reason = Reason::Split;
+            d.error = Some(ErrorCode::ProviderNotReady);
+            d.rule = Some(RuleRef::Name("by \"name\""));
+            d.rule_index = None;
+        }
+        assert_eq!(
+            policy.eval_json(&outcome),
+            crate::render::reference::eval_json(&outcome, None)
+        );
+        let info = EventInfo::default();
+        assert_eq!(
+            policy.exposure_event(&outcome, &info),
+            crate::event::reference::exposure_event(&policy, &outcome, &info)
+        );
     }
 
     #[test]
