@@ -508,30 +508,15 @@ impl Filter {
             // call that costs Envoy about 6,000 instructions per request (bench/README.md).
             headers::set_owned_request_header(write, &settings.route_header, cluster);
         }
-        self.response_headers =
-            stamp_exposure_headers(policy, outcome, write, text, settings.response_headers);
+        let copy_to_response = settings.response_headers;
+        let mut response_headers = Vec::new();
+        policy.each_exposure_header(outcome, text, |name, value| {
+            headers::set_owned_request_header(write, name, value);
+            if copy_to_response {
+                response_headers.push((name.to_string(), value.to_string()));
+            }
+        });
+        self.response_headers = response_headers;
         Action::Continue
     }
-}
-
-/// Sets the exposure, version and attribute headers on the upstream request, and returns copies
-/// for the response when the policy asks for them. Kept out of line: inlined into the request
-/// callback, this made the module run 4% (example policy) to 7% (large policy) more wasm
-/// instructions per request, in the same host calls and copies (`bench/profile.sh`).
-#[inline(never)]
-fn stamp_exposure_headers(
-    policy: &CompiledPolicy,
-    outcome: &Outcome<'_>,
-    write: headers::OwnedWrite,
-    text: &mut String,
-    copy_to_response: bool,
-) -> Vec<(String, String)> {
-    let mut response_headers = Vec::new();
-    policy.each_exposure_header(outcome, text, |name, value| {
-        headers::set_owned_request_header(write, name, value);
-        if copy_to_response {
-            response_headers.push((name.to_string(), value.to_string()));
-        }
-    });
-    response_headers
 }
