@@ -158,7 +158,7 @@ pub(crate) enum CompiledDenied {
 #[derive(Debug, Clone)]
 pub(crate) struct CompiledFlag {
     pub key: String,
-    /// The key as a JSON string; the unit name as one (or `null`).
+    /// The key as a JSON string.
     pub key_json: String,
     /// The event's `,"unit":U` (the unit's name as a JSON string, or `null`).
     pub event_unit: String,

@@ -53,9 +53,11 @@ fn opt_literal(s: Option<&str>) -> String {
 }
 
 /// The fixed parts of a variation's decision objects. The renderers below append few, long
-/// pieces: in V8 each copy whose length the compiler does not know leaves the module for a C
-/// function (`bench/README.md`, "Where a case's extra Envoy instructions go"), so pieces fixed
-/// per flag, variation, rule, reason or error are joined at load or in constant tables.
+/// pieces: each push checks the buffer's room, and one whose length the compiler does not know
+/// is a `memory.copy`, which V8 runs as a call out of the module (`bench/README.md`, "Where a
+/// case's extra Envoy instructions go"). So pieces fixed per flag, variation, rule, reason or
+/// error are joined at load or in constant tables, while a short literal stays a literal, which
+/// the compiler writes in place.
 #[derive(Debug, Clone, Default)]
 pub struct VariationJson {
     /// `{"flag":F,"variation":V,"cluster":C`
