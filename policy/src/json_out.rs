@@ -124,7 +124,9 @@ fn event_reason(reason: Reason) -> &'static str {
 
 /// The event's `,"error":E` (the `attributes` that follow are the variation's own piece). The
 /// usual `null` is pushed as a literal: the compiler writes a short one in place, while a piece
-/// from a table is a copy (`memory.copy`) whose length it does not know.
+/// from a table is a copy (`memory.copy`) whose length it does not know. One `push_str` of a
+/// `match` over all three literals is such a piece too: measured, it made the large policy 20
+/// copies and 1k wasm instructions per request dearer.
 fn push_event_error(out: &mut String, error: Option<ErrorCode>) {
     match error {
         None => out.push_str(",\"error\":null"),
