@@ -138,6 +138,8 @@ pub(crate) struct CompiledRule {
     pub json_then_bucket: String,
     /// The exposure item's parameter: `;rule="name"` (an RFC 8941 String) or `;rule=INDEX`.
     pub exposure_param: String,
+    /// This rule's decisions' outputs, rendered at load ([`crate::pieces`]).
+    pub pieces: Vec<crate::pieces::DecisionPieces>,
     pub conditions: Vec<CompiledCondition>,
     pub serve: CompiledServe,
 }
@@ -164,6 +166,9 @@ pub(crate) struct CompiledFlag {
     pub event_unit: String,
     /// Decision JSON parts for a consent reject (no variation).
     pub no_variation_json: crate::json_out::VariationJson,
+    /// The outputs of the decisions no rule makes (default, overrides, kill switch, consent
+    /// fallback), rendered at load ([`crate::pieces`]).
+    pub pieces: Vec<crate::pieces::DecisionPieces>,
     pub enabled: bool,
     pub scope: CompiledScope,
     /// (consent class index, what to do when denied)
@@ -529,7 +534,10 @@ pub fn compile(
         consent_source: doc.consent_source,
         awaiting: options.awaiting,
     };
-    c.errors.into_result(policy)
+    c.errors.into_result(policy).map(|mut policy| {
+        policy.render_pieces();
+        policy
+    })
 }
 
 /// What makes two clauses the same: attribute, operator, negation and [`values_key`].
@@ -944,6 +952,7 @@ impl Compiler {
                 rules.push(CompiledRule {
                     json_then_bucket: json,
                     exposure_param,
+                    pieces: Vec::new(), // rendered once the policy is whole
                     name: rule.name.clone(),
                     conditions,
                     serve,
@@ -973,6 +982,7 @@ impl Compiler {
             key_json: crate::json_out::literal(&flag.key),
             event_unit: crate::json_out::event_unit(flag.unit.as_deref()),
             no_variation_json: crate::json_out::VariationJson::new(&flag.key, None, None, &[]),
+            pieces: Vec::new(), // rendered once the policy is whole
             key: flag.key.clone(),
             enabled: flag.enabled,
             scope: CompiledScope {

@@ -194,13 +194,6 @@ fn rule_then_bucket(out: &mut String, flag: &CompiledFlag, d: &Decision<'_>) {
     }
 }
 
-fn opt_u64(out: &mut String, v: Option<u64>) {
-    match v {
-        Some(v) => push_u64(out, v),
-        None => out.push_str("null"),
-    }
-}
-
 fn opt_static(out: &mut String, v: Option<&'static str>) {
     match v {
         Some(v) => {
@@ -212,8 +205,84 @@ fn opt_static(out: &mut String, v: Option<&'static str>) {
     }
 }
 
+/// A decision's filter-state object up to the bucket's value: flag, variation, cluster,
+/// reason, error, rule, then `,"bucket":`. With [`outcome_tail`], how a decision is written
+/// piece by piece, and how its pieces are rendered at load ([`crate::pieces`]).
+pub(crate) fn outcome_head(out: &mut String, flag: &CompiledFlag, v: &VariationJson, d: &Decision) {
+    out.push_str(&v.eval_head);
+    match outcome_reason_error(d.reason, d.error) {
+        Some(piece) => out.push_str(piece),
+        None => {
+            out.push_str(",\"reason\":\"");
+            out.push_str(d.reason.as_str());
+            out.push_str("\",\"error\":");
+            opt_static(out, d.error.map(|e| e.as_str()));
+            out.push_str(",\"rule\":");
+        }
+    }
+    rule_then_bucket(out, flag, d);
+}
+
+/// A decision's filter-state object after the bucket's value.
+pub(crate) fn outcome_tail(out: &mut String, v: &VariationJson, d: &Decision) {
+    out.push_str(&v.attributes);
+    if let Some(id) = &d.unit_id {
+        out.push_str(",\"unit_id\":");
+        json_str(out, id);
+    }
+    out.push('}');
+}
+
+/// A decision's event object up to the context id's value: flag, variation, reason.
+pub(crate) fn event_head(out: &mut String, v: &VariationJson, d: &Decision) {
+    out.push_str(&v.event_head);
+    out.push_str(event_reason(d.reason));
+}
+
+/// The pseudonymous unit id as a JSON string, or `null`.
+fn push_context_id(out: &mut String, pseudonym: Option<u128>) {
+    match pseudonym {
+        Some(p) => {
+            out.push('"');
+            push_hex_u128(out, p);
+            out.push('"');
+        }
+        None => out.push_str("null"),
+    }
+}
+
+/// A decision's event object from after the context id to the bucket's value: unit, raw unit
+/// id, cluster, rule, then `,"bucket":`.
+pub(crate) fn event_middle(out: &mut String, flag: &CompiledFlag, v: &VariationJson, d: &Decision) {
+    out.push_str(&flag.event_unit);
+    if let Some(id) = &d.unit_id {
+        out.push_str(",\"unit_id\":");
+        json_str(out, id);
+    }
+    out.push_str(&v.event_cluster);
+    rule_then_bucket(out, flag, d);
+}
+
+/// A decision's event object after the bucket's value: error and attributes.
+pub(crate) fn event_tail(out: &mut String, v: &VariationJson, d: &Decision) {
+    push_event_error(out, d.error);
+    out.push_str(&v.attributes);
+    out.push('}');
+}
+
+/// Bucket digits or `null`, as both JSON outputs write a decision's bucket.
+pub(crate) fn opt_u64(out: &mut String, v: Option<u64>) {
+    match v {
+        Some(v) => push_u64(out, v),
+        None => out.push_str("null"),
+    }
+}
+
 impl CompiledPolicy {
-    fn parts<'p>(&'p self, d: &Decision<'_>) -> Option<(&'p CompiledFlag, &'p VariationJson)> {
+    pub(crate) fn parts<'p>(
+        &'p self,
+        d: &Decision<'_>,
+    ) -> Option<(&'p CompiledFlag, &'p VariationJson)> {
         let flag = self.flags.get(d.flag_index)?;
         let json = match d.variation_index.and_then(|v| flag.variations.get(v)) {
             Some(CompiledVariation { json, .. }) => json,
@@ -295,25 +364,20 @@ impl CompiledPolicy {
         }
         out.push_str(",\"decisions\":[");
         self.each_decision(out, outcome, |out, flag, v, d| {
-            out.push_str(&v.eval_head);
-            match outcome_reason_error(d.reason, d.error) {
-                Some(piece) => out.push_str(piece),
+            match self.pieces_for(flag, d) {
+                Some(p) => {
+                    out.push_str(&p.outcome[0]);
+                    if let Some(bucket) = d.bucket {
+                        push_u64(out, bucket);
+                        out.push_str(&p.outcome[1]);
+                    }
+                }
                 None => {
-                    out.push_str(",\"reason\":\"");
-                    out.push_str(d.reason.as_str());
-                    out.push_str("\",\"error\":");
-                    opt_static(out, d.error.map(|e| e.as_str()));
-                    out.push_str(",\"rule\":");
+                    outcome_head(out, flag, v, d);
+                    opt_u64(out, d.bucket);
+                    outcome_tail(out, v, d);
                 }
             }
-            rule_then_bucket(out, flag, d);
-            opt_u64(out, d.bucket);
-            out.push_str(&v.attributes);
-            if let Some(id) = &d.unit_id {
-                out.push_str(",\"unit_id\":");
-                json_str(out, id);
-            }
-            out.push('}');
         });
         out.push_str("]}");
     }
@@ -347,27 +411,24 @@ impl CompiledPolicy {
         opt_u64(out, outcome.reject.as_ref().map(|r| u64::from(r.status)));
         out.push_str(",\"decisions\":[");
         self.each_decision(out, outcome, |out, flag, v, d| {
-            out.push_str(&v.event_head);
-            out.push_str(event_reason(d.reason));
-            match d.unit_pseudonym {
+            match self.pieces_for(flag, d) {
                 Some(p) => {
-                    out.push('"');
-                    push_hex_u128(out, p);
-                    out.push('"');
+                    out.push_str(&p.event[0]);
+                    push_context_id(out, d.unit_pseudonym);
+                    out.push_str(&p.event[1]);
+                    if let Some(bucket) = d.bucket {
+                        push_u64(out, bucket);
+                        out.push_str(&p.event[2]);
+                    }
                 }
-                None => out.push_str("null"),
+                None => {
+                    event_head(out, v, d);
+                    push_context_id(out, d.unit_pseudonym);
+                    event_middle(out, flag, v, d);
+                    opt_u64(out, d.bucket);
+                    event_tail(out, v, d);
+                }
             }
-            out.push_str(&flag.event_unit);
-            if let Some(id) = &d.unit_id {
-                out.push_str(",\"unit_id\":");
-                json_str(out, id);
-            }
-            out.push_str(&v.event_cluster);
-            rule_then_bucket(out, flag, d);
-            opt_u64(out, d.bucket);
-            push_event_error(out, d.error);
-            out.push_str(&v.attributes);
-            out.push('}');
         });
         out.push_str("],\"upstream\":null}");
     }

@@ -24,6 +24,7 @@ mod model;
 mod names;
 mod outcome;
 mod owned;
+mod pieces;
 mod regex_examples;
 mod render;
 mod repeated_keys;

@@ -18,9 +18,9 @@ use std::fmt::Write;
 
 use serde::Serialize;
 
-use crate::compile::CompiledPolicy;
+use crate::compile::{CompiledFlag, CompiledPolicy, CompiledVariation};
 use crate::digits::push_u64;
-use crate::outcome::{Outcome, Reject, RuleRef};
+use crate::outcome::{Decision, Outcome, Reject, RuleRef};
 
 /// `"value"` as an RFC 8941 String. Policy names are checked to be printable ASCII at load;
 /// anything else (a raw unit id) is percent-encoded so the header stays valid.
@@ -69,6 +69,35 @@ pub(crate) fn exposure_attribute_params(attributes: &[(String, String)]) -> Stri
         sf_string(&mut s, value);
     }
     s
+}
+
+/// A decision's exposure Item up to its bucket: the flag and variation, reason, error and rule.
+/// With [`CompiledPolicy::exposure_tail`], how an Item is written piece by piece, and how its
+/// pieces are rendered at load ([`crate::pieces`]).
+pub(crate) fn exposure_head(
+    out: &mut String,
+    flag: Option<&CompiledFlag>,
+    variation: Option<&CompiledVariation>,
+    d: &Decision<'_>,
+) {
+    match variation {
+        Some(v) => out.push_str(&v.exposure_item),
+        None => sf_string(out, d.flag),
+    }
+    out.push_str(";reason=");
+    out.push_str(d.reason.as_str());
+    if let Some(e) = d.error {
+        out.push_str(";error=");
+        out.push_str(e.as_str());
+    }
+    match (
+        flag.zip(d.rule_index).and_then(|(f, i)| f.rules.get(i)),
+        d.rule,
+    ) {
+        (Some(rule), _) => out.push_str(&rule.exposure_param),
+        (None, Some(rule)) => push_exposure_rule_param(out, rule),
+        (None, None) => {}
+    }
 }
 
 /// The default plain header for a variation attribute: `model_route` → `x-switchyard-attr-model-route`.
@@ -138,44 +167,47 @@ impl CompiledPolicy {
                 out.push_str(", ");
             }
             let flag = self.flags.get(d.flag_index);
+            if let Some(p) = flag.and_then(|f| self.pieces_for(f, d)) {
+                out.push_str(&p.exposure[0]);
+                if let Some(bucket) = d.bucket {
+                    out.push_str(";bucket=");
+                    push_u64(out, bucket);
+                    out.push_str(&p.exposure[1]);
+                }
+                continue;
+            }
             let variation = flag
                 .zip(d.variation_index)
                 .and_then(|(f, v)| f.variations.get(v));
-            match variation {
-                Some(v) => out.push_str(&v.exposure_item),
-                None => sf_string(out, d.flag),
-            }
-            out.push_str(";reason=");
-            out.push_str(d.reason.as_str());
-            if let Some(e) = d.error {
-                out.push_str(";error=");
-                out.push_str(e.as_str());
-            }
-            match (
-                flag.zip(d.rule_index).and_then(|(f, i)| f.rules.get(i)),
-                d.rule,
-            ) {
-                (Some(rule), _) => out.push_str(&rule.exposure_param),
-                (None, Some(rule)) => push_exposure_rule_param(out, rule),
-                (None, None) => {}
-            }
-            if let Some(b) = d.bucket {
+            exposure_head(out, flag, variation, d);
+            if let Some(bucket) = d.bucket {
                 out.push_str(";bucket=");
-                push_u64(out, b);
+                push_u64(out, bucket);
             }
-            out.push_str(";version=");
-            out.push_str(&self.version_sf);
-            if let (Some(unit_id), Some(unit)) =
-                (&d.unit_id, flag.and_then(|f| f.unit_name.as_deref()))
-            {
-                out.push_str(";unit=");
-                sf_string(out, unit);
-                out.push_str(";unit_id=");
-                sf_string(out, unit_id);
-            }
-            if let Some(v) = variation {
-                out.push_str(&v.exposure_attributes);
-            }
+            self.exposure_tail(out, flag, variation, d);
+        }
+    }
+
+    /// A decision's exposure Item after its bucket: the version, the raw unit id (only with
+    /// `expose_unit_ids`) and the variation's attributes.
+    pub(crate) fn exposure_tail(
+        &self,
+        out: &mut String,
+        flag: Option<&CompiledFlag>,
+        variation: Option<&CompiledVariation>,
+        d: &Decision<'_>,
+    ) {
+        out.push_str(";version=");
+        out.push_str(&self.version_sf);
+        if let (Some(unit_id), Some(unit)) = (&d.unit_id, flag.and_then(|f| f.unit_name.as_deref()))
+        {
+            out.push_str(";unit=");
+            sf_string(out, unit);
+            out.push_str(";unit_id=");
+            sf_string(out, unit_id);
+        }
+        if let Some(v) = variation {
+            out.push_str(&v.exposure_attributes);
         }
     }
 
