@@ -324,6 +324,10 @@ fn eval_answers_every_line_and_marks_the_bad_ones() {
         ),
     )
     .unwrap();
+    // A line that is not UTF-8 is a bad line too, and the run goes on past it.
+    let mut bytes = std::fs::read(&requests).unwrap();
+    bytes.extend_from_slice(b"{\"path\": \"/\xff\"}\n{\"path\": \"/healthz\"}\n");
+    std::fs::write(&requests, bytes).unwrap();
     let policy = repo_file("examples/support-copilot/policy.json");
     let out = switchyard(&["eval", &policy, requests.to_str().unwrap()]);
     assert_eq!(
@@ -335,7 +339,7 @@ fn eval_answers_every_line_and_marks_the_bad_ones() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    assert_eq!(lines.len(), 3, "one line out per line in");
+    assert_eq!(lines.len(), 5, "one line out per line in");
     assert_eq!(
         lines[0]["reject"]["status"], 403,
         "acme has no agent opt-in"
@@ -343,6 +347,49 @@ fn eval_answers_every_line_and_marks_the_bad_ones() {
     assert_eq!(lines[1]["line"], 2);
     assert!(lines[1]["error"].as_str().unwrap().starts_with("line 2: "));
     assert_eq!(lines[2]["decisions"], serde_json::json!([]));
+    assert_eq!(lines[3]["line"], 4);
+    assert!(lines[3]["error"].as_str().unwrap().contains("UTF-8"));
+    assert_eq!(lines[4]["decisions"], serde_json::json!([]));
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// Runs the command, killing it if it has not ended within `limit`; its exit code, or `None`
+/// when it had to be killed.
+fn exit_code_within(args: &[&str], limit: std::time::Duration) -> Option<i32> {
+    use std::process::Stdio;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    while start.elapsed() < limit {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status.code();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().ok();
+    child.wait().ok();
+    None
+}
+
+/// A directory opens as a file on Linux and then fails every read: each command that reads
+/// requests stops with exit code 2 instead of reporting the same error for ever.
+#[test]
+fn a_directory_given_as_requests_ends_with_exit_2() {
+    let policy = repo_file("examples/support-copilot/policy.json");
+    let dir = scratch_dir("switchyard-requests-dir");
+    let dir_path = dir.to_str().unwrap();
+    for args in [
+        vec!["eval", &policy, dir_path],
+        vec!["simulate", &policy, "--requests", dir_path],
+        vec!["compare", &policy, &policy, "--requests", dir_path],
+    ] {
+        let code = exit_code_within(&args, std::time::Duration::from_secs(10));
+        assert_eq!(code, Some(2), "{args:?}");
+    }
     std::fs::remove_dir_all(&dir).ok();
 }
 

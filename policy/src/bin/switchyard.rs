@@ -119,8 +119,16 @@ fn eval(policy_path: &str, requests: Option<&str>) -> ExitCode {
     };
     let mut out = BufWriter::new(io::stdout().lock());
     let mut bad_lines = 0usize;
+    let source = requests.unwrap_or("standard input");
     for (n, line) in input.lines().enumerate() {
         let line_no = n + 1;
+        let line = match readable_line(line, source) {
+            Ok(line) => line,
+            Err(code) => {
+                let _ = out.flush();
+                return code;
+            }
+        };
         let written = match line {
             Err(e) => {
                 bad_lines += 1;
@@ -214,6 +222,24 @@ fn read_text(path: &str) -> Result<String, ExitCode> {
     })
 }
 
+/// A line read from a requests stream: its text, or why it is a bad line (it is not UTF-8;
+/// the reader has moved past it, so the run goes on). Any other error ends the run with exit
+/// code 2: the path is a directory, or the disk failed, and reading on would fail again on
+/// every line, for ever.
+fn readable_line(
+    line: io::Result<String>,
+    source: &str,
+) -> Result<Result<String, String>, ExitCode> {
+    match line {
+        Ok(text) => Ok(Ok(text)),
+        Err(e) if e.kind() == io::ErrorKind::InvalidData => Ok(Err(e.to_string())),
+        Err(e) => {
+            say_err!("switchyard: cannot read {source}: {e}");
+            Err(ExitCode::from(2))
+        }
+    }
+}
+
 /// Streams a requests file in `eval`'s format to `each`, one request at a time (a million
 /// lines need no more memory than one); returns how many lines were bad (each reported).
 fn each_request(path: &str, mut each: impl FnMut(&Request<'_>)) -> Result<usize, ExitCode> {
@@ -223,7 +249,7 @@ fn each_request(path: &str, mut each: impl FnMut(&Request<'_>)) -> Result<usize,
     })?;
     let mut bad_lines = 0usize;
     for (n, line) in io::BufReader::new(file).lines().enumerate() {
-        match line.map_err(|e| e.to_string()).and_then(|l| {
+        match readable_line(line, path)?.and_then(|l| {
             if l.trim().is_empty() {
                 Ok(None)
             } else {
