@@ -54,12 +54,12 @@ impl Request<'_> {
         &self.path[..end]
     }
 
-    /// The query string, without `?` and fragment.
+    /// The query string, without `?` and fragment. A `?` after the `#` is the fragment's.
     pub fn query(&self) -> &str {
-        match self.path.find('?') {
+        let path_end = self.path_only().len();
+        match self.path[path_end..].strip_prefix('?') {
             None => "",
-            Some(q) => {
-                let rest = &self.path[q + 1..];
+            Some(rest) => {
                 let end = rest.find('#').unwrap_or(rest.len());
                 &rest[..end]
             }
@@ -309,6 +309,13 @@ mod tests {
             req("/x?a=%zz", &[]).query_param("a").as_deref(),
             Some("%zz")
         );
+        // A `?` in the fragment starts no query: the fragment is not the query string.
+        let r = req("/v1/chat#frag?plan=pro", &[]);
+        assert_eq!((r.path_only(), r.query()), ("/v1/chat", ""));
+        assert_eq!(r.query_param("plan"), None);
+        let r = req("/v1/chat?a=1#frag?plan=pro", &[]);
+        assert_eq!(r.query(), "a=1");
+        assert_eq!(r.query_param("plan"), None);
     }
 
     #[test]
