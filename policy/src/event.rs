@@ -108,19 +108,29 @@ pub fn add_upstream(event: &mut String, upstream: &UpstreamResult) {
     event.push_str("}}");
 }
 
-/// The trace id of a W3C `traceparent` (`00-<32 hex>-<16 hex>-<2 hex>`), if well-formed and
-/// not all zeros.
+/// The trace id of a W3C `traceparent` (`00-<32 hex>-<16 hex>-<2 hex>`), if it is valid as
+/// Trace Context defines it: lower-case hex only, neither id all zeros, version `ff` refused,
+/// and version `00` with exactly these four fields (a later version may add fields after
+/// them). Anything else gives no trace id: an event joins traces by exact match, so an id a
+/// tracer would have ignored (or written in lower case) must not appear in it.
 pub fn trace_id(traceparent: &str) -> Option<&str> {
     let mut parts = traceparent.trim().split('-');
     let (version, trace, span, flags) =
         (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
-    let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit());
+    let hex = |s: &str, n: usize| {
+        s.len() == n
+            && s.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    };
+    let not_zero = |s: &str| s.bytes().any(|b| b != b'0');
     (hex(version, 2)
         && version != "ff"
+        && (version != "00" || parts.next().is_none())
         && hex(trace, 32)
         && hex(span, 16)
         && hex(flags, 2)
-        && trace.bytes().any(|b| b != b'0'))
+        && not_zero(trace)
+        && not_zero(span))
     .then_some(trace)
 }
 
@@ -329,5 +339,19 @@ mod tests {
         );
         assert_eq!(trace_id("garbage"), None);
         assert_eq!(trace_id("00-4bf92f35-00f067aa0ba902b7-01"), None);
+        for invalid in [
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01", // upper case
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00F067AA0BA902B7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01", // parent id zero
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-x", // v00 has 4 fields
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        ] {
+            assert_eq!(trace_id(invalid), None, "{invalid}");
+        }
+        // A later version may carry more fields after the flags.
+        assert_eq!(
+            trace_id("cc-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-what-the-future"),
+            Some("4bf92f3577b34da6a3ce929d0e0e4736")
+        );
     }
 }
