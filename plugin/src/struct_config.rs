@@ -43,10 +43,12 @@ impl<'b> Reader<'b> {
         format!("{message} at byte {}", self.at)
     }
 
-    fn varint(&mut self) -> Result<u64, String> {
+    /// A varint within `end`, the end of the message it belongs to: like every read here,
+    /// it never takes bytes that follow its message.
+    fn varint(&mut self, end: usize) -> Result<u64, String> {
         let mut value = 0u64;
         for shift in (0..64).step_by(7) {
-            let Some(&byte) = self.bytes.get(self.at) else {
+            let Some(&byte) = self.bytes.get(..end).and_then(|b| b.get(self.at)) else {
                 return Err(self.error("truncated varint"));
             };
             self.at += 1;
@@ -63,13 +65,13 @@ impl<'b> Reader<'b> {
         if self.at >= end {
             return Ok(None);
         }
-        let tag = self.varint()?;
+        let tag = self.varint(end)?;
         Ok(Some((tag >> 3, tag & 7)))
     }
 
     /// The end offset of a length-delimited field starting here, within `end`.
     fn length(&mut self, end: usize) -> Result<usize, String> {
-        let len = self.varint()?;
+        let len = self.varint(end)?;
         usize::try_from(len)
             .ok()
             .and_then(|len| self.at.checked_add(len))
@@ -157,12 +159,16 @@ impl<'b> Reader<'b> {
             out.truncate(start);
             match (field, wire) {
                 (1, VARINT) => {
-                    self.varint()?;
+                    self.varint(end)?;
                     out.push_str("null");
                 }
-                (2, FIXED64) => self.number(out)?,
+                (2, FIXED64) => self.number(end, out)?,
                 (3, LEN) => push_json_string(out, self.string(end)?),
-                (4, VARINT) => out.push_str(if self.varint()? != 0 { "true" } else { "false" }),
+                (4, VARINT) => out.push_str(if self.varint(end)? != 0 {
+                    "true"
+                } else {
+                    "false"
+                }),
                 (5, LEN) => {
                     let field_end = self.length(end)?;
                     self.read_struct(field_end, depth, out)?;
@@ -197,10 +203,12 @@ impl<'b> Reader<'b> {
         Ok(())
     }
 
-    fn number(&mut self, out: &mut String) -> Result<(), String> {
+    /// A double (eight bytes) within `end`.
+    fn number(&mut self, end: usize, out: &mut String) -> Result<(), String> {
         let raw: [u8; 8] = self
             .bytes
-            .get(self.at..self.at.saturating_add(8))
+            .get(..end)
+            .and_then(|b| b.get(self.at..self.at.saturating_add(8)))
             .and_then(|b| b.try_into().ok())
             .ok_or_else(|| self.error("truncated double"))?;
         let x = f64::from_le_bytes(raw);
@@ -329,6 +337,23 @@ mod tests {
             .unwrap_or_default()
             .contains("not finite"));
         assert_eq!(to_json(&[])?, "{}");
+        // A value whose double or varint runs past the end of its Value message: the bytes
+        // that follow the message are not the value's, even when there are enough of them.
+        let past_their_message: [&[u8]; 2] = [
+            &[
+                0x0a, 0x08, 0x0a, 0x01, b'a', 0x12, 0x03, 0x11, 0, 0, // 2 of the double's 8
+                0, 0, 0, 0, 0xf0, 0x3f,
+            ],
+            &[
+                0x0a, 0x07, 0x0a, 0x01, b'a', 0x12, 0x02, 0x20,
+                0x80, // the bool's varint goes on
+                0x01,
+            ],
+        ];
+        for bytes in past_their_message {
+            let err = to_json(bytes).err().unwrap_or_default();
+            assert!(err.contains("truncated"), "{bytes:?}: {err}");
+        }
         Ok(())
     }
 
