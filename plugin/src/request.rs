@@ -36,7 +36,8 @@ pub struct Built<'m> {
 /// pseudo-headers (`:scheme`, ...) are not request attributes. Bytes that are not UTF-8 in
 /// those three are replaced by U+FFFD, so a stray byte in the query string cannot take the
 /// path out of a flag's `path_prefix` scope. A header whose name or value is not UTF-8 is left
-/// out (see [`crate::headers`]): a mangled tenant id must not match someone else's rule.
+/// out (see [`crate::headers`]): a mangled tenant id must not match someone else's rule, nor
+/// may a later copy of the same header be read in its place.
 ///
 /// The headers go into `headers` (cleared first), so the caller can hand over a list it keeps
 /// between requests ([`crate::scratch`]).
@@ -52,6 +53,10 @@ pub fn build<'m>(
     };
     let mut owned_seen = false;
     let mut host_header = None;
+    // Names whose first copy was not UTF-8: the header is absent for the policy, so a later
+    // copy must not stand in for it (`Request::header` reads the first). Empty, and not
+    // allocated, on nearly every request.
+    let mut absent: Vec<&'m str> = Vec::new();
     for (raw_name, value) in entries {
         // Not `headers::lowercase`: building its `Cow` for every name cost more than the test.
         let lowered;
@@ -75,11 +80,18 @@ pub fn build<'m>(
         }
         match role(name) {
             // Values are checked for UTF-8 only when used: most are not.
-            NameRole::Read(name) => {
-                if let Some(value) = text(value) {
+            NameRole::Read(name) => match text(value) {
+                Some(value) if absent.is_empty() || !absent.contains(&name) => {
                     request.headers.push((name.into(), value.into()));
                 }
-            }
+                Some(_) => {}
+                // Every `cookie` header is read (each holds its own cookies), so a mangled
+                // one hides no other.
+                None if name != "cookie" && !request.headers.iter().any(|(n, _)| n == name) => {
+                    absent.push(name);
+                }
+                None => {}
+            },
             NameRole::Owned => owned_seen = true,
             NameRole::Other => {}
         }
@@ -172,6 +184,32 @@ mod tests {
              not asked for are left out"
         );
         assert!(!owned_seen);
+    }
+
+    /// The first copy of a header is the one read, so a first copy that is not UTF-8 leaves
+    /// the header absent: the next copy does not take its place. Cookie headers are each read.
+    #[test]
+    fn a_mangled_first_copy_leaves_the_header_absent() {
+        let role = |name: &[u8]| match name {
+            b"x-tenant-id" => NameRole::Read("x-tenant-id"),
+            b"cookie" => NameRole::Read("cookie"),
+            _ => NameRole::Other,
+        };
+        let bytes = headers::serialize_map::<&str, &[u8]>(&[
+            ("x-tenant-id", b"glob\xffex"),
+            ("x-tenant-id", b"acme"),
+            ("cookie", b"a=\xff"),
+            ("cookie", b"sid=s1"),
+        ]);
+        let request = build(headers::entries(&bytes), role, Vec::new()).request;
+        assert_eq!(request.header("x-tenant-id"), None);
+        assert_eq!(request.cookie("sid").as_deref(), Some("s1"));
+        let bytes = headers::serialize_map::<&str, &[u8]>(&[
+            ("x-tenant-id", b"acme"),
+            ("x-tenant-id", b"glob\xffex"),
+        ]);
+        let request = build(headers::entries(&bytes), role, Vec::new()).request;
+        assert_eq!(request.header("x-tenant-id"), Some("acme"));
     }
 
     #[test]
