@@ -13,7 +13,9 @@
 //! - **A name that is not UTF-8** is likewise absent for evaluation, but is still checked
 //!   (as bytes) against the owned-header test and removed if switchyard owns it: one under
 //!   `x-switchyard-` is, whatever bytes follow.
-//! - **Empty values** are kept as empty strings; the engine treats an empty value as absent.
+//! - **Empty values** are kept as empty strings: an empty unit value counts as missing
+//!   (`TARGETING_KEY_MISSING`), while an empty header is still present for `exists` and
+//!   `header_present`.
 //! - **Size.** No limit is imposed here: Envoy already bounds the header block
 //!   (`max_request_headers_kb`, 60 KiB by default) and count (`max_headers_count`), and every
 //!   step is linear in the map's size. 64 KiB values and hundreds of headers are fine.
