@@ -111,8 +111,8 @@ pub fn add_upstream(event: &mut String, upstream: &UpstreamResult) {
 /// The trace id of a W3C `traceparent` (`00-<32 hex>-<16 hex>-<2 hex>`), if it is valid as
 /// Trace Context defines it: lower-case hex only, neither id all zeros, version `ff` refused,
 /// and version `00` with exactly these four fields (a later version may add fields after
-/// them). Anything else gives no trace id: an event joins traces by exact match, so an id a
-/// tracer would have ignored (or written in lower case) must not appear in it.
+/// them). Anything else gives no trace id: events are joined to traces by exact match, and a
+/// tracer ignores such a header and starts a trace of its own (its ids are lower case).
 pub fn trace_id(traceparent: &str) -> Option<&str> {
     let mut parts = traceparent.trim().split('-');
     let (version, trace, span, flags) =

@@ -271,7 +271,7 @@ pub(crate) fn event_tail(out: &mut String, v: &VariationJson, d: &Decision) {
 }
 
 /// Bucket digits or `null`, as both JSON outputs write a decision's bucket.
-pub(crate) fn opt_u64(out: &mut String, v: Option<u64>) {
+fn opt_u64(out: &mut String, v: Option<u64>) {
     match v {
         Some(v) => push_u64(out, v),
         None => out.push_str("null"),
