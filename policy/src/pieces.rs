@@ -126,6 +126,11 @@ impl CompiledPolicy {
     ) -> Vec<DecisionPieces> {
         let mut list = Vec::new();
         for &(variation_index, reason, split) in ways {
+            // Spent: nothing more is rendered, so a policy at the document limits loads no
+            // slower for the pieces than one just past the budget.
+            if *budget == 0 {
+                break;
+            }
             let Some(variation) = flag.variations.get(variation_index) else {
                 continue;
             };
