@@ -1,7 +1,8 @@
 //! Random header maps never trap the module: odd bytes (non-UTF-8, NUL, empty names), 64 KiB
 //! values, hundreds of headers, empty values, odd source addresses. And on every one of them
 //! the filter decides exactly what the native engine decides for the request as the plugin
-//! documents it (non-UTF-8 headers absent, owned headers removed, port stripped).
+//! documents it (non-UTF-8 headers absent, a later copy not read in place of a first that is
+//! not UTF-8, owned headers removed, port stripped).
 
 use std::cell::RefCell;
 
@@ -137,6 +138,7 @@ fn documented_request(
         ..Default::default()
     };
     let mut host_header = None;
+    let mut absent: Vec<String> = Vec::new();
     for (name, value) in headers {
         let name = name.to_ascii_lowercase();
         let owned = policy.is_owned_header(String::from_utf8_lossy(&name).as_bytes());
@@ -157,10 +159,18 @@ fn documented_request(
                 if name == "host" && host_header.is_none() {
                     host_header = Some(lossy().into());
                 }
-                if let Ok(value) = std::str::from_utf8(value) {
-                    request
-                        .headers
-                        .push((name.into(), value.to_string().into()));
+                // The first copy of a header is the one read: a later copy does not stand in
+                // for a first one that is not UTF-8 (each `cookie` header is read, though).
+                let earlier = request.headers.iter().any(|(n, _)| *n == name);
+                match std::str::from_utf8(value) {
+                    Ok(value) if !absent.contains(&name) => {
+                        request
+                            .headers
+                            .push((name.into(), value.to_string().into()));
+                    }
+                    Ok(_) => {}
+                    Err(_) if name != "cookie" && !earlier => absent.push(name),
+                    Err(_) => {}
                 }
                 continue;
             }
@@ -304,6 +314,19 @@ fn edge_inputs_are_handled_as_documented() {
         .header("x-user-id", "u-1");
     let result = host.request(&agent).unwrap();
     assert_eq!(result.local_reply.as_ref().map(|r| r.status), Some(403));
+    // Nor does a later copy stand in for it: the opted-in tenant behind a mangled first copy
+    // is refused too (with the later copy alone, it is let through).
+    let behind = HttpRequest::new("POST", "/v1/agent/run", "api.example")
+        .header("x-tenant-id", b"globex\xff")
+        .header("x-tenant-id", "initech")
+        .header("x-user-id", "u-1");
+    let result = host.request(&behind).unwrap();
+    assert_eq!(result.local_reply.as_ref().map(|r| r.status), Some(403));
+    let alone = HttpRequest::new("POST", "/v1/agent/run", "api.example")
+        .header("x-tenant-id", "initech")
+        .header("x-user-id", "u-1");
+    let result = host.request(&alone).unwrap();
+    assert_eq!(result.local_reply.as_ref().map(|r| r.status), None);
 
     // A stray byte in the query string leaves the path in the agent flag's scope: the
     // unconsented tenant is still refused, not passed through to the default route.
