@@ -74,7 +74,7 @@ pub(crate) struct CompiledConsent {
     pub tenants: FastMap<Box<[ConsentState]>>,
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub(crate) struct CompiledScope {
     pub path_prefix: Option<String>,
     pub host: Option<String>,
@@ -171,6 +171,10 @@ pub(crate) struct CompiledFlag {
     pub pieces: Vec<crate::pieces::DecisionPieces>,
     pub enabled: bool,
     pub scope: CompiledScope,
+    /// An earlier flag (one of the first 64) with this flag's very `match`: evaluation takes
+    /// its answer instead of testing the same scope again (the large benchmark policy's 20
+    /// flags all have one scope).
+    pub scope_as: Option<usize>,
     /// (consent class index, what to do when denied)
     pub consent: Option<(usize, CompiledDenied)>,
     pub unit: Option<usize>,
@@ -490,6 +494,7 @@ pub fn compile(
         }
     }
     let uses_source_ip = flags.iter().any(|f| f.reads_source_ip);
+    share_scopes(&mut flags);
     if doc.consent_source.is_some() && doc.consent.is_none() {
         c.errors.push(
             "consent_source",
@@ -539,6 +544,24 @@ pub fn compile(
         policy
     })
 }
+
+/// Points each flag whose `match` an earlier flag (among the first [`SCOPES_SHARED`]) has to
+/// the first such flag, whose answer evaluation then reuses.
+fn share_scopes(flags: &mut [CompiledFlag]) {
+    let mut first: HashMap<CompiledScope, usize> = HashMap::new();
+    for (i, f) in flags.iter_mut().enumerate() {
+        match first.get(&f.scope) {
+            Some(&j) => f.scope_as = Some(j),
+            None if i < SCOPES_SHARED => {
+                first.insert(f.scope.clone(), i);
+            }
+            None => {}
+        }
+    }
+}
+
+/// How many flags' scope answers a request keeps (one bit each, in a `u64`).
+pub(crate) const SCOPES_SHARED: usize = 64;
 
 /// What makes two clauses the same: attribute, operator, negation and [`values_key`].
 type ClauseKey = (usize, Op, bool, Box<[u8]>);
@@ -991,6 +1014,7 @@ impl Compiler {
                 method: flag.scope.method.clone(),
                 header_present: flag.scope.header_present.clone(),
             },
+            scope_as: None, // set once the policy is whole
             consent,
             unit,
             unit_name: flag.unit.clone(),

@@ -5,7 +5,7 @@
 use crate::bucket::bucket_point;
 use crate::compile::{
     CompiledCondition, CompiledDenied, CompiledFlag, CompiledPolicy, CompiledRule, CompiledScope,
-    CompiledServe,
+    CompiledServe, SCOPES_SHARED,
 };
 use crate::model::{ConsentMode, ConsentState};
 use crate::names::same_bytes;
@@ -52,8 +52,17 @@ impl CompiledPolicy {
             decisions,
             ..Outcome::default()
         };
+        // Bit i: flag i (of the first 64) is in scope, for the flags that share its `match`.
+        let mut scoped = 0u64;
         for (flag_index, flag) in self.flags.iter().enumerate() {
-            if !in_scope(&flag.scope, req, path, &host) {
+            let applies = match flag.scope_as {
+                Some(first) => first < SCOPES_SHARED && (scoped >> first) & 1 != 0,
+                None => in_scope(&flag.scope, req, path, &host),
+            };
+            if flag_index < SCOPES_SHARED && applies {
+                scoped |= 1 << flag_index;
+            }
+            if !applies {
                 continue;
             }
             let mut decision =
@@ -398,7 +407,7 @@ fn starts_with(path: &str, prefix: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::{starts_with, ClauseMemo};
+    use super::{in_scope, starts_with, ClauseMemo};
 
     #[test]
     fn prefixes_are_tested_as_starts_with() {
@@ -446,5 +455,57 @@ mod tests {
     fn a_small_policy_memo_allocates_nothing() {
         assert_eq!(ClauseMemo::new(64).more.capacity(), 0);
         assert_eq!(ClauseMemo::new(65).more.len(), 1);
+    }
+
+    /// Flags that share a `match` take the first one's answer; past the first 64 flags a new
+    /// `match` is tested on its own. Each request decides exactly the flags whose own scope
+    /// holds.
+    #[test]
+    fn flags_sharing_a_scope_decide_as_each_scope_reads() {
+        let scopes = [
+            serde_json::json!({"path_prefix": "/a"}),
+            serde_json::json!({"path_prefix": "/b"}),
+            serde_json::json!({"path_prefix": "/a", "method": "POST"}),
+            serde_json::json!({}),
+        ];
+        let flags: Vec<_> = (0..80)
+            .map(|i| {
+                // Past flag 64, one scope not seen before.
+                let scope = if i == 70 {
+                    serde_json::json!({"path_prefix": "/a/x"})
+                } else {
+                    scopes[i % 4].clone()
+                };
+                serde_json::json!({
+                    "key": format!("f{i}"), "match": scope,
+                    "variations": {"on": {}}, "off_variation": "on", "default": {"serve": "on"}
+                })
+            })
+            .collect();
+        let doc = serde_json::json!({"version": "1", "flags": flags});
+        let policy = crate::load(&doc.to_string()).unwrap();
+        assert!(policy.flags.iter().filter(|f| f.scope_as.is_some()).count() >= 70);
+        for (method, path) in [
+            ("GET", "/a/x"),
+            ("POST", "/a"),
+            ("POST", "/b"),
+            ("GET", "/c"),
+        ] {
+            let req = crate::Request::from_json(
+                &serde_json::json!({"method": method, "path": path}).to_string(),
+            )
+            .unwrap();
+            let (path, host) = (req.path_only(), req.host_only());
+            let expected: Vec<usize> = (0..policy.flags.len())
+                .filter(|&i| in_scope(&policy.flags[i].scope, &req, path, &host))
+                .collect();
+            let decided: Vec<usize> = policy
+                .evaluate(&req)
+                .decisions
+                .iter()
+                .map(|d| d.flag_index)
+                .collect();
+            assert_eq!(decided, expected, "{method} {path}");
+        }
     }
 }
