@@ -24,6 +24,7 @@ mod model;
 mod names;
 mod outcome;
 mod owned;
+mod pattern;
 mod pieces;
 mod regex_examples;
 mod render;

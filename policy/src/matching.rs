@@ -11,6 +11,7 @@ use semver::Version;
 
 use crate::error::quoted;
 use crate::model::Op;
+use crate::pattern::Pattern;
 
 /// A hasher for policy-side sets: one xxh3 call per key. The keys are the policy's own (request
 /// values are only looked up, never inserted), so there is no hash-flooding exposure.
@@ -70,7 +71,7 @@ pub enum Test {
     StartsWith(Vec<String>),
     EndsWith(Vec<String>),
     Contains(Vec<String>),
-    Matches(Vec<Regex>),
+    Matches(Vec<Pattern>),
     Exists,
     Number(Op, f64),
     Semver(Op, Version),
@@ -148,7 +149,7 @@ impl Test {
             Test::StartsWith(list) => list.iter().any(|p| v.starts_with(p.as_str())),
             Test::EndsWith(list) => list.iter().any(|p| v.ends_with(p.as_str())),
             Test::Contains(list) => list.iter().any(|p| v.contains(p.as_str())),
-            Test::Matches(list) => list.iter().any(|re| re.is_match(v)),
+            Test::Matches(list) => list.iter().any(|p| p.is_match(v)),
             Test::Exists => true,
             Test::Number(op, bound) => match parse_number(v) {
                 None => false,
@@ -256,7 +257,7 @@ pub struct Regexes {
 
 impl Regexes {
     /// One clause's regexes, or every bad value with its index (a repeated one once).
-    fn clause(&mut self, values: &[String]) -> Result<Vec<Regex>, Vec<(usize, String)>> {
+    fn clause(&mut self, values: &[String]) -> Result<Vec<Pattern>, Vec<(usize, String)>> {
         let mut taken: Vec<usize> = Vec::new();
         let found = each(values, |v| self.pattern(v, &mut taken))?;
         Ok(found.into_iter().flatten().collect())
@@ -264,7 +265,11 @@ impl Regexes {
 
     /// `pattern` for a clause that holds the patterns at `taken` already: its regex, or None
     /// when the clause has it already (a repeat can only match alike).
-    fn pattern(&mut self, pattern: &str, taken: &mut Vec<usize>) -> Result<Option<Regex>, String> {
+    fn pattern(
+        &mut self,
+        pattern: &str,
+        taken: &mut Vec<usize>,
+    ) -> Result<Option<Pattern>, String> {
         use crate::limits::MAX_REGEXES;
         let at = match self.compiled.iter().position(|(p, _)| p == pattern) {
             Some(at) if taken.contains(&at) => return Ok(None),
@@ -285,7 +290,7 @@ impl Regexes {
             return Err(over_budget());
         }
         self.used += units;
-        compiled.clone().map(Some)
+        compiled.clone().map(|re| Some(Pattern::new(pattern, re)))
     }
 }
 
