@@ -74,7 +74,7 @@ pub(crate) struct CompiledConsent {
     pub tenants: FastMap<Box<[ConsentState]>>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct CompiledScope {
     pub path_prefix: Option<String>,
     pub host: Option<String>,
@@ -548,13 +548,23 @@ pub fn compile(
 /// Points each flag whose `match` an earlier flag (among the first [`SCOPES_SHARED`]) has to
 /// the first such flag, whose answer evaluation then reuses.
 fn share_scopes(flags: &mut [CompiledFlag]) {
-    let mut first: HashMap<CompiledScope, usize> = HashMap::new();
-    for (i, f) in flags.iter_mut().enumerate() {
-        match first.get(&f.scope) {
-            Some(&j) => f.scope_as = Some(j),
-            None if i < SCOPES_SHARED => {
-                first.insert(f.scope.clone(), i);
+    // At most 64 firsts, so a linear search (no hash map of scopes in the module).
+    let mut firsts: Vec<usize> = Vec::new();
+    for i in 0..flags.len() {
+        let Some(scope) = flags.get(i).map(|f| &f.scope) else {
+            break;
+        };
+        let same = firsts
+            .iter()
+            .copied()
+            .find(|&j| flags.get(j).is_some_and(|f| f.scope == *scope));
+        match same {
+            Some(j) => {
+                if let Some(f) = flags.get_mut(i) {
+                    f.scope_as = Some(j);
+                }
             }
+            None if i < SCOPES_SHARED => firsts.push(i),
             None => {}
         }
     }
