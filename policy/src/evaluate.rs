@@ -9,7 +9,7 @@ use crate::compile::{
 };
 use crate::model::{ConsentMode, ConsentState};
 use crate::names::same_bytes;
-use crate::outcome::{Decision, ErrorCode, Outcome, Prerendered, Reason, Reject, RuleRef};
+use crate::outcome::{Decision, ErrorCode, Outcome, Reason, Reject, RuleRef};
 use crate::request::{Context, Request};
 
 impl CompiledPolicy {
@@ -65,9 +65,8 @@ impl CompiledPolicy {
             if !applies {
                 continue;
             }
-            let mut decision =
+            let decision =
                 self.decide(flag_index, flag, &ctx, &mut memo, consent_row.map(|r| &**r));
-            decision.prerendered = self.prerendered(flag, &decision);
             if decision.reason == Reason::ConsentDenied && decision.variation_index.is_none() {
                 if outcome.reject.is_none() {
                     if let Some((_, CompiledDenied::Reject(status))) = flag.consent {
@@ -143,8 +142,6 @@ impl CompiledPolicy {
                 .map(str::to_string),
             // Filled in after the flags are decided, only with a key: see `add_pseudonyms`.
             unit_pseudonym: None,
-            // Noted once the decision is made.
-            prerendered: Prerendered::default(),
         };
 
         // Consent comes first: nothing below can send an opted-out tenant to an AI route.

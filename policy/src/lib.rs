@@ -41,7 +41,7 @@ pub use error::{quoted, PolicyError, PolicyErrors, MAX_LISTED_ERRORS};
 pub use event::{add_upstream, EventInfo, UpstreamResult};
 pub use json_out::json_str as push_json_string;
 pub use model::{RemoteSource, UntilFetched};
-pub use outcome::{Decision, ErrorCode, Outcome, Prerendered, Reason, Reject, RuleRef};
+pub use outcome::{Decision, ErrorCode, Outcome, Reason, Reject, RuleRef};
 pub use request::{ip_without_port, Request};
 
 /// Parses, validates and compiles a policy document. Every problem is reported, each with its

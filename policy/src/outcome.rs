@@ -104,26 +104,7 @@ pub struct Decision<'p> {
     /// proxy's pseudonym key), so exposure can be joined per unit without the raw id. `None`
     /// without a key or without a unit value.
     pub unit_pseudonym: Option<u128>,
-    /// Where evaluation found this decision's outputs rendered at load, so that the three
-    /// renderers do not each look them up. A hint only: see [`Prerendered`].
-    pub prerendered: Prerendered,
 }
-
-/// The place, among its flag's or rule's outputs rendered at policy load, of the way a decision
-/// decided. Renderers check that the place fits the decision before they use it, and look it
-/// up otherwise, so a decision edited after evaluation, made by hand
-/// ([`Prerendered::default`]) or rendered with another policy is still written as it reads.
-/// Not part of the decision's value: every two hints compare equal.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Prerendered(pub(crate) Option<u32>);
-
-impl PartialEq for Prerendered {
-    fn eq(&self, _: &Self) -> bool {
-        true
-    }
-}
-
-impl Eq for Prerendered {}
 
 /// A consent reject: a local reply that never goes upstream.
 #[derive(Debug, Clone, PartialEq, Eq)]

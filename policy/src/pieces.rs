@@ -19,7 +19,7 @@ use crate::compile::{CompiledFlag, CompiledPolicy, CompiledServe};
 use crate::json_out::{
     event_head, event_middle, event_tail, outcome_head, outcome_tail, VariationJson,
 };
-use crate::outcome::{Decision, Prerendered, Reason, RuleRef};
+use crate::outcome::{Decision, Reason, RuleRef};
 use crate::render::exposure_head;
 
 /// Bytes of pieces one policy may hold. The large benchmark policy (20 flags of 12 rules and
@@ -48,10 +48,6 @@ pub(crate) struct DecisionPieces {
 }
 
 impl DecisionPieces {
-    fn way(&self) -> Way {
-        (self.variation, self.reason, self.split)
-    }
-
     fn len(&self) -> usize {
         self.outcome
             .iter()
@@ -66,39 +62,12 @@ impl DecisionPieces {
 type Way = (usize, Reason, bool);
 
 impl CompiledPolicy {
-    /// The pieces rendered at load for decision `d` of `flag`, if any fits it exactly: at the
-    /// place evaluation noted in `d.prerendered` when they fit there (three checks instead of
-    /// a walk, for each of the three outputs), else wherever they are.
+    /// The pieces rendered at load for decision `d` of `flag`, if any fits it exactly.
     pub(crate) fn pieces_for<'s>(
         &'s self,
         flag: &'s CompiledFlag,
         d: &Decision<'_>,
     ) -> Option<&'s DecisionPieces> {
-        let (list, way) = self.ways_of(flag, d)?;
-        let noted = d.prerendered.0.and_then(|i| list.get(i as usize));
-        match noted.filter(|p| p.way() == way) {
-            Some(p) => Some(p),
-            None => list.iter().find(|p| p.way() == way),
-        }
-    }
-
-    /// Where decision `d` of `flag` finds its pieces, for [`Decision::prerendered`]: evaluation
-    /// looks once, so that the renderers need not.
-    pub(crate) fn prerendered(&self, flag: &CompiledFlag, d: &Decision<'_>) -> Prerendered {
-        let place = self.ways_of(flag, d).and_then(|(list, way)| {
-            let i = list.iter().position(|p| p.way() == way)?;
-            u32::try_from(i).ok()
-        });
-        Prerendered(place)
-    }
-
-    /// The list of ways that can hold decision `d`'s pieces (its rule's, or its flag's when no
-    /// rule decided), and its way; `None` where no pieces can fit it.
-    fn ways_of<'s>(
-        &'s self,
-        flag: &'s CompiledFlag,
-        d: &Decision<'_>,
-    ) -> Option<(&'s [DecisionPieces], Way)> {
         if d.error.is_some() || d.unit_id.is_some() {
             return None;
         }
@@ -109,7 +78,9 @@ impl CompiledPolicy {
             // A hand-made decision naming a rule by reference only: its own rendering.
             (None, Some(_)) => return None,
         };
-        Some((list, (variation, d.reason, d.bucket.is_some())))
+        let split = d.bucket.is_some();
+        list.iter()
+            .find(|p| p.variation == variation && p.reason == d.reason && p.split == split)
     }
 
     /// Renders the pieces of every way each flag can decide, within [`PIECES_BUDGET`].
@@ -178,7 +149,6 @@ impl CompiledPolicy {
                 unit: flag.unit_name.as_deref(),
                 unit_id: None,
                 unit_pseudonym: None,
-                prerendered: Prerendered::default(),
             };
             let pieces = self.render_way(flag, &variation.json, &d);
             let Some(left) = budget.checked_sub(pieces.len()) else {
@@ -338,8 +308,6 @@ mod tests {
                     let fits =
                         d.error.is_none() && d.unit_id.is_none() && d.variation_index.is_some();
                     assert_eq!(policy.pieces_for(flag, d).is_some(), fits, "{d:?}");
-                    // Evaluation notes where each decision's pieces are.
-                    assert_eq!(d.prerendered.0.is_some(), fits, "{d:?}");
                     if fits {
                         ways_seen.insert((format!("{:?}", d.reason), d.rule_index.is_some()));
                     }
@@ -389,40 +357,5 @@ mod tests {
         let req = crate::Request::from_json(&request.to_string()).unwrap();
         let outcome = policy.evaluate(&req);
         assert_eq!(outputs(&policy, &outcome), outputs(&full, &outcome));
-    }
-
-    /// The place evaluation noted is checked before it is used: a decision given another
-    /// variation or reason after evaluation is written as it now reads, not as it was decided.
-    #[test]
-    fn a_decision_edited_after_evaluation_is_written_as_it_reads() {
-        let mut edited = 0;
-        for (text, request) in golden_policies() {
-            let policy = crate::load(&text).unwrap();
-            let bare = without_pieces(&policy);
-            let req = crate::Request::from_json(&request.to_string()).unwrap();
-            let mut outcome = policy.evaluate(&req);
-            for d in &mut outcome.decisions {
-                let flag = &policy.flags[d.flag_index];
-                let (Some(v), Some(_)) = (d.variation_index, d.prerendered.0) else {
-                    continue;
-                };
-                let other = (v + 1) % flag.variations.len();
-                let variation = &flag.variations[other];
-                d.variation_index = Some(other);
-                d.variation = Some(&variation.name);
-                d.cluster = variation.cluster.as_deref();
-                d.attributes = &variation.attributes;
-                if other == v {
-                    d.reason = if d.reason == Reason::Disabled {
-                        Reason::Default
-                    } else {
-                        Reason::Disabled
-                    };
-                }
-                edited += 1;
-            }
-            assert_eq!(outputs(&policy, &outcome), outputs(&bare, &outcome));
-        }
-        assert!(edited > 0);
     }
 }
