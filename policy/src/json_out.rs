@@ -411,11 +411,17 @@ impl CompiledPolicy {
         opt_u64(out, outcome.reject.as_ref().map(|r| u64::from(r.status)));
         out.push_str(",\"decisions\":[");
         self.each_decision(out, outcome, |out, flag, v, d| {
-            match self.pieces_for(flag, d) {
+            // A hand-made pseudonym under a policy without a key is written piece by piece.
+            let pieces = self
+                .pieces_for(flag, d)
+                .filter(|p| !p.event_null_id || d.unit_pseudonym.is_none());
+            match pieces {
                 Some(p) => {
                     out.push_str(&p.event[0]);
-                    push_context_id(out, d.unit_pseudonym);
-                    out.push_str(&p.event[1]);
+                    if !p.event_null_id {
+                        push_context_id(out, d.unit_pseudonym);
+                        out.push_str(&p.event[1]);
+                    }
                     if let Some(bucket) = d.bucket {
                         push_u64(out, bucket);
                         out.push_str(&p.event[2]);

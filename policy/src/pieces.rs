@@ -40,8 +40,11 @@ pub(crate) struct DecisionPieces {
     /// the rest.
     pub outcome: [Box<str>; 2],
     /// The event's object up to the context id's value; then up to the bucket's value (to the
-    /// end without a split); then the rest.
+    /// end without a split); then the rest. Without a pseudonym key every context id is
+    /// `null`, so it is written into the first piece, and the second is empty.
     pub event: [Box<str>; 3],
+    /// The first event piece holds the context id `null` (the policy has no pseudonym key).
+    pub event_null_id: bool,
     /// The exposure Item up to `;bucket=` (the whole Item without a split), then what follows
     /// the bucket's value.
     pub exposure: [Box<str>; 2],
@@ -189,7 +192,13 @@ impl CompiledPolicy {
         event_head(&mut first, v, d);
         event_middle(&mut head, flag, v, d);
         event_tail(&mut tail, v, d);
-        let [middle, last] = join(head, "null", tail);
+        let [mut middle, last] = join(head, "null", tail);
+        let event_null_id = self.settings.pseudonym_key.is_none();
+        if event_null_id {
+            first.push_str("null");
+            first.push_str(&middle);
+            middle = Box::default();
+        }
 
         let (mut head, mut tail) = (String::new(), String::new());
         exposure_head(&mut head, Some(flag), variation, d);
@@ -202,6 +211,7 @@ impl CompiledPolicy {
             split,
             outcome,
             event: [first.into(), middle, last],
+            event_null_id,
             exposure,
         }
     }
@@ -357,5 +367,27 @@ mod tests {
         let req = crate::Request::from_json(&request.to_string()).unwrap();
         let outcome = policy.evaluate(&req);
         assert_eq!(outputs(&policy, &outcome), outputs(&full, &outcome));
+    }
+
+    /// Without a pseudonym key the event's pieces hold the context id `null`; a decision that
+    /// carries a pseudonym all the same is written with it.
+    #[test]
+    fn a_pseudonym_without_a_key_is_written_as_it_reads() {
+        let mut carried = 0;
+        for (text, request) in golden_policies() {
+            let policy = crate::load(&text).unwrap();
+            if policy.settings.pseudonym_key.is_some() {
+                continue;
+            }
+            let bare = without_pieces(&policy);
+            let req = crate::Request::from_json(&request.to_string()).unwrap();
+            let mut outcome = policy.evaluate(&req);
+            for d in &mut outcome.decisions {
+                d.unit_pseudonym = Some(0x0123_4567_89ab_cdef);
+                carried += usize::from(policy.pieces_for(&policy.flags[d.flag_index], d).is_some());
+            }
+            assert_eq!(outputs(&policy, &outcome), outputs(&bare, &outcome));
+        }
+        assert!(carried > 0);
     }
 }
