@@ -219,6 +219,9 @@ pub struct CompiledPolicy {
     pub(crate) segment_count: usize,
     pub(crate) consent_tenant_count: usize,
     pub(crate) uses_source_ip: bool,
+    /// Some flag's `match` names a host: only then does evaluation work out the request's
+    /// host for the scopes (without its port, lower case).
+    pub(crate) scopes_read_host: bool,
     pub(crate) source: Option<RemoteSource>,
     pub(crate) consent_source: Option<RemoteSource>,
     pub(crate) awaiting: crate::Awaiting,
@@ -495,6 +498,7 @@ pub fn compile(
     }
     let uses_source_ip = flags.iter().any(|f| f.reads_source_ip);
     share_scopes(&mut flags);
+    let scopes_read_host = flags.iter().any(|f| f.scope.host.is_some());
     if doc.consent_source.is_some() && doc.consent.is_none() {
         c.errors.push(
             "consent_source",
@@ -535,6 +539,7 @@ pub fn compile(
         owned_headers,
         consent_tenant_count,
         uses_source_ip,
+        scopes_read_host,
         source: doc.source,
         consent_source: doc.consent_source,
         awaiting: options.awaiting,

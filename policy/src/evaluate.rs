@@ -2,6 +2,8 @@
 //! switch, overrides, rules, default. The only allocations are the context's decoded values
 //! and the decision list.
 
+use std::borrow::Cow;
+
 use crate::bucket::bucket_point;
 use crate::compile::{
     CompiledCondition, CompiledDenied, CompiledFlag, CompiledPolicy, CompiledRule, CompiledScope,
@@ -20,10 +22,19 @@ impl CompiledPolicy {
         if !self.uses_source_ip {
             return false;
         }
-        let (path, host) = (req.path_only(), req.host_only());
+        let (path, host) = (req.path_only(), self.scope_host(req));
         self.flags
             .iter()
             .any(|f| f.reads_source_ip && in_scope(&f.scope, req, path, &host))
+    }
+
+    /// The request's host as the scopes compare it, worked out only when a scope reads it.
+    fn scope_host<'r>(&self, req: &'r Request) -> Cow<'r, str> {
+        if self.scopes_read_host {
+            req.host_only()
+        } else {
+            Cow::Borrowed("")
+        }
     }
 
     /// Decides one request. The same request always gets the same outcome.
@@ -42,7 +53,7 @@ impl CompiledPolicy {
         decisions.reserve(self.flags.len());
         let ctx = Context::new(self, req);
         let path = req.path_only();
-        let host = req.host_only();
+        let host = self.scope_host(req);
         let consent_row = self.consent.as_ref().and_then(|c| {
             ctx.get(c.tenant_attribute)
                 .and_then(|tenant| c.tenants.get(tenant))

@@ -1,7 +1,7 @@
 //! The request as the engine sees it. The Envoy filter fills it from pseudo-headers, headers
 //! and the `source.address` property; `switchyard eval` fills it from a JSON line.
 
-use crate::names::same_bytes;
+use crate::names::{find_either, same_bytes};
 use std::borrow::Cow;
 use std::cell::OnceCell;
 
@@ -45,13 +45,10 @@ impl Request<'_> {
 
     /// The path without its query string or fragment.
     pub fn path_only(&self) -> &str {
-        // A byte scan: a `[char; 2]` pattern decodes every character, on every request.
-        let end = self
-            .path
-            .bytes()
-            .position(|b| b == b'?' || b == b'#')
-            .unwrap_or(self.path.len());
-        &self.path[..end]
+        // Bytes, not a `[char; 2]` pattern, which decodes every character, on every request.
+        let end = find_either(self.path.as_bytes(), b'?', b'#').unwrap_or(self.path.len());
+        // `end` is at an ASCII byte, so on a character boundary.
+        self.path.get(..end).unwrap_or(&self.path)
     }
 
     /// The query string, without `?` and fragment. A `?` after the `#` is the fragment's.
