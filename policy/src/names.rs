@@ -62,11 +62,10 @@ pub(crate) fn same_bytes(a: &[u8], b: &[u8]) -> bool {
     word(&a[n - 8..]) == word(&b[n - 8..])
 }
 
-/// Eight bytes as one integer (zero for a shorter slice, which callers never pass).
-#[inline]
 /// Where `a` or `b` first stands in `bytes`. Eight bytes at a time until a word holds one (a
 /// byte scan tests each byte twice: the path's query and fragment are looked for on every
 /// request, about 270 wasm instructions for a 20-byte path).
+#[inline]
 pub(crate) fn find_either(bytes: &[u8], a: u8, b: u8) -> Option<usize> {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGHS: u64 = 0x8080_8080_8080_8080;
@@ -87,6 +86,8 @@ pub(crate) fn find_either(bytes: &[u8], a: u8, b: u8) -> Option<usize> {
     rest.iter().position(|&x| x == a || x == b).map(|i| at + i)
 }
 
+/// Eight bytes as one integer (zero for a shorter slice, which callers never pass).
+#[inline]
 fn word(bytes: &[u8]) -> u64 {
     bytes
         .get(..8)
