@@ -46,6 +46,30 @@ def test_summary_names_a_missed_target():
     assert "| (h)/(b) | 2.00× | 2.00–2.00× | ≤ 1.30×: missed |" in text
 
 
+def test_c_below_e_is_strict():
+    # The "(c) costs less than (e)": a tie misses, as does more; less meets.
+    labels = ["a1", "c2", "e3"]
+
+    def rounds(c_added, e_added):
+        return [{"a1": [100.0, 110.0], "c2": [100.0 + c_added, 110.0 + c_added],
+                 "e3": [100.0 + e_added, 110.0 + e_added]} for _ in range(4)]
+
+    def row(c_added, e_added):
+        text = "\n".join(instances.together_summary(rounds(c_added, e_added), labels))
+        return next(line for line in text.splitlines() if line.startswith("| (c)/(e) |"))
+
+    assert row(30.0, 10.0).endswith("| < 1.00×: missed |")
+    assert row(20.0, 20.0).endswith("| < 1.00×: missed |")
+    assert row(10.0, 20.0).endswith("| < 1.00×: met |")
+
+
+def test_verdict_is_unresolved_when_the_interval_straddles_the_limit():
+    assert instances.verdict(1.25, (1.1, 1.4), 1.3, strict=False) == "unresolved"
+    assert instances.verdict(1.2, (1.1, 1.3), 1.3, strict=False) == "met"
+    assert instances.verdict(1.2, (1.1, 1.3), 1.3, strict=True) == "unresolved"
+    assert instances.verdict(1.5, None, 1.3, strict=False) == "missed"
+
+
 def write_report(path, rounds):
     lines = ["# CPU per request by Envoy instance", "", "| round | instance | median µs/req | t1 | t2 |",
              "| ---: | --- | ---: | ---: | ---: |"]
