@@ -1023,6 +1023,16 @@ def central_interval(samples, level=INTERVAL_LEVEL):
     return lo, hi
 
 
+def verdict(ratio, interval, limit, strict=False):
+    """Whether `ratio` meets `limit` (≤, or < if `strict`): True or False, or "unresolved" when
+    the ends of its interval (None: no interval) fall on both sides of the limit."""
+    def within(v):
+        return v < limit if strict else v <= limit
+    if interval and within(interval[0]) != within(interval[1]):
+        return "unresolved"
+    return within(ratio)
+
+
 def targets(s, runs):
     out = []
 
@@ -1036,15 +1046,14 @@ def targets(s, runs):
         """Met when r ≤ `limit` (r < `limit` if `strict`; no limit: for information). `pair`:
         the cases (x, y) of an added-CPU ratio, for its bootstrap interval; the target is met
         or not only when both ends of the interval agree."""
-        met = None if limit is None else (lambda v: v < limit) if strict else (lambda v: v <= limit)
         t = {"name": name, "ratio": r, "value": "%.2f×" % r if r is not None else "–",
-             "met": None if r is None or met is None else met(r), "interval": None}
+             "met": None, "interval": None}
         iv = ratio_interval(runs, *pair) if pair and r is not None else None
         if iv:
             t["interval"] = iv
             t["interval_text"] = "%.2f–%.2f×" % iv
-            if met is not None and met(iv[0]) != met(iv[1]):
-                t["met"] = "unresolved"
+        if r is not None and limit is not None:
+            t["met"] = verdict(r, iv, limit, strict)
         out.append(t)
 
     def added_target(name, x, y, limit, strict=False):

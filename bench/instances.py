@@ -47,16 +47,7 @@ RATIOS = [("c", "b", 1.3), ("h", "b", 1.3), ("j", "b", 1.3), ("f", "b", 1.3), ("
           ("i", "h", 1.1), ("g", "c", 1.1), ("c", "e", 1.0), ("j", "h", None),
           ("j", "l", 1.3), ("h", "l", 1.3), ("b", "l", None)]
 STRICT = {("c", "e")}
-
-
-def verdict(point, interval, limit, strict):
-    """Met or missed only when the whole interval is on one side of the limit (the point
-    alone when there is no interval); unresolved otherwise."""
-    def within(v):
-        return v < limit if strict else v <= limit
-    if interval and within(interval[0]) != within(interval[1]):
-        return "unresolved"
-    return "met" if within(interval[1] if interval else point) else "missed"
+VERDICT_WORDS = {True: "met", False: "missed", "unresolved": "unresolved"}
 
 
 def measure_round(labels, args, scripts, clusters, large_text, workdir):
@@ -186,8 +177,8 @@ def together_summary(rounds, labels):
             target = "–"
             if limit is not None:
                 strict = (x, y) in STRICT
-                target = "%s %.2f×: %s" % ("<" if strict else "≤", limit,
-                                           verdict(point, iv, limit, strict))
+                target = "%s %.2f×: %s" % ("<" if strict else "≤", limit, VERDICT_WORDS[
+                    bench.verdict(point, iv, limit, strict)])
             L.append("| (%s)/(%s) | %.2f× | %s | %s |" % (
                 x, y, point, "%.2f–%.2f×" % iv if iv else "–", target))
     return L
