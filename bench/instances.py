@@ -41,12 +41,6 @@ import tempfile
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench  # noqa: E402
 
-# Added-CPU ratios reported with --together: (numerator, denominator, the issue's limit, strict).
-# A limit is "at most" unless strict: (c)/(e)'s, the issue's "(c) costs less than (e)".
-RATIOS = [("c", "b", 1.3, False), ("h", "b", 1.3, False), ("j", "b", 1.3, False),
-          ("f", "b", 1.3, False), ("d", "c", 1.1, False), ("i", "h", 1.1, False),
-          ("g", "c", 1.1, False), ("c", "e", 1.0, True), ("j", "h", None, False),
-          ("j", "l", 1.3, False), ("h", "l", 1.3, False), ("b", "l", None, False)]
 VERDICT_WORDS = {True: "met", False: "missed", "unresolved": "unresolved"}
 
 
@@ -169,7 +163,7 @@ def together_summary(rounds, labels):
         L.append("| %s | %s | %.1f | %s |" % (case, bench.CASES[case], statistics.median(values), add))
     L += ["", "| ratio of added CPU | value | 90% interval (rounds resampled) | target |",
           "| --- | ---: | --- | --- |"]
-    for x, y, limit, strict in RATIOS:
+    for x, y, limit, strict, _ in bench.ADDED_RATIOS:
         if x in cases and y in cases and "a" in cases:
             point, iv = ratio_with_interval(added, x, y)
             if point is None:

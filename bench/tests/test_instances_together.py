@@ -71,6 +71,16 @@ def test_verdict_is_unresolved_when_the_interval_straddles_the_limit():
     assert instances.bench.verdict(1.5, None, 1.3) is False
 
 
+def test_alone_report_names_the_ratios_together_reports():
+    # One list of added-CPU ratios (bench.ADDED_RATIOS) for both reports; the alone report
+    # names each row from it.
+    names = [instances.bench.added_ratio_name(*r) for r in instances.bench.ADDED_RATIOS]
+    assert "(c) added CPU < (e) added CPU" in names
+    assert "(d) added CPU ≤ 1.10 × (c) added CPU" in names
+    assert "(b) added / (l) added (what the SDK's unused exports cost the floor)" in names
+    assert len(set(names)) == len(names)
+
+
 def write_report(path, rounds):
     lines = ["# CPU per request by Envoy instance", "", "| round | instance | median µs/req | t1 | t2 |",
              "| ---: | --- | ---: | ---: | ---: |"]
